@@ -1,0 +1,1 @@
+//! Kong-compatible declarative configuration.

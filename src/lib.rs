@@ -1,0 +1,49 @@
+//! An API-gateway toolkit on [tower]: every capability is a `Layer` or a `Service` over
+//! `http::Request` / `http::Response`, to be stacked in an axum or hyper server, plus a
+//! complete gateway program driven by a Kong-compatible declarative file (`examples/gateway.rs`).
+//!
+//! | module | what it gives you |
+//! | --- | --- |
+//! | [`router`] | [`Router`](router::Router): host / method / path / header matching with precedence by specificity, `strip_path`, 404 / 405 |
+//! | [`proxy`] | [`ReverseProxy`](proxy::ReverseProxy): pooled, streaming HTTP/1.1 forwarding with RFC 9110 hop-by-hop rules, `X-Forwarded-*`, timeouts |
+//! | [`server`] | [`Server`](server::Server): hyper with header limits, header-read timeout, `Host` checks and graceful shutdown |
+//! | [`config`] | Kong's declarative format → a running gateway, with precise errors (feature `config`) |
+//! | [`body`], [`reject`] | the response body and the JSON error responses every part shares |
+//!
+//! The architecture and the contracts between modules are described in the repository's
+//! README.
+//!
+//! ```no_run
+//! use tower_gateway::proxy::{ProxyConfig, ReverseProxy};
+//! use tower_gateway::router::{Route, Router};
+//! use tower_gateway::server::{Server, shutdown_signal};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let users = ReverseProxy::new(ProxyConfig::new("http://127.0.0.1:3000")?);
+//! let router = Router::builder()
+//!     .route(Route::new().name("users").path("/api/users"), users)
+//!     .build()?;
+//! Server::bind("0.0.0.0:8000".parse()?)
+//!     .serve_with_shutdown(router, shutdown_signal())
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! [tower]: https://docs.rs/tower
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod body;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod config;
+mod future;
+pub mod proxy;
+pub mod reject;
+pub mod router;
+pub mod server;
+
+/// The boxed error type used where errors of several kinds meet (as in tower).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

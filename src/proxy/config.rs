@@ -1,0 +1,271 @@
+//! What a [`ReverseProxy`](super::ReverseProxy) forwards to, and how.
+
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Uri};
+
+use super::TrustedProxies;
+
+/// Kong's default for `connect_timeout`, `read_timeout` and `write_timeout`: 60 000 ms.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Kong's `upstream_keepalive_pool_size`: idle connections kept per upstream host.
+pub const DEFAULT_MAX_IDLE_PER_HOST: usize = 512;
+/// Kong's `upstream_keepalive_idle_timeout`: how long an idle upstream connection is kept.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Settings for a [`ReverseProxy`](super::ReverseProxy): the origin, the header policy, the
+/// timeouts and the connection pool.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_gateway::proxy::ProxyConfig;
+///
+/// let config = ProxyConfig::new("http://127.0.0.1:3000/v1")
+///     .unwrap()
+///     .preserve_host(true)
+///     .read_timeout(Duration::from_secs(5));
+/// assert_eq!(config.origin().base_path(), "/v1");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub(crate) origin: Origin,
+    pub(crate) preserve_host: bool,
+    pub(crate) trusted_proxies: TrustedProxies,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) read_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+    pub(crate) max_idle_per_host: usize,
+    pub(crate) idle_timeout: Duration,
+}
+
+/// Where requests go: scheme, authority and a base path that request paths are appended to.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    scheme: Scheme,
+    authority: Authority,
+    base_path: String,
+    host_header: HeaderValue,
+}
+
+/// An origin URL the proxy cannot forward to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid origin {origin:?}: {reason}")]
+pub struct InvalidOrigin {
+    /// The URL as given.
+    pub origin: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+// === impl ProxyConfig ===
+
+impl ProxyConfig {
+    /// A proxy to `origin` (`http://host[:port][/base/path]`) with Kong's defaults: 60 s
+    /// timeouts, `preserve_host` off, nobody trusted, 512 idle connections kept for 60 s.
+    pub fn new(origin: &str) -> Result<Self, InvalidOrigin> {
+        Ok(Self::with_origin(Origin::parse(origin)?))
+    }
+
+    /// A proxy to an already parsed origin, with the defaults of [`ProxyConfig::new`].
+    pub fn with_origin(origin: Origin) -> Self {
+        Self {
+            origin,
+            preserve_host: false,
+            trusted_proxies: TrustedProxies::none(),
+            connect_timeout: DEFAULT_TIMEOUT,
+            read_timeout: DEFAULT_TIMEOUT,
+            write_timeout: DEFAULT_TIMEOUT,
+            max_idle_per_host: DEFAULT_MAX_IDLE_PER_HOST,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+
+    /// Sends the client's `Host` upstream instead of the origin's (Kong's `preserve_host`).
+    pub fn preserve_host(mut self, preserve: bool) -> Self {
+        self.preserve_host = preserve;
+        self
+    }
+
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub fn trusted_proxies(mut self, trusted: TrustedProxies) -> Self {
+        self.trusted_proxies = trusted;
+        self
+    }
+
+    /// How long connecting to the origin may take; past it the client gets 504.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one read from the origin may wait, including the wait for the response head;
+    /// past it the client gets 504 (or, mid-body, an aborted response).
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// How long one write to the origin may wait.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// How many idle keep-alive connections are kept per origin host (nginx `keepalive`).
+    pub fn max_idle_per_host(mut self, max: usize) -> Self {
+        self.max_idle_per_host = max;
+        self
+    }
+
+    /// How long an idle keep-alive connection is kept (nginx `keepalive_timeout`).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The origin requests are forwarded to.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+}
+
+// === impl Origin ===
+
+impl Origin {
+    /// Parses `http://host[:port][/base/path]`. A query or fragment is refused, as is any
+    /// scheme but `http` (TLS origins come with TLS support).
+    pub fn parse(origin: &str) -> Result<Self, InvalidOrigin> {
+        let invalid = |reason| InvalidOrigin {
+            origin: origin.to_owned(),
+            reason,
+        };
+        let uri: Uri = origin
+            .parse()
+            .map_err(|_| invalid("not a valid absolute URL"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => return Err(invalid("https origins are not supported yet")),
+            Some(_) => return Err(invalid("the scheme must be http")),
+            None => return Err(invalid("the URL needs a scheme, e.g. http://")),
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| invalid("the URL needs a host"))?;
+        if authority.as_str().contains('@') {
+            return Err(invalid("credentials in the URL are not allowed"));
+        }
+        if authority.host().is_empty() {
+            return Err(invalid("the URL needs a host"));
+        }
+        if uri.query().is_some() {
+            return Err(invalid("the URL must not have a query"));
+        }
+        let host = match authority.port_u16() {
+            Some(80) => authority.host(),
+            _ => authority.as_str(),
+        };
+        let host_header = HeaderValue::from_str(host).map_err(|_| invalid("invalid host"))?;
+        let base_path = match uri.path() {
+            "" | "/" => String::new(),
+            path => path.to_owned(),
+        };
+        Ok(Self {
+            scheme: Scheme::HTTP,
+            authority,
+            base_path,
+            host_header,
+        })
+    }
+
+    /// The origin's scheme.
+    pub fn scheme(&self) -> &Scheme {
+        &self.scheme
+    }
+
+    /// The origin's `host[:port]`.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// The path prefixed to every forwarded request path (empty for `/`).
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
+    /// The `Host` header sent upstream when `preserve_host` is off.
+    pub(crate) fn host_header(&self) -> &HeaderValue {
+        &self.host_header
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+}
+
+/// Joins the origin's base path and the (possibly stripped) request path the way Kong's
+/// default `path_handling: v0` does: `/s` + `/req` = `/s/req`, `/s/` + `/req` = `/s/req`,
+/// `/s` + `` = `/s`, `/s/` + `` = `/s/`.
+pub(crate) fn join_path(base: &str, rest: &str, out: &mut String) {
+    if base.is_empty() {
+        out.push_str(if rest.is_empty() { "/" } else { rest });
+    } else if rest.is_empty() {
+        out.push_str(base);
+    } else if base.ends_with('/') && rest.starts_with('/') {
+        out.push_str(base);
+        out.push_str(&rest[1..]);
+    } else {
+        out.push_str(base);
+        if !rest.starts_with('/') {
+            out.push('/');
+        }
+        out.push_str(rest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(base: &str, rest: &str) -> String {
+        let mut out = String::new();
+        join_path(base, rest, &mut out);
+        out
+    }
+
+    #[test]
+    fn paths_join_like_kong_path_handling_v0() {
+        assert_eq!(join("/s", "/req"), "/s/req");
+        assert_eq!(join("/s/", "/req"), "/s/req");
+        assert_eq!(join("/s", ""), "/s");
+        assert_eq!(join("/s/", ""), "/s/");
+        assert_eq!(join("", "/req"), "/req");
+        assert_eq!(join("", ""), "/");
+    }
+
+    #[test]
+    fn origin_keeps_its_base_path_and_host() {
+        let o = Origin::parse("http://example.com:8080/api/").unwrap();
+        assert_eq!(o.base_path(), "/api/");
+        assert_eq!(o.host_header(), "example.com:8080");
+        let o = Origin::parse("http://example.com:80").unwrap();
+        assert_eq!(o.host_header(), "example.com");
+        assert_eq!(o.base_path(), "");
+    }
+
+    #[test]
+    fn origins_with_credentials_queries_or_other_schemes_are_refused() {
+        for bad in [
+            "http://user:pw@example.com",
+            "http://example.com/?a=1",
+            "ftp://example.com",
+            "example.com",
+            "https://example.com",
+        ] {
+            assert!(Origin::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The proxy's response future: turns the upstream's answer, or its failure, into the response
+//! the client sees.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderMap, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::ResponseFuture as ClientFuture;
+use pin_project_lite::pin_project;
+
+use super::headers;
+use super::{ProxyConfig, UpstreamFailure};
+use crate::body::ResponseBody;
+use crate::reject;
+
+pin_project! {
+    /// Response future of [`ReverseProxy`](super::ReverseProxy).
+    pub struct ResponseFuture {
+        #[pin]
+        upstream: ClientFuture,
+        config: Arc<ProxyConfig>,
+    }
+}
+
+impl ResponseFuture {
+    pub(crate) fn new(upstream: ClientFuture, config: Arc<ProxyConfig>) -> Self {
+        Self { upstream, config }
+    }
+}
+
+impl std::fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("origin", &self.config.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<ResponseBody<Incoming>>, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = match std::task::ready!(this.upstream.poll(cx)) {
+            Ok(res) => match invalid_framing(res.headers()) {
+                None => Ok(downstream_response(res)),
+                Some(reason) => Err(UpstreamFailure::InvalidResponse(reason)),
+            },
+            Err(err) => Err(classify(&err)),
+        };
+        Poll::Ready(Ok(result.unwrap_or_else(|failure| {
+            tracing::warn!(origin = %this.config.origin, %failure, "upstream request failed");
+            failure_response(failure)
+        })))
+    }
+}
+
+/// Strips the hop-by-hop fields of the upstream's response and wraps its body.
+fn downstream_response(res: Response<Incoming>) -> Response<ResponseBody<Incoming>> {
+    let (mut parts, body) = res.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    // Identical repeated lengths were accepted by the parser; send one.
+    if parts.headers.get_all(header::CONTENT_LENGTH).iter().nth(1).is_some() {
+        if let Some(len) = parts.headers.get(header::CONTENT_LENGTH).cloned() {
+            parts.headers.insert(header::CONTENT_LENGTH, len);
+        }
+    }
+    Response::from_parts(parts, ResponseBody::new(body))
+}
+
+/// Framing the parser accepted but a proxy must not relay (RFC 9112 §6.1, §6.3): both
+/// `Transfer-Encoding` and `Content-Length`, or a transfer coding that does not end in
+/// `chunked` (the body would be read to the end of the connection and could be truncated
+/// without anybody noticing).
+fn invalid_framing(headers: &HeaderMap) -> Option<&'static str> {
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter().peekable();
+    codings.peek()?;
+    if headers.contains_key(header::CONTENT_LENGTH) {
+        return Some("both Transfer-Encoding and Content-Length");
+    }
+    let last = codings.next_back()?;
+    let last_coding = last.as_bytes().rsplit(|b| *b == b',').next().unwrap_or_default();
+    if !last_coding.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+        return Some("a Transfer-Encoding that does not end in chunked");
+    }
+    None
+}
+
+/// Reads a client error: which phase failed, and whether a timer fired.
+fn classify(err: &hyper_util::client::legacy::Error) -> UpstreamFailure {
+    let timed_out = sources(err).any(|e| {
+        e.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::TimedOut)
+    });
+    let detail = sources(err)
+        .last()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| err.to_string());
+    match (err.is_connect(), timed_out) {
+        (true, true) => UpstreamFailure::ConnectTimeout,
+        (true, false) => UpstreamFailure::Connect(detail),
+        (false, true) => UpstreamFailure::Timeout,
+        (false, false) => UpstreamFailure::Protocol(detail),
+    }
+}
+
+fn sources<'a>(err: &'a (dyn StdError + 'static)) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    let mut next = Some(err);
+    std::iter::from_fn(move || {
+        let current = next?;
+        next = current.source();
+        Some(current)
+    })
+}
+
+fn failure_response(failure: UpstreamFailure) -> Response<ResponseBody<Incoming>> {
+    let (status, message) = match failure {
+        UpstreamFailure::ConnectTimeout | UpstreamFailure::Timeout => {
+            (StatusCode::GATEWAY_TIMEOUT, reject::GATEWAY_TIMEOUT)
+        }
+        _ => (StatusCode::BAD_GATEWAY, reject::BAD_GATEWAY),
+    };
+    let mut res = reject::json(status, message);
+    res.extensions_mut().insert(failure);
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn chunked_alone_is_valid_framing() {
+        assert_eq!(invalid_framing(&headers(&[("transfer-encoding", "chunked")])), None);
+        assert_eq!(invalid_framing(&headers(&[("transfer-encoding", "gzip, chunked")])), None);
+        assert_eq!(invalid_framing(&headers(&[("content-length", "3")])), None);
+    }
+
+    #[test]
+    fn length_plus_chunked_is_refused() {
+        let h = headers(&[("transfer-encoding", "chunked"), ("content-length", "3")]);
+        assert!(invalid_framing(&h).is_some());
+    }
+
+    #[test]
+    fn codings_not_ending_in_chunked_are_refused() {
+        assert!(invalid_framing(&headers(&[("transfer-encoding", "foo")])).is_some());
+        assert!(invalid_framing(&headers(&[("transfer-encoding", "chunked, gzip")])).is_some());
+        assert!(
+            invalid_framing(&headers(&[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "identity")
+            ]))
+            .is_some()
+        );
+    }
+}

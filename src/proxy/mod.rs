@@ -1,0 +1,71 @@
+//! Reverse proxying: forward a request to an origin and stream the answer back.
+//!
+//! [`ReverseProxy`] is a `Service<Request<B>>` for any request body `B`. It keeps a pool of
+//! keep-alive HTTP/1.1 connections per origin and streams bodies in both directions with
+//! backpressure: no body is ever collected in memory.
+//!
+//! # What it does to a request
+//!
+//! - Removes the hop-by-hop fields (RFC 9110 §7.6.1): every field named in any `Connection`
+//!   line, then `Connection`, `Keep-Alive`, `Proxy-Connection`, `TE` (`TE: trailers`
+//!   survives), `Trailer`, `Transfer-Encoding`, `Upgrade`, `Proxy-Authenticate`,
+//!   `Proxy-Authorization`. End-to-end fields, repeated ones included, pass intact. The same
+//!   rule applies to responses.
+//! - Appends the peer address to `X-Forwarded-For` (several incoming lines are folded into
+//!   one), sets `X-Real-IP`, and sets `X-Forwarded-Proto`, `-Host` and `-Port` unless the peer
+//!   is a [trusted proxy](TrustedProxies) that already sent them. The peer comes from the
+//!   [`ConnectionInfo`](crate::server::ConnectionInfo) in the request's extensions.
+//! - When the router stripped a prefix, sends `X-Forwarded-Prefix` and `X-Forwarded-Path`
+//!   (the original path), as Kong does.
+//! - Sends `Host: <origin>` unless `preserve_host` is set.
+//! - The upstream path is the origin's base path joined with the (stripped) request path,
+//!   Kong's `path_handling: v0`; the query string is kept as sent.
+//!
+//! # Failures
+//!
+//! | what happened | client sees |
+//! | --- | --- |
+//! | connection refused or reset before a response | `502` |
+//! | connect timeout, or a read/write stalled past its timeout before the response head | `504` |
+//! | malformed response head, `Content-Length` with `Transfer-Encoding`, two different `Content-Length`s, a `Transfer-Encoding` not ending in `chunked` | `502`, never relayed |
+//! | the upstream body ends early or stalls mid-stream | the client connection is aborted, so the truncation is visible |
+//! | the client goes away | the upstream request is cancelled (its connection is closed) |
+//!
+//! Every `502`/`504` carries the crate's JSON body (Kong's texts) and an [`UpstreamFailure`] in
+//! its extensions.
+//!
+//! Timeouts follow nginx and Kong: the read and write timeouts bound each wait for the
+//! upstream, not the whole exchange, so a slow but steady stream is never cut.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tower_gateway::proxy::{ProxyConfig, ReverseProxy};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = ProxyConfig::new("http://127.0.0.1:3000")?.read_timeout(Duration::from_secs(10));
+//! let proxy: ReverseProxy<hyper::body::Incoming> = ReverseProxy::new(config);
+//! tower_gateway::server::Server::bind("127.0.0.1:8000".parse()?)
+//!     .serve(proxy)
+//!     .await?;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod connect;
+mod error;
+mod future;
+mod headers;
+mod service;
+mod timeout_io;
+mod trusted;
+
+pub use config::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_IDLE_PER_HOST, DEFAULT_TIMEOUT, InvalidOrigin, Origin,
+    ProxyConfig,
+};
+pub use error::UpstreamFailure;
+pub use future::ResponseFuture;
+pub use service::ReverseProxy;
+pub use trusted::{InvalidTrustedProxy, TrustedProxies};

@@ -1,0 +1,183 @@
+//! The `ReverseProxy` service.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, Uri, Version, header};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower::Service;
+
+use super::config::join_path;
+use super::connect::Connector;
+use super::future::ResponseFuture;
+use super::headers::{self, X_FORWARDED_PATH, X_FORWARDED_PREFIX};
+use super::ProxyConfig;
+use crate::body::ResponseBody;
+use crate::router::RouteMatch;
+use crate::server::ConnectionInfo;
+use crate::BoxError;
+
+/// Forwards requests to one origin over a pool of keep-alive connections, streaming bodies both
+/// ways. See the [module docs](super) for the rules it applies.
+///
+/// Clones share the connection pool and the configuration.
+pub struct ReverseProxy<B> {
+    client: Client<Connector, B>,
+    config: Arc<ProxyConfig>,
+}
+
+// === impl ReverseProxy ===
+
+impl<B> ReverseProxy<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// A proxy with its own connection pool. Must be called inside a tokio runtime.
+    pub fn new(config: ProxyConfig) -> Self {
+        let connector = Connector::new(
+            config.connect_timeout,
+            config.read_timeout,
+            config.write_timeout,
+        );
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_max_idle_per_host(config.max_idle_per_host)
+            .pool_idle_timeout(config.idle_timeout)
+            // Host is set from the origin or kept from the client, never guessed.
+            .set_host(false)
+            .build(connector);
+        Self {
+            client,
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl<B> ReverseProxy<B> {
+    /// A proxy that shares this one's connection pool but sends `Host` differently (Kong's
+    /// per-route `preserve_host` over a shared service).
+    pub fn with_preserve_host(&self, preserve: bool) -> Self {
+        let mut config = (*self.config).clone();
+        config.preserve_host = preserve;
+        Self {
+            client: self.client.clone(),
+            config: Arc::new(config),
+        }
+    }
+
+    /// The configuration this proxy runs with.
+    pub fn config(&self) -> &ProxyConfig {
+        &self.config
+    }
+
+    /// Rewrites a client request into the request sent to the origin.
+    fn upstream_request(&self, req: Request<B>) -> Request<B> {
+        let config = &*self.config;
+        let (mut parts, body) = req.into_parts();
+        let client_host = parts.headers.get(header::HOST).cloned();
+
+        if headers::strip_hop_by_hop(&mut parts.headers) {
+            headers::restore_te_trailers(&mut parts.headers);
+        }
+        if let Some(conn) = parts.extensions.get::<ConnectionInfo>() {
+            headers::set_forwarded(
+                &mut parts.headers,
+                conn,
+                &config.trusted_proxies,
+                client_host.clone(),
+            );
+        }
+        let matched = parts.extensions.get::<RouteMatch>();
+        if let Some(prefix) = matched.and_then(RouteMatch::stripped_prefix) {
+            if let Ok(value) = HeaderValue::from_str(prefix) {
+                parts.headers.insert(X_FORWARDED_PREFIX, value);
+            }
+            if let Ok(value) = HeaderValue::from_str(matched.map_or("", |m| m.original_uri().path()))
+            {
+                parts.headers.insert(X_FORWARDED_PATH, value);
+            }
+        }
+        if !config.preserve_host || client_host.is_none() {
+            parts
+                .headers
+                .insert(header::HOST, config.origin.host_header().clone());
+        }
+
+        let remainder_empty = matched.is_some_and(|m| m.remainder_empty);
+        parts.uri = upstream_uri(config, &parts.uri, remainder_empty);
+        parts.version = Version::HTTP_11;
+        Request::from_parts(parts, body)
+    }
+}
+
+/// `origin + base path + request path + query`. Reuses the request's path and query when the
+/// origin has no base path, the common case, without allocating.
+fn upstream_uri(config: &ProxyConfig, uri: &Uri, remainder_empty: bool) -> Uri {
+    let origin = &config.origin;
+    let path_and_query = if origin.base_path().is_empty() && !remainder_empty {
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"))
+    } else {
+        let rest = if remainder_empty { "" } else { uri.path() };
+        let mut joined = String::with_capacity(origin.base_path().len() + uri.path().len() + 16);
+        join_path(origin.base_path(), rest, &mut joined);
+        if let Some(query) = uri.query() {
+            joined.push('?');
+            joined.push_str(query);
+        }
+        PathAndQuery::from_maybe_shared(Bytes::from(joined))
+            .unwrap_or_else(|_| PathAndQuery::from_static("/"))
+    };
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(origin.scheme().clone());
+    parts.authority = Some(origin.authority().clone());
+    parts.path_and_query = Some(path_and_query);
+    // Scheme, authority and path are each valid, so the whole is too.
+    Uri::from_parts(parts).unwrap_or_default()
+}
+
+impl<B> Clone for ReverseProxy<B> {
+    fn clone(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for ReverseProxy<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReverseProxy")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Service<Request<B>> for ReverseProxy<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody<Incoming>>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The pooled client has no capacity limit to wait for.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let req = self.upstream_request(req);
+        ResponseFuture::new(self.client.request(req), self.config.clone())
+    }
+}

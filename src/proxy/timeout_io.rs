@@ -1,0 +1,217 @@
+//! An upstream connection with nginx-style read and write timeouts.
+//!
+//! The timeout is the longest time one read (or one write) may wait for the upstream, not a
+//! deadline for the whole exchange: a slow but steady stream is fine, a stalled one is cut.
+//! This is what Kong's `read_timeout`/`write_timeout` and nginx's `proxy_read_timeout`/
+//! `proxy_send_timeout` mean.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use tokio::time::{Instant, Sleep};
+
+/// One direction's timer: armed when an operation first waits, disarmed on progress.
+#[derive(Debug)]
+struct Timer {
+    timeout: Duration,
+    sleep: Pin<Box<Sleep>>,
+    armed: bool,
+}
+
+/// An I/O object whose reads and writes fail with [`io::ErrorKind::TimedOut`] after waiting
+/// longer than the configured timeouts.
+#[derive(Debug)]
+pub(crate) struct TimeoutIo<T> {
+    io: T,
+    read: Timer,
+    write: Timer,
+}
+
+// === impl Timer ===
+
+impl Timer {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            armed: false,
+        }
+    }
+
+    /// Called when the operation is pending: starts the clock if it is not running, and says
+    /// whether the wait has lasted too long.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.armed {
+            self.armed = true;
+            self.sleep.as_mut().reset(Instant::now() + self.timeout);
+        }
+        self.sleep.as_mut().poll(cx).is_ready()
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+fn timed_out(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, what)
+}
+
+// === impl TimeoutIo ===
+
+impl<T> TimeoutIo<T> {
+    pub(crate) fn new(io: T, read_timeout: Duration, write_timeout: Duration) -> Self {
+        Self {
+            io,
+            read: Timer::new(read_timeout),
+            write: Timer::new(write_timeout),
+        }
+    }
+}
+
+impl<T: Read + Unpin> Read for TimeoutIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Pending if this.read.poll_expired(cx) => {
+                Poll::Ready(Err(timed_out("upstream read timed out")))
+            }
+            Poll::Pending => Poll::Pending,
+            ready => {
+                this.read.disarm();
+                ready
+            }
+        }
+    }
+}
+
+impl<T: Write + Unpin> Write for TimeoutIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write(cx, buf) {
+            Poll::Pending if this.write.poll_expired(cx) => {
+                Poll::Ready(Err(timed_out("upstream write timed out")))
+            }
+            Poll::Pending => Poll::Pending,
+            ready => {
+                this.write.disarm();
+                // A request went out: the wait for its answer starts now, not when the
+                // connection last went idle in the pool.
+                this.read.disarm();
+                ready
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
+            Poll::Pending if this.write.poll_expired(cx) => {
+                Poll::Ready(Err(timed_out("upstream write timed out")))
+            }
+            Poll::Pending => Poll::Pending,
+            ready => {
+                this.write.disarm();
+                this.read.disarm();
+                ready
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_flush(cx) {
+            Poll::Pending if this.write.poll_expired(cx) => {
+                Poll::Ready(Err(timed_out("upstream write timed out")))
+            }
+            Poll::Pending => Poll::Pending,
+            ready => {
+                this.write.disarm();
+                ready
+            }
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+impl<T: Connection> Connection for TimeoutIo<T> {
+    fn connected(&self) -> Connected {
+        self.io.connected()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper_util::rt::TokioIo;
+    use tokio::io::AsyncWriteExt;
+
+    async fn read_some<T: Read + Unpin>(io: &mut T) -> io::Result<usize> {
+        let mut storage = [0u8; 16];
+        std::future::poll_fn(|cx| {
+            let mut buf = hyper::rt::ReadBuf::new(&mut storage);
+            match Pin::new(&mut *io).poll_read(cx, buf.unfilled()) {
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_waiting_longer_than_the_timeout_fails_with_timed_out() {
+        let (client, _server) = tokio::io::duplex(64);
+        let mut io = TimeoutIo::new(
+            TokioIo::new(client),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        );
+        let started = Instant::now();
+        let err = read_some(&mut io).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_trickle_of_data_never_times_out() {
+        let (client, mut server) = tokio::io::duplex(64);
+        let mut io = TimeoutIo::new(
+            TokioIo::new(client),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        );
+        tokio::spawn(async move {
+            for _ in 0..4 {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                server.write_all(b"x").await.unwrap();
+            }
+        });
+        for _ in 0..4 {
+            assert_eq!(read_some(&mut io).await.unwrap(), 1);
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The `Router` service and its future.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use super::table::{Lookup, Table};
+use super::{Route, RouteError};
+use crate::body::ResponseBody;
+use crate::future::{CallOrReject, Rejection};
+use crate::reject;
+
+/// Dispatches each request to the service of the route that matches it best.
+///
+/// Cheap to clone: the compiled table and the services are shared. Each request is sent to a
+/// clone of its route's service, driven to readiness and called (tower's `oneshot`), so the
+/// router itself is always ready, as axum's is.
+#[derive(Debug)]
+pub struct Router<S> {
+    shared: Arc<Shared<S>>,
+}
+
+#[derive(Debug)]
+struct Shared<S> {
+    table: Table,
+    services: Vec<S>,
+}
+
+/// Collects routes and their services; [`RouterBuilder::build`] compiles them.
+#[derive(Debug)]
+pub struct RouterBuilder<S> {
+    routes: Vec<Route>,
+    services: Vec<S>,
+}
+
+pin_project! {
+    /// Response future of [`Router`].
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        inner: CallOrReject<S, Request<B>>,
+    }
+}
+
+// === impl Router ===
+
+impl<S> Clone for Router<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> Router<S> {
+    /// Starts a router.
+    pub fn builder() -> RouterBuilder<S> {
+        RouterBuilder {
+            routes: Vec::new(),
+            services: Vec::new(),
+        }
+    }
+}
+
+impl<S> RouterBuilder<S> {
+    /// Adds a route and the service that handles its requests.
+    pub fn route(mut self, route: Route, service: S) -> Self {
+        self.routes.push(route);
+        self.services.push(service);
+        self
+    }
+
+    /// Compiles the routes; fails on the first malformed one.
+    pub fn build(self) -> Result<Router<S>, RouteError> {
+        let table = Table::new(&self.routes)?;
+        Ok(Router {
+            shared: Arc::new(Shared {
+                table,
+                services: self.services,
+            }),
+        })
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for Router<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
+{
+    type Response = Response<ResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let inner = match self.shared.table.lookup(&req) {
+            Lookup::Found(index, matched) => {
+                if matched.stripped_len > 0 {
+                    strip_prefix(req.uri_mut(), matched.stripped_len);
+                }
+                req.extensions_mut().insert(matched);
+                CallOrReject::call(self.shared.services[index].clone(), req)
+            }
+            Lookup::MethodNotAllowed(methods) => CallOrReject::reject_with(Rejection {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                message: reject::METHOD_NOT_ALLOWED,
+                header: allow_header(&methods).map(|allow| (header::ALLOW, allow)),
+            }),
+            Lookup::NotFound => CallOrReject::reject(StatusCode::NOT_FOUND, reject::NO_ROUTE),
+        };
+        ResponseFuture { inner }
+    }
+}
+
+/// Removes the first `len` bytes of the path, keeping the query.
+fn strip_prefix(uri: &mut Uri, len: usize) {
+    let rest = &uri.path()[len..];
+    let path = if rest.is_empty() { "/" } else { rest };
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let mut parts = std::mem::take(uri).into_parts();
+    // A suffix of a valid path plus the same query is valid; should it fail, keep the request
+    // whole rather than panic.
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+    }
+    if let Ok(stripped) = Uri::from_parts(parts) {
+        *uri = stripped;
+    }
+}
+
+fn allow_header(methods: &[Method]) -> Option<HeaderValue> {
+    let joined = methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    HeaderValue::from_str(&joined).ok()
+}
+
+// === impl ResponseFuture ===
+
+impl<S, B, ResB> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+{
+    type Output = Result<Response<ResponseBody<ResB>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+impl<S, B> std::fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

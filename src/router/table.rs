@@ -1,0 +1,321 @@
+//! The compiled routing table: host dispatch, then the path tree, then the remaining conditions
+//! and the precedence rules.
+
+use std::cmp::Reverse;
+use std::ops::Range;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, Method, Request};
+
+use super::host::{HostPattern, split_port};
+use super::path::{MAX_PARAMS, PathPattern};
+use super::tree::{Entry, Hit, Node};
+use super::{Route, RouteError, RouteMatch};
+
+/// A route after validation.
+#[derive(Debug)]
+struct Compiled {
+    name: Option<Arc<str>>,
+    methods: Vec<Method>,
+    hosts: Vec<HostPattern>,
+    headers: Vec<(HeaderName, Vec<String>)>,
+    strip_path: bool,
+}
+
+/// Routes compiled for lookup. Routes with hosts live in per-host trees, the others in one
+/// default tree, so that neither hosts nor paths are scanned linearly.
+#[derive(Debug, Default)]
+pub(crate) struct Table {
+    routes: Vec<Compiled>,
+    /// Exact hosts (lower case), sorted for binary search.
+    exact_hosts: Vec<(Box<str>, Node)>,
+    /// Wildcard hosts, most specific first.
+    wildcard_hosts: Vec<(HostPattern, Node)>,
+    /// Routes without a host condition.
+    any_host: Node,
+}
+
+/// The outcome of a lookup.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// The route at this index matched.
+    Found(usize, RouteMatch),
+    /// Routes matched everything but the method; these methods would have.
+    MethodNotAllowed(Vec<Method>),
+    /// Nothing matched.
+    NotFound,
+}
+
+/// Precedence, compared field by field; the larger key wins. See the module docs.
+type Key = ((u8, usize), usize, bool, bool, usize, Reverse<usize>);
+
+#[derive(Debug)]
+struct Best {
+    key: Key,
+    route: usize,
+    strip_at: usize,
+    remainder_empty: bool,
+    captures: [Range<usize>; MAX_PARAMS + 1],
+    names: Arc<[Arc<str>]>,
+}
+
+// === impl Table ===
+
+impl Table {
+    pub(crate) fn new(routes: &[Route]) -> Result<Self, RouteError> {
+        let mut table = Table::default();
+        for (index, route) in routes.iter().enumerate() {
+            if route.paths.is_empty()
+                && route.hosts.is_empty()
+                && route.methods.is_empty()
+                && route.headers.is_empty()
+            {
+                return Err(RouteError::NoCondition(route.display_name(index)));
+            }
+            let mut paths = route
+                .paths
+                .iter()
+                .map(|p| PathPattern::parse(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            if paths.is_empty() {
+                paths.push(PathPattern::parse("/")?);
+            }
+            let hosts = route
+                .hosts
+                .iter()
+                .map(|h| HostPattern::parse(h))
+                .collect::<Result<Vec<_>, _>>()?;
+            for (name, values) in &route.headers {
+                if name == http::header::HOST {
+                    return Err(RouteError::InvalidHeader {
+                        name: name.to_string(),
+                        reason: "match hosts with `hosts`, not a header condition",
+                    });
+                }
+                if values.is_empty() {
+                    return Err(RouteError::InvalidHeader {
+                        name: name.to_string(),
+                        reason: "at least one value is needed",
+                    });
+                }
+            }
+
+            if hosts.is_empty() {
+                for path in &paths {
+                    table.any_host.insert(path, index);
+                }
+            }
+            for host in &hosts {
+                let node = table.host_node(host);
+                for path in &paths {
+                    node.insert(path, index);
+                }
+            }
+            table.routes.push(Compiled {
+                name: route.name.as_deref().map(Arc::from),
+                methods: route.methods.clone(),
+                hosts,
+                headers: route.headers.clone(),
+                strip_path: route.strip_path,
+            });
+        }
+        table
+            .wildcard_hosts
+            .sort_by_key(|(pattern, _)| Reverse(pattern.rank()));
+        Ok(table)
+    }
+
+    fn host_node(&mut self, host: &HostPattern) -> &mut Node {
+        match host {
+            HostPattern::Exact { host: name, .. } => {
+                let at = match self
+                    .exact_hosts
+                    .binary_search_by(|(k, _)| (**k).cmp(&**name))
+                {
+                    Ok(at) => at,
+                    Err(at) => {
+                        self.exact_hosts.insert(at, (name.clone(), Node::default()));
+                        at
+                    }
+                };
+                &mut self.exact_hosts[at].1
+            }
+            wildcard => {
+                let at = match self.wildcard_hosts.iter().position(|(p, _)| p == wildcard) {
+                    Some(at) => at,
+                    None => {
+                        self.wildcard_hosts
+                            .push((wildcard.clone(), Node::default()));
+                        self.wildcard_hosts.len() - 1
+                    }
+                };
+                &mut self.wildcard_hosts[at].1
+            }
+        }
+    }
+
+    /// Finds the route for `req`.
+    pub(crate) fn lookup<B>(&self, req: &Request<B>) -> Lookup {
+        let (host, port) = request_host(req);
+        let path = req.uri().path();
+        let mut search = Search {
+            table: self,
+            method: req.method(),
+            headers: req.headers(),
+            host,
+            port,
+            best: None,
+            allowed: Vec::new(),
+        };
+
+        // Host specificity comes first: a match in a more specific host group always wins.
+        if let Some(host) = host {
+            if let Some((_, node)) = self.exact_host_node(host) {
+                node.walk(path, &mut |e, hit| search.consider(e, hit, path));
+            }
+            if search.best.is_none() {
+                for (pattern, node) in &self.wildcard_hosts {
+                    if pattern.matches(host, port) {
+                        node.walk(path, &mut |e, hit| search.consider(e, hit, path));
+                    }
+                }
+            }
+        }
+        if search.best.is_none() {
+            self.any_host
+                .walk(path, &mut |e, hit| search.consider(e, hit, path));
+        }
+
+        match search.best {
+            Some(best) => {
+                let route = &self.routes[best.route];
+                let params = best
+                    .names
+                    .iter()
+                    .cloned()
+                    .zip(best.captures.iter().cloned())
+                    .collect();
+                let stripped_len = if route.strip_path { best.strip_at } else { 0 };
+                Lookup::Found(
+                    best.route,
+                    RouteMatch {
+                        name: route.name.clone(),
+                        original_uri: req.uri().clone(),
+                        stripped_len,
+                        remainder_empty: route.strip_path && best.remainder_empty,
+                        params,
+                    },
+                )
+            }
+            None if !search.allowed.is_empty() => {
+                let mut allowed = search.allowed;
+                allowed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+                allowed.dedup();
+                Lookup::MethodNotAllowed(allowed)
+            }
+            None => Lookup::NotFound,
+        }
+    }
+
+    fn exact_host_node(&self, host: &str) -> Option<&(Box<str>, Node)> {
+        self.exact_hosts
+            .binary_search_by(|(k, _)| cmp_ignore_ascii_case(k, host))
+            .ok()
+            .map(|at| &self.exact_hosts[at])
+    }
+}
+
+/// The state of one lookup: the best match so far, and the methods of near misses.
+struct Search<'a> {
+    table: &'a Table,
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    host: Option<&'a str>,
+    port: Option<u16>,
+    best: Option<Best>,
+    allowed: Vec<Method>,
+}
+
+impl Search<'_> {
+    fn consider(&mut self, entry: &Entry, hit: Hit<'_>, path: &str) {
+        let route = &self.table.routes[entry.route];
+        let host_rank = if route.hosts.is_empty() {
+            (0, 0)
+        } else {
+            let (host, port) = (self.host.unwrap_or_default(), self.port);
+            match route
+                .hosts
+                .iter()
+                .filter(|h| h.matches(host, port))
+                .map(HostPattern::rank)
+                .max()
+            {
+                Some(rank) => rank,
+                None => return,
+            }
+        };
+        if !route.headers.iter().all(|(name, values)| {
+            self.headers
+                .get_all(name)
+                .iter()
+                .any(|v| values.iter().any(|want| v.as_bytes().eq_ignore_ascii_case(want.as_bytes())))
+        }) {
+            return;
+        }
+        if !route.methods.is_empty() && !route.methods.contains(self.method) {
+            self.allowed.extend(route.methods.iter().cloned());
+            return;
+        }
+        let key: Key = (
+            host_rank,
+            entry.literal_len,
+            entry.exact,
+            !route.methods.is_empty(),
+            route.headers.len(),
+            Reverse(entry.route),
+        );
+        if self.best.as_ref().is_some_and(|b| b.key >= key) {
+            return;
+        }
+        let mut captures: [Range<usize>; MAX_PARAMS + 1] = Default::default();
+        captures[..hit.captures.len()].clone_from_slice(hit.captures);
+        if let Some(rest) = hit.rest {
+            captures[hit.captures.len()] = rest;
+        }
+        // `strip_path` removes the literal part of the pattern: everything before the first
+        // capture, or the whole matched prefix.
+        let strip_at = hit.captures.first().map_or(hit.consumed, |c| c.start - 1);
+        self.best = Some(Best {
+            key,
+            route: entry.route,
+            strip_at,
+            remainder_empty: strip_at == path.len(),
+            captures,
+            names: entry.params.clone(),
+        });
+    }
+}
+
+/// The request's host and port: the URI authority (HTTP/2, absolute-form) or the `Host` header.
+fn request_host<B>(req: &Request<B>) -> (Option<&str>, Option<u16>) {
+    let authority = match req.uri().authority() {
+        Some(a) => Some(a.as_str()),
+        None => req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok()),
+    };
+    match authority {
+        Some(a) => {
+            let (host, port) = split_port(a);
+            (Some(host), port.and_then(|p| p.parse().ok()))
+        }
+        None => (None, None),
+    }
+}
+
+fn cmp_ignore_ascii_case(lower: &str, other: &str) -> std::cmp::Ordering {
+    lower
+        .bytes()
+        .cmp(other.bytes().map(|b| b.to_ascii_lowercase()))
+}

@@ -1,0 +1,72 @@
+//! Facts about the client connection a request arrived on.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+/// The addresses of the connection a request arrived on, put into request extensions by
+/// [`Server`](super::Server).
+///
+/// The reverse proxy reads it for `X-Forwarded-For`, `X-Real-IP`, `X-Forwarded-Port` and
+/// `X-Forwarded-Proto`. An application that runs its own server (axum, hyper) inserts it per
+/// request itself; without it the proxy forwards no client address.
+///
+/// Cheap to clone: the addresses and their header renderings are computed once per connection
+/// and shared.
+#[derive(Clone, Debug)]
+pub struct ConnectionInfo(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    remote: SocketAddr,
+    local: SocketAddr,
+    secure: bool,
+    remote_ip: HeaderValue,
+    local_port: HeaderValue,
+}
+
+impl ConnectionInfo {
+    /// Describes a plain-text connection from `remote` accepted on `local`.
+    pub fn new(remote: SocketAddr, local: SocketAddr) -> Self {
+        Self::with_tls(remote, local, false)
+    }
+
+    /// Describes a connection that is (`secure = true`) or is not TLS-protected.
+    pub fn with_tls(remote: SocketAddr, local: SocketAddr, secure: bool) -> Self {
+        let ip = remote.ip().to_canonical();
+        Self(Arc::new(Inner {
+            remote,
+            local,
+            secure,
+            remote_ip: HeaderValue::from_str(&ip.to_string())
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            local_port: HeaderValue::from(local.port()),
+        }))
+    }
+
+    /// The client's (peer's) address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.0.remote
+    }
+
+    /// The local address the connection was accepted on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.0.local
+    }
+
+    /// Whether the connection is TLS-protected.
+    pub fn is_secure(&self) -> bool {
+        self.0.secure
+    }
+
+    /// The peer IP as a header value, rendered once per connection.
+    pub(crate) fn remote_ip_header(&self) -> &HeaderValue {
+        &self.0.remote_ip
+    }
+
+    /// The local port as a header value, rendered once per connection.
+    pub(crate) fn local_port_header(&self) -> &HeaderValue {
+        &self.0.local_port
+    }
+}

@@ -1,0 +1,41 @@
+//! Serving a tower service over HTTP/1.1 with the limits a gateway at the edge needs.
+//!
+//! [`Server`] accepts connections, hands every request to the service with a
+//! [`ConnectionInfo`] in its extensions, and applies these protections:
+//!
+//! - a header-read timeout (30 s by default): a client that trickles its request head is cut
+//!   off, as with nginx's `client_header_timeout`;
+//! - a cap on the request head's bytes (32 KiB by default) and on the number of header fields
+//!   (100): past either the client gets `431 Request Header Fields Too Large`;
+//! - an HTTP/1.1 request without a `Host` header, or any request with two, gets `400`;
+//! - graceful shutdown: when the shutdown signal fires, the listener closes, idle connections
+//!   close, in-flight requests get a grace period (30 s by default) to finish.
+//!
+//! hyper itself refuses malformed framing (for example `Content-Length` with
+//! `Transfer-Encoding`, or conflicting lengths) with `400` and closes the connection.
+//!
+//! ```no_run
+//! use http::{Request, Response};
+//! use hyper::body::Incoming;
+//! use tower::service_fn;
+//! use tower_gateway::server::{Server, shutdown_signal};
+//!
+//! # #[tokio::main] async fn main() -> std::io::Result<()> {
+//! let hello = service_fn(|_req: Request<Incoming>| async {
+//!     Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
+//!         bytes::Bytes::from("hello"),
+//!     )))
+//! });
+//! Server::bind("127.0.0.1:8000".parse().unwrap())
+//!     .serve_with_shutdown(hello, shutdown_signal())
+//!     .await
+//! # }
+//! ```
+
+mod conn_info;
+mod serve;
+mod signal;
+
+pub use conn_info::ConnectionInfo;
+pub use serve::{DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADER_SIZE, Server};
+pub use signal::shutdown_signal;
