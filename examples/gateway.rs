@@ -1,1 +1,374 @@
-fn main(){}
+//! The bundled gateway: a Kong-compatible declarative file in, a running proxy out.
+//!
+//! ```text
+//! cargo run --release --example gateway                      # bundled config + demo upstream
+//! cargo run --release --example gateway -- --config kong.yaml
+//! ```
+//!
+//! See `--help` for every option.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tower::service_fn;
+use tower_gateway::config::{Config, Gateway, Settings};
+use tower_gateway::proxy::TrustedProxies;
+use tower_gateway::server::{Server, shutdown_signal};
+
+const HELP: &str = "\
+tower-gateway example: a Kong-compatible API gateway
+
+USAGE:
+    gateway [OPTIONS]
+
+OPTIONS:
+    --config FILE           Kong declarative configuration (YAML, _format_version 1.1, 2.1
+                            or 3.0). Without it, the bundled examples/gateway.yaml runs with
+                            a demo upstream started in-process on 127.0.0.1:9001.
+    --proxy-listen ADDR     Address of the proxy (default 0.0.0.0:8000; Kong: 8000)
+    --admin-listen ADDR     Address of the Admin API (default 127.0.0.1:8001; Kong: 8001).
+                            GET / (node information) and GET /status are served.
+    --trusted-ips LIST      Comma-separated addresses/CIDR blocks whose X-Forwarded-* headers
+                            are believed (Kong's trusted_ips; default: none)
+    --keepalive-pool N      Idle upstream connections kept per host (default 512)
+    --keepalive-timeout S   Seconds an idle upstream connection is kept (default 60)
+    --header-timeout S      Seconds a client may take to send its request head (default 30)
+    --max-header-size BYTES Largest request head accepted, larger gets 431 (default 32768)
+    --grace-period S        Seconds in-flight requests may finish after SIGINT/SIGTERM
+                            (default 30)
+    --check                 Check the configuration, print the routes and exit
+    -h, --help              Print this help
+
+ENVIRONMENT:
+    RUST_LOG                Log filter (default: info), e.g. RUST_LOG=tower_gateway=debug
+
+EXIT CODES:
+    0 clean shutdown, 1 runtime error (e.g. an address in use), 2 invalid arguments or
+    configuration (nothing was started)
+";
+
+const BUNDLED_CONFIG: &str = include_str!("gateway.yaml");
+const DEMO_UPSTREAM: &str = "127.0.0.1:9001";
+
+#[derive(Debug)]
+struct Args {
+    config: Option<String>,
+    proxy_listen: SocketAddr,
+    admin_listen: SocketAddr,
+    settings: Settings,
+    header_timeout: Duration,
+    max_header_size: usize,
+    grace_period: Duration,
+    check: bool,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut args = Args {
+        config: None,
+        proxy_listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
+        admin_listen: SocketAddr::from(([127, 0, 0, 1], 8001)),
+        settings: Settings::default(),
+        header_timeout: tower_gateway::server::DEFAULT_HEADER_READ_TIMEOUT,
+        max_header_size: tower_gateway::server::DEFAULT_MAX_HEADER_SIZE,
+        grace_period: tower_gateway::server::DEFAULT_GRACE_PERIOD,
+        check: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let (flag, inline) = match flag.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (flag, None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        let secs = |v: String, name: &str| {
+            v.parse::<u64>()
+                .map(Duration::from_secs)
+                .map_err(|_| format!("{name}: {v:?} is not a whole number of seconds"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--config" => args.config = Some(value("--config")?),
+            "--proxy-listen" => args.proxy_listen = addr(value("--proxy-listen")?, "--proxy-listen")?,
+            "--admin-listen" => args.admin_listen = addr(value("--admin-listen")?, "--admin-listen")?,
+            "--trusted-ips" => {
+                args.settings.trusted_proxies = value("--trusted-ips")?
+                    .parse::<TrustedProxies>()
+                    .map_err(|e| format!("--trusted-ips: {e}"))?;
+            }
+            "--keepalive-pool" => {
+                let v = value("--keepalive-pool")?;
+                args.settings.max_idle_per_host =
+                    v.parse().map_err(|_| format!("--keepalive-pool: {v:?} is not a number"))?;
+            }
+            "--keepalive-timeout" => {
+                args.settings.idle_timeout = secs(value("--keepalive-timeout")?, "--keepalive-timeout")?;
+            }
+            "--header-timeout" => args.header_timeout = secs(value("--header-timeout")?, "--header-timeout")?,
+            "--max-header-size" => {
+                let v = value("--max-header-size")?;
+                args.max_header_size = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1024)
+                    .ok_or_else(|| format!("--max-header-size: {v:?} is not a number of bytes >= 1024"))?;
+            }
+            "--grace-period" => args.grace_period = secs(value("--grace-period")?, "--grace-period")?,
+            "--check" => args.check = true,
+            other => return Err(format!("unknown option {other:?} (see --help)")),
+        }
+    }
+    Ok(Some(args))
+}
+
+fn addr(value: String, flag: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{flag}: {value:?} is not an address such as 0.0.0.0:8000"))
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match &args.config {
+        Some(file) => Config::from_file(file),
+        None => Config::from_yaml(BUNDLED_CONFIG).map(|mut c| {
+            c.source = "examples/gateway.yaml (bundled)".into();
+            c
+        }),
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: invalid configuration: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(args, config))
+}
+
+async fn run(args: Args, config: Config) -> ExitCode {
+    let gateway = match Gateway::from_config(&config, &args.settings) {
+        Ok(gateway) => gateway,
+        Err(err) => {
+            eprintln!("error: invalid configuration: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    for route in gateway.routes() {
+        tracing::info!(
+            "route {} → service {} → {} ({})",
+            route.route,
+            route.service,
+            route.origin,
+            route.matches
+        );
+    }
+    if args.check {
+        println!("configuration OK: {} routes", gateway.routes().len());
+        return ExitCode::SUCCESS;
+    }
+
+    if args.config.is_none() {
+        match tokio::net::TcpListener::bind(DEMO_UPSTREAM).await {
+            Ok(listener) => {
+                tracing::info!("demo upstream listening on http://{DEMO_UPSTREAM}");
+                tokio::spawn(Server::from_listener(listener).serve(service_fn(demo::handle)));
+            }
+            Err(err) => {
+                eprintln!("error: cannot start the demo upstream on {DEMO_UPSTREAM}: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+
+    let proxy = match tokio::net::TcpListener::bind(args.proxy_listen).await {
+        Ok(l) => l,
+        Err(err) => {
+            eprintln!("error: cannot listen on {}: {err}", args.proxy_listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let admin = match tokio::net::TcpListener::bind(args.admin_listen).await {
+        Ok(l) => l,
+        Err(err) => {
+            eprintln!("error: cannot listen on {}: {err}", args.admin_listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    // The bound addresses, so that port 0 shows the port it got.
+    let local = |l: &tokio::net::TcpListener, asked: SocketAddr| l.local_addr().unwrap_or(asked);
+    tracing::info!("proxy listening on http://{}", local(&proxy, args.proxy_listen));
+    tracing::info!("admin API listening on http://{}", local(&admin, args.admin_listen));
+
+    let info = Arc::new(admin::NodeInfo::new(&args, gateway.routes().len()));
+    let admin_service = service_fn(move |req| admin::handle(req, info.clone()));
+    tokio::spawn(
+        Server::from_listener(admin)
+            .grace_period(Duration::ZERO)
+            .serve(admin_service),
+    );
+
+    let served = Server::from_listener(proxy)
+        .header_read_timeout(args.header_timeout)
+        .max_header_size(args.max_header_size)
+        .grace_period(args.grace_period)
+        .serve_with_shutdown(gateway.router(), shutdown_signal())
+        .await;
+    match served {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(body)));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    res
+}
+
+/// The Admin API's first two endpoints (the full Kong Admin API comes later).
+mod admin {
+    use super::*;
+
+    #[derive(Debug)]
+    pub(super) struct NodeInfo {
+        body: String,
+        started: std::time::Instant,
+    }
+
+    impl NodeInfo {
+        pub(super) fn new(args: &Args, routes: usize) -> Self {
+            let hostname = std::env::var("HOSTNAME").unwrap_or_default();
+            let body = serde_json::json!({
+                "tagline": "Welcome to tower-gateway",
+                "version": env!("CARGO_PKG_VERSION"),
+                "hostname": hostname,
+                "node_id": format!("{:x}", std::process::id()),
+                "configuration": {
+                    "database": "off",
+                    "declarative_config": args.config.clone().unwrap_or_else(|| "examples/gateway.yaml (bundled)".into()),
+                    "proxy_listen": [args.proxy_listen.to_string()],
+                    "admin_listen": [args.admin_listen.to_string()],
+                    "trusted_ips": !args.settings.trusted_proxies.is_empty(),
+                    "upstream_keepalive_pool_size": args.settings.max_idle_per_host,
+                    "upstream_keepalive_idle_timeout": args.settings.idle_timeout.as_secs(),
+                    "routes": routes,
+                },
+                "plugins": { "available_on_server": {}, "enabled_in_cluster": [] },
+            });
+            Self {
+                body: body.to_string(),
+                started: std::time::Instant::now(),
+            }
+        }
+    }
+
+    pub(super) async fn handle(
+        req: Request<Incoming>,
+        info: Arc<NodeInfo>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        Ok(match (req.method(), req.uri().path()) {
+            (&Method::GET, "/") => json(StatusCode::OK, info.body.clone()),
+            (&Method::GET, "/status") => json(
+                StatusCode::OK,
+                serde_json::json!({
+                    "database": { "reachable": true },
+                    "server": { "uptime_seconds": info.started.elapsed().as_secs() },
+                })
+                .to_string(),
+            ),
+            (_, "/" | "/status") => json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                r#"{"message":"Method not allowed"}"#.into(),
+            ),
+            _ => json(StatusCode::NOT_FOUND, r#"{"message":"Not found"}"#.into()),
+        })
+    }
+}
+
+/// The in-process demo upstream behind the bundled configuration.
+mod demo {
+    use super::*;
+
+    const USERS: [(&str, &str); 3] = [("1", "Ada"), ("2", "Grace"), ("3", "Linus")];
+
+    pub(super) async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+        let path = req.uri().path();
+        let user = path.strip_prefix("/api/users/").filter(|id| !id.is_empty());
+        Ok(match (path, user) {
+            ("/api/users" | "/api/users/", _) => {
+                let users: Vec<_> = USERS
+                    .iter()
+                    .map(|(id, name)| serde_json::json!({ "id": id, "name": name }))
+                    .collect();
+                json(StatusCode::OK, serde_json::json!({ "data": users }).to_string())
+            }
+            (_, Some(id)) => match USERS.iter().find(|(uid, _)| *uid == id) {
+                Some((id, name)) => json(
+                    StatusCode::OK,
+                    serde_json::json!({ "id": id, "name": name, "method": req.method().as_str() })
+                        .to_string(),
+                ),
+                None => json(StatusCode::NOT_FOUND, r#"{"message":"no such user"}"#.into()),
+            },
+            _ => json(
+                StatusCode::OK,
+                serde_json::json!({
+                    "demo": "tower-gateway demo upstream",
+                    "path": path,
+                    "method": req.method().as_str(),
+                    "x-forwarded-for": req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+                })
+                .to_string(),
+            ),
+        })
+    }
+}

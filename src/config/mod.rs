@@ -1,1 +1,84 @@
-//! Kong-compatible declarative configuration.
+//! Kong-compatible declarative configuration: parse, check, and build a gateway from it.
+//!
+//! The format is Kong's (`_format_version` `"1.1"`, `"2.1"` or `"3.0"`), so a file exported
+//! with decK or written for Kong's DB-less mode loads as it is, as long as it uses what this
+//! gateway implements: `services` (with `url` or `protocol`/`host`/`port`/`path`, the three
+//! timeouts, nested `routes`) and top-level `routes` naming their `service`, with `paths`,
+//! `methods`, `hosts`, `headers`, `strip_path`, `preserve_host`.
+//!
+//! Nothing is silently ignored. A field this gateway does not act on yet is accepted only at
+//! Kong's default value; sections that later releases implement (`consumers`, `plugins`,
+//! `upstreams`, `certificates`, …) are refused with "not supported yet" when they are not empty;
+//! unknown fields are refused. Every error names the file, the field path
+//! (`services[0].routes[1].paths[0]`) and, for errors found while parsing, the line.
+//!
+//! ```
+//! use tower_gateway::config::Config;
+//!
+//! let config = Config::from_yaml(r#"
+//! _format_version: "3.0"
+//! services:
+//!   - name: users
+//!     url: http://127.0.0.1:3000
+//!     routes:
+//!       - name: users-api
+//!         paths: ["/api/users"]
+//! "#).unwrap();
+//! assert_eq!(config.services[0].routes.len(), 1);
+//!
+//! let err = Config::from_yaml(r#"
+//! _format_version: "3.0"
+//! services:
+//!   - name: users
+//!     url: http://127.0.0.1:3000
+//!     routes:
+//!       - paths: ["api/users"]
+//! "#).unwrap_err();
+//! assert_eq!(err.path(), Some("services[0].routes[0].paths[0]"));
+//! assert_eq!(err.line(), Some(7));
+//! ```
+
+mod check;
+mod error;
+mod gateway;
+mod model;
+
+use std::path::Path;
+
+pub use error::ConfigError;
+pub use gateway::{Gateway, RouteSummary, Settings};
+pub use model::*;
+
+impl Config {
+    /// Parses and checks a YAML document; errors name the file as `<config>`.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        Self::parse(text, "<config>")
+    }
+
+    /// Reads, parses and checks a YAML file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let mut config: Config =
+            serde_norway::from_str(text).map_err(|err| {
+                let location = err.location();
+                ConfigError::Parse {
+                    file: file.to_owned(),
+                    message: err.to_string(),
+                    line: location.as_ref().map(|l| l.line()),
+                    column: location.as_ref().map(|l| l.column()),
+                }
+            })?;
+        config.source = file.to_owned();
+        config.check(file)?;
+        Ok(config)
+    }
+}

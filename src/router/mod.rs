@@ -78,5 +78,17 @@ pub use error::RouteError;
 pub use route::{Route, RouteMatch};
 pub use service::{ResponseFuture, Router, RouterBuilder};
 
+/// Checks a path pattern without building a router (for configuration errors with locations).
+#[cfg_attr(not(feature = "config"), allow(dead_code))]
+pub(crate) fn check_path(path: &str) -> Result<(), RouteError> {
+    path::PathPattern::parse(path).map(drop)
+}
+
+/// Checks a host pattern without building a router.
+#[cfg_attr(not(feature = "config"), allow(dead_code))]
+pub(crate) fn check_host(host: &str) -> Result<(), RouteError> {
+    host::HostPattern::parse(host).map(drop)
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,150 @@
+//! Checks that need the whole file: references between entities, uniqueness, required fields.
+
+use std::collections::HashSet;
+
+use super::{Config, ConfigError, Route, RouteProtocol, Service};
+use crate::proxy::Origin;
+
+impl Config {
+    /// Checks what the parser cannot see field by field.
+    pub(super) fn check(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |path: String, message: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            path,
+            message,
+        };
+        let mut service_names = HashSet::new();
+        for (i, service) in self.services.iter().enumerate() {
+            let at = format!("services[{i}]");
+            for key in [&service.name, &service.id].into_iter().flatten() {
+                if !service_names.insert(key.as_str()) {
+                    return Err(invalid(at, format!("a second service is named {key:?}")));
+                }
+            }
+            service.origin().map_err(|(field, message)| invalid(format!("{at}.{field}"), message))?;
+            for (j, route) in service.routes.iter().enumerate() {
+                let at = format!("{at}.routes[{j}]");
+                if let Some(reference) = &route.service {
+                    let own = [&service.name, &service.id].into_iter().flatten();
+                    if !own.into_iter().any(|k| *k == reference.0) {
+                        return Err(invalid(
+                            format!("{at}.service"),
+                            format!("a nested route cannot name another service ({:?})", reference.0),
+                        ));
+                    }
+                }
+                route.check().map_err(|message| invalid(at, message))?;
+            }
+        }
+        for (j, route) in self.routes.iter().enumerate() {
+            let at = format!("routes[{j}]");
+            let Some(reference) = &route.service else {
+                return Err(invalid(
+                    format!("{at}.service"),
+                    "a top-level route must name its service".into(),
+                ));
+            };
+            if !service_names.contains(reference.0.as_str()) {
+                return Err(invalid(
+                    format!("{at}.service"),
+                    format!("no service is named {:?}", reference.0),
+                ));
+            }
+            route.check().map_err(|message| invalid(at, message))?;
+        }
+        let mut route_names = HashSet::new();
+        let all_routes = self
+            .services
+            .iter()
+            .flat_map(|s| &s.routes)
+            .chain(&self.routes);
+        for route in all_routes {
+            if let Some(name) = &route.name {
+                if !route_names.insert(name.as_str()) {
+                    return Err(invalid(
+                        "routes".into(),
+                        format!("two routes are named {name:?}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Service {
+    /// The origin, from `url` or from `protocol`/`host`/`port`/`path`; on error the offending
+    /// field and the message.
+    pub(crate) fn origin(&self) -> Result<Origin, (&'static str, String)> {
+        match (&self.url, &self.host) {
+            (Some(_), Some(_)) => Err((
+                "url",
+                "give either `url` or `host` (with `protocol`, `port`, `path`), not both".into(),
+            )),
+            (Some(url), None) => {
+                if self.port.is_some() || self.path.is_some() || self.protocol.is_some() {
+                    return Err((
+                        "url",
+                        "`url` already sets protocol, port and path; remove them".into(),
+                    ));
+                }
+                Ok(url.0.clone())
+            }
+            (None, Some(host)) => {
+                let port = self.port.unwrap_or(80);
+                let path = self.path.as_deref().unwrap_or("");
+                if !path.is_empty() && !path.starts_with('/') {
+                    return Err(("path", format!("path {path:?} must start with `/`")));
+                }
+                if host.is_empty() || host.contains(['/', '@', '?', '#', ' ']) {
+                    return Err(("host", format!("invalid host {host:?}")));
+                }
+                let host = if host.contains(':') && !host.starts_with('[') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                };
+                Origin::parse(&format!("http://{host}:{port}{path}"))
+                    .map_err(|e| ("host", e.to_string()))
+            }
+            (None, None) => Err(("host", "a service needs `url` or `host`".into())),
+        }
+    }
+
+    /// The name shown in logs: the name, else the id, else the origin.
+    pub(crate) fn label(&self) -> String {
+        self.name
+            .clone()
+            .or_else(|| self.id.clone())
+            .unwrap_or_else(|| "(unnamed)".into())
+    }
+}
+
+impl Route {
+    fn check(&self) -> Result<(), String> {
+        let empty = |v: Option<usize>| v.unwrap_or(0) == 0;
+        if empty(self.paths.as_ref().map(Vec::len))
+            && empty(self.hosts.as_ref().map(Vec::len))
+            && empty(self.methods.as_ref().map(Vec::len))
+            && empty(self.headers.as_ref().map(|h| h.len()))
+        {
+            return Err("a route needs at least one of paths, hosts, methods or headers".into());
+        }
+        if let Some(protocols) = &self.protocols {
+            if protocols.is_empty() {
+                return Err("protocols must not be empty".into());
+            }
+            if !protocols.contains(&RouteProtocol::Http) {
+                return Err(
+                    "protocols: https-only routes are not supported yet: TLS comes later".into(),
+                );
+            }
+        }
+        if let Some(headers) = &self.headers {
+            if let Some((name, _)) = headers.iter().find(|(_, values)| values.is_empty()) {
+                return Err(format!("headers.{}: at least one value is needed", name.0));
+            }
+        }
+        Ok(())
+    }
+}

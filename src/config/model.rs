@@ -1,0 +1,648 @@
+//! The serde model of Kong's declarative format, restricted to what this gateway implements.
+//!
+//! Every field Kong defines for services and routes is known here. A field this gateway acts
+//! on is read; a field it does not act on yet is accepted only at Kong's default value and
+//! refused otherwise ("not supported yet"), so that no setting is silently ignored. Unknown
+//! fields are refused. Values are checked while parsing, so errors carry the field path and
+//! the line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny};
+use serde::Deserialize;
+
+use crate::proxy::Origin;
+use crate::router::{check_host, check_path};
+
+/// A whole declarative configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `_format_version`: `"1.1"`, `"2.1"` or `"3.0"`.
+    #[serde(rename = "_format_version")]
+    pub format_version: FormatVersion,
+    /// `_transform` (Kong: hash credentials on import); accepted for compatibility.
+    #[serde(rename = "_transform", default)]
+    pub transform: Option<bool>,
+    /// `_comment`: free text.
+    #[serde(rename = "_comment", default)]
+    pub comment: Option<String>,
+    /// `_info` (written by decK): accepted and not interpreted.
+    #[serde(rename = "_info", default)]
+    pub info: Option<IgnoredAny>,
+    /// `_workspace`: only the default workspace exists.
+    #[serde(rename = "_workspace", default)]
+    pub workspace: Option<String>,
+    /// Services, each with its nested routes.
+    #[serde(default)]
+    pub services: Vec<Service>,
+    /// Top-level routes, each naming its service.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Plugins (global or scoped): refused until plugins are implemented.
+    #[serde(default)]
+    pub plugins: Plugins,
+    /// Consumers: refused until authentication is implemented.
+    #[serde(default)]
+    pub consumers: NotYet<Consumers>,
+    /// Upstreams: refused until load balancing is implemented.
+    #[serde(default)]
+    pub upstreams: NotYet<Upstreams>,
+    /// Targets: refused until load balancing is implemented.
+    #[serde(default)]
+    pub targets: NotYet<Upstreams>,
+    /// Certificates: refused until TLS is implemented.
+    #[serde(default)]
+    pub certificates: NotYet<Tls>,
+    /// CA certificates: refused until TLS is implemented.
+    #[serde(default)]
+    pub ca_certificates: NotYet<Tls>,
+    /// SNIs: refused until TLS is implemented.
+    #[serde(default)]
+    pub snis: NotYet<Tls>,
+    /// Vaults: not supported.
+    #[serde(default)]
+    pub vaults: NotYet<Vaults>,
+    /// key-auth credentials: refused until authentication is implemented.
+    #[serde(default)]
+    pub keyauth_credentials: NotYet<Consumers>,
+    /// JWT secrets: refused until authentication is implemented.
+    #[serde(default)]
+    pub jwt_secrets: NotYet<Consumers>,
+    /// The file this configuration was read from (`<config>` for a string).
+    #[serde(skip)]
+    pub source: String,
+}
+
+/// A Kong service: where requests go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Kong's entity id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The name routes refer to.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Free-form tags.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// A disabled service's routes do not match (Kong semantics). Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Shorthand for protocol, host, port and path: `http://host:port/path`.
+    #[serde(default)]
+    pub url: Option<ServiceUrl>,
+    /// `http` (default).
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
+    /// The origin's host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// The origin's port (default 80).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The base path requests are appended to.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Milliseconds to connect (default 60 000).
+    #[serde(default)]
+    pub connect_timeout: Option<TimeoutMs>,
+    /// Milliseconds one read may wait (default 60 000).
+    #[serde(default)]
+    pub read_timeout: Option<TimeoutMs>,
+    /// Milliseconds one write may wait (default 60 000).
+    #[serde(default)]
+    pub write_timeout: Option<TimeoutMs>,
+    /// Kong's retries (default 5). With one origin there is no other target to retry on;
+    /// retries across targets come with upstreams.
+    #[serde(default)]
+    pub retries: Option<u16>,
+    /// Upstream TLS verification: refused until upstream TLS is implemented.
+    #[serde(default)]
+    pub tls_verify: NotYet<Tls>,
+    /// Upstream TLS verification depth: refused until upstream TLS is implemented.
+    #[serde(default)]
+    pub tls_verify_depth: NotYet<Tls>,
+    /// Upstream CA certificates: refused until upstream TLS is implemented.
+    #[serde(default)]
+    pub ca_certificates: NotYet<Tls>,
+    /// Upstream client certificate: refused until upstream TLS is implemented.
+    #[serde(default)]
+    pub client_certificate: NotYet<Tls>,
+    /// Creation time (Kong metadata).
+    #[serde(default)]
+    pub created_at: Option<u64>,
+    /// Update time (Kong metadata).
+    #[serde(default)]
+    pub updated_at: Option<u64>,
+    /// Routes of this service.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Plugins scoped to this service: refused until plugins are implemented.
+    #[serde(default)]
+    pub plugins: Plugins,
+}
+
+/// A Kong route: which requests go to a service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Kong's entity id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The route's name (logged).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Free-form tags.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// For top-level routes: the service, by name or id.
+    #[serde(default)]
+    pub service: Option<ServiceRef>,
+    /// Path patterns (see [`crate::router::Route`] for the syntax).
+    #[serde(default)]
+    pub paths: Option<Vec<RoutePath>>,
+    /// Accepted methods (upper case).
+    #[serde(default)]
+    pub methods: Option<Vec<RouteMethod>>,
+    /// Host patterns.
+    #[serde(default)]
+    pub hosts: Option<Vec<RouteHost>>,
+    /// Header conditions: name → accepted values.
+    #[serde(default)]
+    pub headers: Option<BTreeMap<HeaderNameStr, Vec<String>>>,
+    /// Remove the matched path prefix before proxying (default true).
+    #[serde(default)]
+    pub strip_path: Option<bool>,
+    /// Send the client's `Host` upstream (default false).
+    #[serde(default)]
+    pub preserve_host: Option<bool>,
+    /// `http` and/or `https` (default both). `https` alone needs TLS, which comes later.
+    #[serde(default)]
+    pub protocols: Option<Vec<RouteProtocol>>,
+    /// Only `v0` (the default) is implemented.
+    #[serde(default)]
+    pub path_handling: Option<PathHandling>,
+    /// Only meaningful for regex paths; only 0 is accepted.
+    #[serde(default)]
+    pub regex_priority: Option<ZeroOnly>,
+    /// Only Kong's default 426 is accepted until TLS is implemented.
+    #[serde(default)]
+    pub https_redirect_status_code: Option<RedirectCode>,
+    /// Accepted; this gateway always streams request bodies.
+    #[serde(default)]
+    pub request_buffering: Option<bool>,
+    /// Accepted; this gateway always streams response bodies.
+    #[serde(default)]
+    pub response_buffering: Option<bool>,
+    /// SNIs: refused until TLS is implemented.
+    #[serde(default)]
+    pub snis: NotYet<Tls>,
+    /// Stream-route sources: not supported.
+    #[serde(default)]
+    pub sources: NotYet<Streams>,
+    /// Stream-route destinations: not supported.
+    #[serde(default)]
+    pub destinations: NotYet<Streams>,
+    /// Creation time (Kong metadata).
+    #[serde(default)]
+    pub created_at: Option<u64>,
+    /// Update time (Kong metadata).
+    #[serde(default)]
+    pub updated_at: Option<u64>,
+    /// Plugins scoped to this route: refused until plugins are implemented.
+    #[serde(default)]
+    pub plugins: Plugins,
+}
+
+/// `_format_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatVersion {
+    /// `"1.1"` (Kong 1.x).
+    V1_1,
+    /// `"2.1"` (Kong 2.x).
+    V2_1,
+    /// `"3.0"` (Kong 3.x).
+    V3_0,
+}
+
+/// A reference from a top-level route to its service: `service: name` or
+/// `service: {name: ...}` / `service: {id: ...}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRef(pub String);
+
+/// A service `url`, checked to be a URL the proxy can forward to.
+#[derive(Debug, Clone)]
+pub struct ServiceUrl(pub Origin);
+
+/// A service `protocol`: only `http` until TLS is implemented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protocol;
+
+/// A timeout in milliseconds, 1 to 2 147 483 646 (Kong's range).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutMs(pub u64);
+
+/// A route path, checked against the router's syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePath(pub String);
+
+/// A route host, checked against the router's syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteHost(pub String);
+
+/// A route method: an upper-case HTTP method token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteMethod(pub http::Method);
+
+/// A header name in a route's `headers` condition.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HeaderNameStr(pub String);
+
+/// A route protocol: `http` or `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteProtocol {
+    /// Plain-text HTTP.
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+/// `path_handling`: only `v0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathHandling;
+
+/// A number that must be 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZeroOnly;
+
+/// `https_redirect_status_code`: only 426.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedirectCode;
+
+/// A `plugins` list; every entry is refused for now, naming the plugin.
+#[derive(Debug, Clone, Default)]
+pub struct Plugins;
+
+/// A section or field that a later part of the gateway implements: accepted when absent,
+/// null or empty, refused with "not supported yet" otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct NotYet<W>(std::marker::PhantomData<W>);
+
+/// Marker: comes with authentication.
+#[derive(Debug, Clone, Copy)]
+pub enum Consumers {}
+/// Marker: comes with load balancing.
+#[derive(Debug, Clone, Copy)]
+pub enum Upstreams {}
+/// Marker: comes with TLS.
+#[derive(Debug, Clone, Copy)]
+pub enum Tls {}
+/// Marker: not planned.
+#[derive(Debug, Clone, Copy)]
+pub enum Vaults {}
+/// Marker: stream (TCP/UDP) routes, not planned.
+#[derive(Debug, Clone, Copy)]
+pub enum Streams {}
+
+/// What a [`NotYet`] field waits for, for its error message.
+pub trait Pending {
+    /// The feature that will implement it.
+    const WHAT: &'static str;
+}
+impl Pending for Consumers {
+    const WHAT: &'static str = "consumers and credentials come with authentication";
+}
+impl Pending for Upstreams {
+    const WHAT: &'static str = "upstreams and targets come with load balancing";
+}
+impl Pending for Tls {
+    const WHAT: &'static str = "TLS settings come with TLS support";
+}
+impl Pending for Vaults {
+    const WHAT: &'static str = "vaults are not supported";
+}
+impl Pending for Streams {
+    const WHAT: &'static str = "stream (TCP/UDP) routing is not supported";
+}
+
+// === impl Deserialize for the checked values ===
+
+/// Deserializes a string and checks it inside the visitor, so that an error carries the
+/// location of the value itself (serde_norway fills in the position only there).
+fn checked_str<'de, D, T>(
+    d: D,
+    expecting: &'static str,
+    check: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct Visitor<F>(&'static str, F);
+    impl<'de, T, F: FnOnce(&str) -> Result<T, String>> de::Visitor<'de> for Visitor<F> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            (self.1)(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(Visitor(expecting, check))
+}
+
+/// Deserializes an integer and checks it inside the visitor (see [`checked_str`]).
+fn checked_int<'de, D, T>(
+    d: D,
+    expecting: &'static str,
+    check: impl FnOnce(i128) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct Visitor<F>(&'static str, F);
+    impl<'de, T, F: FnOnce(i128) -> Result<T, String>> de::Visitor<'de> for Visitor<F> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+            (self.1)(i128::from(v)).map_err(E::custom)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+            (self.1)(i128::from(v)).map_err(E::custom)
+        }
+    }
+    d.deserialize_i64(Visitor(expecting, check))
+}
+
+impl<'de> Deserialize<'de> for FormatVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_str(d, "a format version string", |v| match v {
+            "1.1" => Ok(Self::V1_1),
+            "2.1" => Ok(Self::V2_1),
+            "3.0" => Ok(Self::V3_0),
+            other => Err(format!(
+                "unsupported _format_version {other:?}: expected \"1.1\", \"2.1\" or \"3.0\""
+            )),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = ServiceRef;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a service name or id, or {name: ...} / {id: ...}")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ServiceRef, E> {
+                Ok(ServiceRef(v.to_owned()))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<ServiceRef, A::Error> {
+                let mut found = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "name" | "id" => found = Some(map.next_value::<String>()?),
+                        other => {
+                            return Err(de::Error::unknown_field(other, &["name", "id"]));
+                        }
+                    }
+                }
+                found.map(ServiceRef).ok_or_else(|| de::Error::missing_field("name"))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_str(d, "a URL", |v| {
+            Origin::parse(v).map(ServiceUrl).map_err(|e| e.to_string())
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Protocol {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_str(d, "a protocol", |v| match v {
+            "http" => Ok(Protocol),
+            p @ ("https" | "grpc" | "grpcs" | "tcp" | "tls" | "tls_passthrough" | "udp" | "ws"
+            | "wss") => Err(format!(
+                "protocol {p:?} is not supported yet: only \"http\" services are"
+            )),
+            other => Err(format!("unknown protocol {other:?}: expected \"http\"")),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeoutMs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_int(d, "a timeout in milliseconds", |ms| match u64::try_from(ms) {
+            Ok(ms @ 1..=2_147_483_646) => Ok(TimeoutMs(ms)),
+            _ => Err(format!(
+                "timeout {ms} out of range: expected milliseconds from 1 to 2147483646"
+            )),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for RoutePath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_str(d, "a path", |v| {
+            check_path(v).map_err(|e| e.to_string())?;
+            Ok(RoutePath(v.to_owned()))
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for RouteHost {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_str(d, "a host", |v| {
+            check_host(v).map_err(|e| e.to_string())?;
+            Ok(RouteHost(v.to_owned()))
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for RouteMethod {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_str(d, "an HTTP method", |v| {
+            let upper = !v.is_empty() && v.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_');
+            match http::Method::from_bytes(v.as_bytes()) {
+                Ok(m) if upper => Ok(RouteMethod(m)),
+                _ => Err(format!(
+                    "invalid method {v:?}: expected an upper-case method such as \"GET\""
+                )),
+            }
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for HeaderNameStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_str(d, "a header name", |v| {
+            if http::HeaderName::from_bytes(v.as_bytes()).is_err() {
+                return Err(format!("invalid header name {v:?}"));
+            }
+            if v.eq_ignore_ascii_case("host") {
+                return Err("match hosts with `hosts`, not `headers`".into());
+            }
+            Ok(HeaderNameStr(v.to_owned()))
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for RouteProtocol {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_str(d, "a protocol", |v| match v {
+            "http" => Ok(Self::Http),
+            "https" => Ok(Self::Https),
+            other => Err(format!(
+                "route protocol {other:?} is not supported yet: expected \"http\" or \"https\""
+            )),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for PathHandling {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_str(d, "v0", |v| match v {
+            "v0" => Ok(PathHandling),
+            "v1" => Err(
+                "path_handling \"v1\" is not supported yet: only \"v0\" (Kong's default) is".into(),
+            ),
+            other => Err(format!("unknown path_handling {other:?}: expected \"v0\"")),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ZeroOnly {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_int(d, "0", |n| match n {
+            0 => Ok(ZeroOnly),
+            n => Err(format!(
+                "regex_priority {n} is not supported yet: regex paths are not supported, so only 0 is accepted"
+            )),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for RedirectCode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked_int(d, "426", |n| match n {
+            426 => Ok(RedirectCode),
+            n => Err(format!(
+                "https_redirect_status_code {n} is not supported yet: HTTPS redirects come with TLS support"
+            )),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Plugins {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = Plugins;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of plugins")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Plugins, E> {
+                Ok(Plugins)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Plugins, A::Error> {
+                match seq.next_element::<PluginName>()? {
+                    None => Ok(Plugins),
+                    Some(PluginName(name)) => Err(de::Error::custom(format_args!(
+                        "plugin {name:?} is not supported yet: plugins come with later releases"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// A plugin entry, read only far enough to name it.
+struct PluginName(String);
+
+impl<'de> Deserialize<'de> for PluginName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = PluginName;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a plugin: {name: ..., config: ...}")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<PluginName, A::Error> {
+                let mut name = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "name" {
+                        name = Some(map.next_value::<String>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                name.map(PluginName).ok_or_else(|| de::Error::missing_field("name"))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+impl<W> Default for NotYet<W> {
+    fn default() -> Self {
+        NotYet(std::marker::PhantomData)
+    }
+}
+
+impl<'de, W: Pending> Deserialize<'de> for NotYet<W> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor<W>(std::marker::PhantomData<W>);
+        impl<'de, W: Pending> de::Visitor<'de> for Visitor<W> {
+            type Value = NotYet<W>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("nothing (not supported yet)")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<NotYet<W>, E> {
+                Ok(NotYet::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<NotYet<W>, E> {
+                Ok(NotYet::default())
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<NotYet<W>, A::Error> {
+                match seq.next_element::<IgnoredAny>()? {
+                    None => Ok(NotYet::default()),
+                    Some(_) => Err(not_yet::<W, _>()),
+                }
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<NotYet<W>, A::Error> {
+                match map.next_key::<IgnoredAny>()? {
+                    None => Ok(NotYet::default()),
+                    Some(_) => Err(not_yet::<W, _>()),
+                }
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<NotYet<W>, E> {
+                Err(not_yet::<W, _>())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<NotYet<W>, E> {
+                Err(not_yet::<W, _>())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<NotYet<W>, E> {
+                Err(not_yet::<W, _>())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<NotYet<W>, E> {
+                Err(not_yet::<W, _>())
+            }
+        }
+        d.deserialize_any(Visitor(std::marker::PhantomData))
+    }
+}
+
+fn not_yet<W: Pending, E: de::Error>() -> E {
+    E::custom(format_args!("not supported yet: {}", W::WHAT))
+}
