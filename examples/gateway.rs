@@ -100,8 +100,12 @@ fn parse_args() -> Result<Option<Args>, String> {
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
             "--config" => args.config = Some(value("--config")?),
-            "--proxy-listen" => args.proxy_listen = addr(value("--proxy-listen")?, "--proxy-listen")?,
-            "--admin-listen" => args.admin_listen = addr(value("--admin-listen")?, "--admin-listen")?,
+            "--proxy-listen" => {
+                args.proxy_listen = addr(value("--proxy-listen")?, "--proxy-listen")?
+            }
+            "--admin-listen" => {
+                args.admin_listen = addr(value("--admin-listen")?, "--admin-listen")?
+            }
             "--trusted-ips" => {
                 args.settings.trusted_proxies = value("--trusted-ips")?
                     .parse::<TrustedProxies>()
@@ -109,22 +113,26 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "--keepalive-pool" => {
                 let v = value("--keepalive-pool")?;
-                args.settings.max_idle_per_host =
-                    v.parse().map_err(|_| format!("--keepalive-pool: {v:?} is not a number"))?;
+                args.settings.max_idle_per_host = v
+                    .parse()
+                    .map_err(|_| format!("--keepalive-pool: {v:?} is not a number"))?;
             }
             "--keepalive-timeout" => {
-                args.settings.idle_timeout = secs(value("--keepalive-timeout")?, "--keepalive-timeout")?;
+                args.settings.idle_timeout =
+                    secs(value("--keepalive-timeout")?, "--keepalive-timeout")?;
             }
-            "--header-timeout" => args.header_timeout = secs(value("--header-timeout")?, "--header-timeout")?,
+            "--header-timeout" => {
+                args.header_timeout = secs(value("--header-timeout")?, "--header-timeout")?
+            }
             "--max-header-size" => {
                 let v = value("--max-header-size")?;
-                args.max_header_size = v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= 1024)
-                    .ok_or_else(|| format!("--max-header-size: {v:?} is not a number of bytes >= 1024"))?;
+                args.max_header_size = v.parse().ok().filter(|n| *n >= 1024).ok_or_else(|| {
+                    format!("--max-header-size: {v:?} is not a number of bytes >= 1024")
+                })?;
             }
-            "--grace-period" => args.grace_period = secs(value("--grace-period")?, "--grace-period")?,
+            "--grace-period" => {
+                args.grace_period = secs(value("--grace-period")?, "--grace-period")?
+            }
             "--check" => args.check = true,
             other => return Err(format!("unknown option {other:?} (see --help)")),
         }
@@ -165,7 +173,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the runtime: {err}");
@@ -226,8 +237,14 @@ async fn run(args: Args, config: Config) -> ExitCode {
     };
     // The bound addresses, so that port 0 shows the port it got.
     let local = |l: &tokio::net::TcpListener, asked: SocketAddr| l.local_addr().unwrap_or(asked);
-    tracing::info!("proxy listening on http://{}", local(&proxy, args.proxy_listen));
-    tracing::info!("admin API listening on http://{}", local(&admin, args.admin_listen));
+    tracing::info!(
+        "proxy listening on http://{}",
+        local(&proxy, args.proxy_listen)
+    );
+    tracing::info!(
+        "admin API listening on http://{}",
+        local(&admin, args.admin_listen)
+    );
 
     let info = Arc::new(admin::NodeInfo::new(&args, gateway.routes().len()));
     let admin_service = service_fn(move |req| admin::handle(req, info.clone()));
@@ -260,6 +277,7 @@ fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -340,7 +358,9 @@ mod demo {
 
     const USERS: [(&str, &str); 3] = [("1", "Ada"), ("2", "Grace"), ("3", "Linus")];
 
-    pub(super) async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    pub(super) async fn handle(
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
         let path = req.uri().path();
         let user = path.strip_prefix("/api/users/").filter(|id| !id.is_empty());
         Ok(match (path, user) {

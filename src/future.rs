@@ -68,7 +68,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
-            CallOrRejectProj::Call { call } => call.poll(cx).map_ok(|res| res.map(ResponseBody::new)),
+            CallOrRejectProj::Call { call } => {
+                call.poll(cx).map_ok(|res| res.map(ResponseBody::new))
+            }
             CallOrRejectProj::Reject { rejection } => {
                 let Some(rejection) = rejection.take() else {
                     // Polled after completion: the future contract allows anything but a panic

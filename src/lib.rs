@@ -32,7 +32,12 @@
 //! [tower]: https://docs.rs/tower
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs, missing_debug_implementations, unreachable_pub, rust_2018_idioms)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;

@@ -21,7 +21,9 @@ impl Config {
                     return Err(invalid(at, format!("a second service is named {key:?}")));
                 }
             }
-            service.origin().map_err(|(field, message)| invalid(format!("{at}.{field}"), message))?;
+            service
+                .origin()
+                .map_err(|(field, message)| invalid(format!("{at}.{field}"), message))?;
             for (j, route) in service.routes.iter().enumerate() {
                 let at = format!("{at}.routes[{j}]");
                 if let Some(reference) = &route.service {
@@ -29,7 +31,10 @@ impl Config {
                     if !own.into_iter().any(|k| *k == reference.0) {
                         return Err(invalid(
                             format!("{at}.service"),
-                            format!("a nested route cannot name another service ({:?})", reference.0),
+                            format!(
+                                "a nested route cannot name another service ({:?})",
+                                reference.0
+                            ),
                         ));
                     }
                 }
@@ -59,13 +64,13 @@ impl Config {
             .flat_map(|s| &s.routes)
             .chain(&self.routes);
         for route in all_routes {
-            if let Some(name) = &route.name {
-                if !route_names.insert(name.as_str()) {
-                    return Err(invalid(
-                        "routes".into(),
-                        format!("two routes are named {name:?}"),
-                    ));
-                }
+            if let Some(name) = &route.name
+                && !route_names.insert(name.as_str())
+            {
+                return Err(invalid(
+                    "routes".into(),
+                    format!("two routes are named {name:?}"),
+                ));
             }
         }
         Ok(())
@@ -140,10 +145,13 @@ impl Route {
                 );
             }
         }
-        if let Some(headers) = &self.headers {
-            if let Some((name, _)) = headers.iter().find(|(_, values)| values.is_empty()) {
-                return Err(format!("headers.{}: at least one value is needed", name.0));
-            }
+        if let Some((name, _)) = self
+            .headers
+            .iter()
+            .flatten()
+            .find(|(_, values)| values.is_empty())
+        {
+            return Err(format!("headers.{}: at least one value is needed", name.0));
         }
         Ok(())
     }

@@ -82,7 +82,8 @@ impl Gateway {
         for (j, route) in config.routes.iter().enumerate() {
             let reference = route.service.as_ref().map(|s| s.0.as_str());
             let position = config.services.iter().position(|s| {
-                reference.is_some() && (s.name.as_deref() == reference || s.id.as_deref() == reference)
+                reference.is_some()
+                    && (s.name.as_deref() == reference || s.id.as_deref() == reference)
             });
             // `check` guarantees the reference resolves.
             let Some(position) = position else { continue };
@@ -117,13 +118,17 @@ fn service_proxy(
     file: &str,
     index: usize,
 ) -> Result<ReverseProxy<Incoming>, ConfigError> {
-    let origin = service.origin().map_err(|(field, message)| ConfigError::Invalid {
-        file: file.to_owned(),
-        path: format!("services[{index}].{field}"),
-        message,
-    })?;
+    let origin = service
+        .origin()
+        .map_err(|(field, message)| ConfigError::Invalid {
+            file: file.to_owned(),
+            path: format!("services[{index}].{field}"),
+            message,
+        })?;
     let ms = |t: Option<super::TimeoutMs>| {
-        t.map_or(crate::proxy::DEFAULT_TIMEOUT, |t| Duration::from_millis(t.0))
+        t.map_or(crate::proxy::DEFAULT_TIMEOUT, |t| {
+            Duration::from_millis(t.0)
+        })
     };
     let config = ProxyConfig::with_origin(origin)
         .connect_timeout(ms(service.connect_timeout))
@@ -175,13 +180,31 @@ fn summary(
 ) -> RouteSummary {
     let mut matches = Vec::new();
     if let Some(methods) = &route.methods {
-        matches.push(methods.iter().map(|m| m.0.as_str()).collect::<Vec<_>>().join("|"));
+        matches.push(
+            methods
+                .iter()
+                .map(|m| m.0.as_str())
+                .collect::<Vec<_>>()
+                .join("|"),
+        );
     }
     if let Some(hosts) = &route.hosts {
-        matches.push(hosts.iter().map(|h| h.0.as_str()).collect::<Vec<_>>().join("|"));
+        matches.push(
+            hosts
+                .iter()
+                .map(|h| h.0.as_str())
+                .collect::<Vec<_>>()
+                .join("|"),
+        );
     }
     if let Some(paths) = &route.paths {
-        matches.push(paths.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join(" "));
+        matches.push(
+            paths
+                .iter()
+                .map(|p| p.0.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
     }
     for (name, values) in route.headers.iter().flatten() {
         matches.push(format!("{}: {}", name.0, values.join("|")));

@@ -67,16 +67,15 @@ impl Config {
     }
 
     fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
-        let mut config: Config =
-            serde_norway::from_str(text).map_err(|err| {
-                let location = err.location();
-                ConfigError::Parse {
-                    file: file.to_owned(),
-                    message: err.to_string(),
-                    line: location.as_ref().map(|l| l.line()),
-                    column: location.as_ref().map(|l| l.column()),
-                }
-            })?;
+        let mut config: Config = serde_norway::from_str(text).map_err(|err| {
+            let location = err.location();
+            ConfigError::Parse {
+                file: file.to_owned(),
+                message: err.to_string(),
+                line: location.as_ref().map(|l| l.line()),
+                column: location.as_ref().map(|l| l.column()),
+            }
+        })?;
         config.source = file.to_owned();
         config.check(file)?;
         Ok(config)

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny};
 
 use crate::proxy::Origin;
 use crate::router::{check_host, check_path};
@@ -412,7 +412,9 @@ impl<'de> Deserialize<'de> for ServiceRef {
                         }
                     }
                 }
-                found.map(ServiceRef).ok_or_else(|| de::Error::missing_field("name"))
+                found
+                    .map(ServiceRef)
+                    .ok_or_else(|| de::Error::missing_field("name"))
             }
         }
         d.deserialize_any(Visitor)
@@ -442,11 +444,13 @@ impl<'de> Deserialize<'de> for Protocol {
 
 impl<'de> Deserialize<'de> for TimeoutMs {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        checked_int(d, "a timeout in milliseconds", |ms| match u64::try_from(ms) {
-            Ok(ms @ 1..=2_147_483_646) => Ok(TimeoutMs(ms)),
-            _ => Err(format!(
-                "timeout {ms} out of range: expected milliseconds from 1 to 2147483646"
-            )),
+        checked_int(d, "a timeout in milliseconds", |ms| {
+            match u64::try_from(ms) {
+                Ok(ms @ 1..=2_147_483_646) => Ok(TimeoutMs(ms)),
+                _ => Err(format!(
+                    "timeout {ms} out of range: expected milliseconds from 1 to 2147483646"
+                )),
+            }
         })
     }
 }
@@ -472,7 +476,9 @@ impl<'de> Deserialize<'de> for RouteHost {
 impl<'de> Deserialize<'de> for RouteMethod {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         checked_str(d, "an HTTP method", |v| {
-            let upper = !v.is_empty() && v.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_');
+            let upper = !v.is_empty()
+                && v.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_');
             match http::Method::from_bytes(v.as_bytes()) {
                 Ok(m) if upper => Ok(RouteMethod(m)),
                 _ => Err(format!(
@@ -587,7 +593,8 @@ impl<'de> Deserialize<'de> for PluginName {
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
-                name.map(PluginName).ok_or_else(|| de::Error::missing_field("name"))
+                name.map(PluginName)
+                    .ok_or_else(|| de::Error::missing_field("name"))
             }
         }
         d.deserialize_map(Visitor)

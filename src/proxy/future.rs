@@ -65,10 +65,10 @@ fn downstream_response(res: Response<Incoming>) -> Response<ResponseBody<Incomin
     let (mut parts, body) = res.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     // Identical repeated lengths were accepted by the parser; send one.
-    if parts.headers.get_all(header::CONTENT_LENGTH).iter().nth(1).is_some() {
-        if let Some(len) = parts.headers.get(header::CONTENT_LENGTH).cloned() {
-            parts.headers.insert(header::CONTENT_LENGTH, len);
-        }
+    let mut lengths = parts.headers.get_all(header::CONTENT_LENGTH).iter();
+    if let (Some(first), Some(_)) = (lengths.next(), lengths.next()) {
+        let first = first.clone();
+        parts.headers.insert(header::CONTENT_LENGTH, first);
     }
     Response::from_parts(parts, ResponseBody::new(body))
 }
@@ -84,7 +84,11 @@ fn invalid_framing(headers: &HeaderMap) -> Option<&'static str> {
         return Some("both Transfer-Encoding and Content-Length");
     }
     let last = codings.next_back()?;
-    let last_coding = last.as_bytes().rsplit(|b| *b == b',').next().unwrap_or_default();
+    let last_coding = last
+        .as_bytes()
+        .rsplit(|b| *b == b',')
+        .next()
+        .unwrap_or_default();
     if !last_coding.trim_ascii().eq_ignore_ascii_case(b"chunked") {
         return Some("a Transfer-Encoding that does not end in chunked");
     }
@@ -109,7 +113,9 @@ fn classify(err: &hyper_util::client::legacy::Error) -> UpstreamFailure {
     }
 }
 
-fn sources<'a>(err: &'a (dyn StdError + 'static)) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+fn sources<'a>(
+    err: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
     let mut next = Some(err);
     std::iter::from_fn(move || {
         let current = next?;
@@ -145,8 +151,14 @@ mod tests {
 
     #[test]
     fn chunked_alone_is_valid_framing() {
-        assert_eq!(invalid_framing(&headers(&[("transfer-encoding", "chunked")])), None);
-        assert_eq!(invalid_framing(&headers(&[("transfer-encoding", "gzip, chunked")])), None);
+        assert_eq!(
+            invalid_framing(&headers(&[("transfer-encoding", "chunked")])),
+            None
+        );
+        assert_eq!(
+            invalid_framing(&headers(&[("transfer-encoding", "gzip, chunked")])),
+            None
+        );
         assert_eq!(invalid_framing(&headers(&[("content-length", "3")])), None);
     }
 

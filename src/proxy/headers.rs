@@ -241,7 +241,12 @@ mod tests {
             ("x-forwarded-for", "203.0.113.1"),
             ("x-forwarded-for", "198.51.100.2"),
         ]);
-        set_forwarded(&mut h, &conn("192.0.2.7:5000"), &TrustedProxies::none(), None);
+        set_forwarded(
+            &mut h,
+            &conn("192.0.2.7:5000"),
+            &TrustedProxies::none(),
+            None,
+        );
         let xff: Vec<_> = h.get_all("x-forwarded-for").iter().collect();
         assert_eq!(xff, ["203.0.113.1, 198.51.100.2, 192.0.2.7"]);
         assert_eq!(h["x-real-ip"], "192.0.2.7");
@@ -255,7 +260,12 @@ mod tests {
             ("x-forwarded-port", "443"),
         ]);
         let host = Some(HeaderValue::from_static("api.example.com"));
-        set_forwarded(&mut h, &conn("192.0.2.7:5000"), &TrustedProxies::none(), host);
+        set_forwarded(
+            &mut h,
+            &conn("192.0.2.7:5000"),
+            &TrustedProxies::none(),
+            host,
+        );
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
         assert_eq!(h["x-forwarded-port"], "8000");
@@ -277,7 +287,12 @@ mod tests {
     #[test]
     fn ipv6_peers_are_written_without_brackets_or_ports() {
         let mut h = HeaderMap::new();
-        set_forwarded(&mut h, &conn("[2001:db8::1]:5000"), &TrustedProxies::none(), None);
+        set_forwarded(
+            &mut h,
+            &conn("[2001:db8::1]:5000"),
+            &TrustedProxies::none(),
+            None,
+        );
         assert_eq!(h["x-forwarded-for"], "2001:db8::1");
     }
 }

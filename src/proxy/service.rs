@@ -13,15 +13,15 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::Service;
 
+use super::ProxyConfig;
 use super::config::join_path;
 use super::connect::Connector;
 use super::future::ResponseFuture;
 use super::headers::{self, X_FORWARDED_PATH, X_FORWARDED_PREFIX};
-use super::ProxyConfig;
+use crate::BoxError;
 use crate::body::ResponseBody;
 use crate::router::RouteMatch;
 use crate::server::ConnectionInfo;
-use crate::BoxError;
 
 /// Forwards requests to one origin over a pool of keep-alive connections, streaming bodies both
 /// ways. See the [module docs](super) for the rules it applies.
@@ -100,7 +100,8 @@ impl<B> ReverseProxy<B> {
             if let Ok(value) = HeaderValue::from_str(prefix) {
                 parts.headers.insert(X_FORWARDED_PREFIX, value);
             }
-            if let Ok(value) = HeaderValue::from_str(matched.map_or("", |m| m.original_uri().path()))
+            if let Ok(value) =
+                HeaderValue::from_str(matched.map_or("", |m| m.original_uri().path()))
             {
                 parts.headers.insert(X_FORWARDED_PATH, value);
             }

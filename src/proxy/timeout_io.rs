@@ -214,4 +214,29 @@ mod tests {
             assert_eq!(read_some(&mut io).await.unwrap(), 1);
         }
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_restarts_the_read_clock_of_a_connection_that_sat_idle() {
+        // A pooled connection: hyper polls its read side while idle, which arms the timer.
+        let (client, mut server) = tokio::io::duplex(64);
+        let mut io = TimeoutIo::new(
+            TokioIo::new(client),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        );
+        let _ = tokio::time::timeout(Duration::ZERO, read_some(&mut io)).await;
+        tokio::time::advance(Duration::from_secs(4)).await;
+
+        // A request goes out on it 4 s later and its answer takes 3 s: 7 s after the idle
+        // read began, but only 3 s after the request.
+        std::future::poll_fn(|cx| Pin::new(&mut io).poll_write(cx, b"GET"))
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            server.write_all(b"x").await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        assert_eq!(read_some(&mut io).await.unwrap(), 1);
+    }
 }

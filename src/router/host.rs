@@ -26,31 +26,45 @@ impl HostPattern {
         let (host, port) = split_port(&lower);
         let port = match port {
             None => None,
-            Some(p) => Some(p.parse::<u16>().map_err(|_| err("the port is not a number"))?),
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .map_err(|_| err("the port is not a number"))?,
+            ),
         };
         let valid = |s: &str| {
             !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':' | b'[' | b']'))
+                && s.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'-' | b'.' | b'_' | b':' | b'[' | b']')
+                })
         };
         if let Some(rest) = host.strip_prefix("*.") {
             if !valid(rest) || rest.contains('*') {
                 return Err(err("expected `*.domain`"));
             }
-            return Ok(Self::Suffix { suffix: format!(".{rest}").into(), port });
+            return Ok(Self::Suffix {
+                suffix: format!(".{rest}").into(),
+                port,
+            });
         }
         if let Some(rest) = host.strip_suffix(".*") {
             if !valid(rest) || rest.contains('*') {
                 return Err(err("expected `domain.*`"));
             }
-            return Ok(Self::Prefix { prefix: format!("{rest}.").into(), port });
+            return Ok(Self::Prefix {
+                prefix: format!("{rest}.").into(),
+                port,
+            });
         }
         if !valid(host) {
             return Err(err(
                 "a host is letters, digits, `-`, `.`, with one `*` as the first or last label",
             ));
         }
-        Ok(Self::Exact { host: host.into(), port })
+        Ok(Self::Exact {
+            host: host.into(),
+            port,
+        })
     }
 
     /// Whether the request's host (any case, port split off) matches.
@@ -60,7 +74,8 @@ impl HostPattern {
             Self::Suffix { suffix, port } => (
                 port,
                 host.len() > suffix.len()
-                    && host.as_bytes()[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes()),
+                    && host.as_bytes()[host.len() - suffix.len()..]
+                        .eq_ignore_ascii_case(suffix.as_bytes()),
             ),
             Self::Prefix { prefix, port } => (
                 port,
@@ -84,10 +99,7 @@ impl HostPattern {
 pub(crate) fn split_port(authority: &str) -> (&str, Option<&str>) {
     if authority.starts_with('[') {
         return match authority.find(']') {
-            Some(end) => (
-                &authority[..=end],
-                authority[end + 1..].strip_prefix(':'),
-            ),
+            Some(end) => (&authority[..=end], authority[end + 1..].strip_prefix(':')),
             None => (authority, None),
         };
     }

@@ -58,7 +58,9 @@ impl PathPattern {
             return Err(err("a path must start with `/`"));
         }
         if text.contains(['?', '#']) || text.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-            return Err(err("a path must not contain `?`, `#`, spaces or control characters"));
+            return Err(err(
+                "a path must not contain `?`, `#`, spaces or control characters",
+            ));
         }
 
         let mut segments = Vec::new();
@@ -71,7 +73,9 @@ impl PathPattern {
             let last = parts.len() - 1;
             for (i, part) in parts.iter().enumerate() {
                 if catch_all {
-                    return Err(err("a catch-all (`*` or `{*name}`) must be the last segment"));
+                    return Err(err(
+                        "a catch-all (`*` or `{*name}`) must be the last segment",
+                    ));
                 }
                 match *part {
                     "*" if !exact => {
@@ -171,7 +175,13 @@ mod tests {
     fn literal_kong_regex_is_an_exact_path() {
         let p = PathPattern::parse("~/api/health$").unwrap();
         assert!(p.exact);
-        assert_eq!(p.segments, [Segment::Literal("api".into()), Segment::Literal("health".into())]);
+        assert_eq!(
+            p.segments,
+            [
+                Segment::Literal("api".into()),
+                Segment::Literal("health".into())
+            ]
+        );
     }
 
     #[test]

@@ -255,10 +255,11 @@ impl Search<'_> {
             }
         };
         if !route.headers.iter().all(|(name, values)| {
-            self.headers
-                .get_all(name)
-                .iter()
-                .any(|v| values.iter().any(|want| v.as_bytes().eq_ignore_ascii_case(want.as_bytes())))
+            self.headers.get_all(name).iter().any(|v| {
+                values
+                    .iter()
+                    .any(|want| v.as_bytes().eq_ignore_ascii_case(want.as_bytes()))
+            })
         }) {
             return;
         }

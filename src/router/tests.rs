@@ -2,8 +2,8 @@
 
 use http::{HeaderName, Method, Request};
 
-use super::table::{Lookup, Table};
 use super::Route;
+use super::table::{Lookup, Table};
 
 fn table(routes: Vec<Route>) -> Table {
     Table::new(&routes).unwrap()
@@ -73,7 +73,10 @@ fn hosts_rank_exact_then_wildcard_then_none() {
     let t = table(vec![
         Route::new().name("any").path("/api/users"),
         Route::new().name("wild").host("*.example.com").path("/"),
-        Route::new().name("longer-wild").host("*.eu.example.com").path("/"),
+        Route::new()
+            .name("longer-wild")
+            .host("*.eu.example.com")
+            .path("/"),
         Route::new().name("exact").host("api.example.com").path("/"),
     ]);
     let at = |host| pick(&t, &req(Method::GET, host, "/api/users"));
@@ -87,10 +90,16 @@ fn hosts_rank_exact_then_wildcard_then_none() {
 #[test]
 fn a_host_route_that_misses_on_path_falls_back_to_hostless_routes() {
     let t = table(vec![
-        Route::new().name("host").host("api.example.com").path("/admin"),
+        Route::new()
+            .name("host")
+            .host("api.example.com")
+            .path("/admin"),
         Route::new().name("any").path("/"),
     ]);
-    assert_eq!(pick(&t, &req(Method::GET, "api.example.com", "/users")), "any");
+    assert_eq!(
+        pick(&t, &req(Method::GET, "api.example.com", "/users")),
+        "any"
+    );
 }
 
 #[test]
@@ -117,7 +126,10 @@ fn methods_and_headers_narrow_and_rank() {
 #[test]
 fn wrong_method_on_a_matching_path_is_405_with_the_allowed_methods() {
     let t = table(vec![
-        Route::new().name("a").path("/api").methods([Method::GET, Method::HEAD]),
+        Route::new()
+            .name("a")
+            .path("/api")
+            .methods([Method::GET, Method::HEAD]),
         Route::new().name("b").path("/api").method(Method::POST),
         Route::new().name("c").path("/other"),
     ]);
@@ -175,9 +187,17 @@ fn routes_without_any_condition_are_refused() {
 #[test]
 fn a_thousand_hosts_on_one_path_are_found_without_scanning() {
     let routes: Vec<_> = (0..1000)
-        .map(|i| Route::new().name(format!("r{i}")).host(format!("h{i}.example.com")).path("/"))
+        .map(|i| {
+            Route::new()
+                .name(format!("r{i}"))
+                .host(format!("h{i}.example.com"))
+                .path("/")
+        })
         .collect();
     let t = table(routes);
-    assert_eq!(pick(&t, &req(Method::GET, "h731.example.com", "/x")), "r731");
+    assert_eq!(
+        pick(&t, &req(Method::GET, "h731.example.com", "/x")),
+        "r731"
+    );
     assert_eq!(pick(&t, &req(Method::GET, "nope.example.com", "/x")), "404");
 }

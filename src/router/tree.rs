@@ -122,17 +122,17 @@ impl Node {
         let after_slash = &rest[1..];
         let segment = after_slash.split('/').next().unwrap_or(after_slash);
         let next = offset + 1 + segment.len();
-        if let Ok(at) = self
-            .statics
-            .binary_search_by(|(k, _)| (**k).cmp(segment))
-        {
-            self.statics[at].1.walk_from(path, next, captures, taken, visit);
+        if let Ok(at) = self.statics.binary_search_by(|(k, _)| (**k).cmp(segment)) {
+            self.statics[at]
+                .1
+                .walk_from(path, next, captures, taken, visit);
         }
-        if let Some(param) = &self.param {
-            if !segment.is_empty() && taken < MAX_PARAMS {
-                captures[taken] = offset + 1..next;
-                param.walk_from(path, next, captures, taken + 1, visit);
-            }
+        if let Some(param) = &self.param
+            && !segment.is_empty()
+            && taken < MAX_PARAMS
+        {
+            captures[taken] = offset + 1..next;
+            param.walk_from(path, next, captures, taken + 1, visit);
         }
     }
 }
@@ -175,7 +175,13 @@ mod tests {
 
     #[test]
     fn every_matching_pattern_is_visited() {
-        let root = tree(&["/", "/api", "/api/users/{id}", "/api/users/*", "/api/{x}/{y}"]);
+        let root = tree(&[
+            "/",
+            "/api",
+            "/api/users/{id}",
+            "/api/users/*",
+            "/api/{x}/{y}",
+        ]);
         assert_eq!(
             hits(&root, "/api/users/7"),
             [(0, 0), (1, 4), (2, 12), (3, 10), (4, 12)]

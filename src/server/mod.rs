@@ -37,5 +37,7 @@ mod serve;
 mod signal;
 
 pub use conn_info::ConnectionInfo;
-pub use serve::{DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADER_SIZE, Server};
+pub use serve::{
+    DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADER_SIZE, Server,
+};
 pub use signal::shutdown_signal;

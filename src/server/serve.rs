@@ -102,7 +102,8 @@ impl Server {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        self.serve_with_shutdown(service, std::future::pending()).await
+        self.serve_with_shutdown(service, std::future::pending())
+            .await
     }
 
     /// Serves `service` until `signal` completes, then shuts down gracefully: stops accepting,

@@ -1,0 +1,282 @@
+//! The declarative configuration: precise errors, nothing silently ignored, and a gateway built
+//! from a file proxying over real sockets.
+
+mod support;
+
+use std::time::Duration;
+
+use http::StatusCode;
+use support::*;
+use tower_gateway::config::{Config, ConfigError, Gateway, Settings};
+
+fn error(yaml: &str) -> ConfigError {
+    Config::from_yaml(yaml).expect_err("the configuration was accepted")
+}
+
+const HEAD: &str = "_format_version: \"3.0\"\n";
+
+#[test]
+fn every_supported_format_version_loads() {
+    for v in ["1.1", "2.1", "3.0"] {
+        Config::from_yaml(&format!("_format_version: \"{v}\"\nservices: []\n")).unwrap();
+    }
+    let err = error("_format_version: \"4.0\"\n");
+    assert!(
+        err.to_string()
+            .contains("unsupported _format_version \"4.0\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_path_names_the_field_path_and_line() {
+    let err = error(&format!(
+        "{HEAD}services:\n  - name: a\n    url: http://127.0.0.1:1\n    routes:\n      - paths: [/ok]\n      - paths:\n          - /fine\n          - no-slash\n"
+    ));
+    assert_eq!(err.path(), Some("services[0].routes[1].paths[1]"));
+    assert_eq!(err.line(), Some(9));
+    assert!(err.to_string().contains("must start with `/`"), "{err}");
+}
+
+#[test]
+fn unknown_fields_are_refused_not_ignored() {
+    let err = error(&format!(
+        "{HEAD}services:\n  - name: a\n    url: http://127.0.0.1:1\n    routes:\n      - pathz: [/x]\n"
+    ));
+    let text = err.to_string();
+    assert!(text.contains("unknown field `pathz`"), "{text}");
+    assert!(text.contains("services[0].routes[0]"), "{text}");
+    assert_eq!(err.line(), Some(6));
+}
+
+#[test]
+fn plugins_are_refused_by_name_until_implemented() {
+    let err = error(&format!(
+        "{HEAD}services:\n  - name: a\n    url: http://127.0.0.1:1\n    plugins:\n      - name: rate-limiting\n        config: {{minute: 5}}\n"
+    ));
+    let text = err.to_string();
+    assert!(
+        text.contains("plugin \"rate-limiting\" is not supported yet"),
+        "{text}"
+    );
+    assert!(text.contains("services[0].plugins"), "{text}");
+}
+
+#[test]
+fn later_sections_are_refused_when_not_empty_and_accepted_when_empty() {
+    Config::from_yaml(&format!(
+        "{HEAD}consumers: []\nupstreams: []\nplugins: []\n"
+    ))
+    .unwrap();
+    for (section, what) in [
+        ("consumers:\n  - username: ann\n", "authentication"),
+        ("upstreams:\n  - name: u\n", "load balancing"),
+        ("certificates:\n  - cert: x\n", "TLS"),
+    ] {
+        let err = error(&format!("{HEAD}{section}"));
+        assert!(err.to_string().contains("not supported yet"), "{err}");
+        assert!(err.to_string().contains(what), "{err}");
+    }
+}
+
+#[test]
+fn kong_defaults_are_accepted_and_other_values_refused() {
+    let ok = format!(
+        "{HEAD}services:\n  - name: a\n    url: http://127.0.0.1:1\n    retries: 5\n    routes:\n      - paths: [/x]\n        protocols: [http, https]\n        path_handling: v0\n        regex_priority: 0\n        https_redirect_status_code: 426\n        request_buffering: true\n        snis: []\n"
+    );
+    Config::from_yaml(&ok).unwrap();
+    let err = error(&ok.replace("path_handling: v0", "path_handling: v1"));
+    assert!(
+        err.to_string().contains("\"v1\" is not supported yet"),
+        "{err}"
+    );
+    let err = error(&ok.replace("protocols: [http, https]", "protocols: [https]"));
+    assert!(
+        err.to_string()
+            .contains("https-only routes are not supported yet"),
+        "{err}"
+    );
+    let err = error(&ok.replace("snis: []", "snis: [a.example]"));
+    assert!(err.to_string().contains("not supported yet"), "{err}");
+}
+
+#[test]
+fn values_are_checked_where_they_are_written() {
+    let base = format!("{HEAD}services:\n  - name: a\n    url: http://127.0.0.1:1\n");
+    let cases = [
+        (
+            format!("{base}    read_timeout: 0\n"),
+            "services[0].read_timeout",
+            "out of range",
+        ),
+        (
+            format!("{base}    routes:\n      - methods: [get]\n"),
+            "services[0].routes[0].methods[0]",
+            "upper-case",
+        ),
+        (
+            format!("{base}    routes:\n      - hosts: [\"a.*.com\"]\n"),
+            "services[0].routes[0].hosts[0]",
+            "invalid host",
+        ),
+        (
+            format!("{base}    routes:\n      - headers: {{host: [a]}}\n"),
+            "services[0].routes[0].headers",
+            "hosts",
+        ),
+        (
+            "_format_version: \"3.0\"\nservices:\n  - name: a\n    url: https://x\n".to_owned(),
+            "services[0].url",
+            "not supported yet",
+        ),
+        (
+            "_format_version: \"3.0\"\nservices:\n  - name: a\n    protocol: grpc\n    host: x\n"
+                .to_owned(),
+            "services[0].protocol",
+            "not supported yet",
+        ),
+    ];
+    for (yaml, path, message) in cases {
+        let err = error(&yaml);
+        let text = err.to_string();
+        assert!(text.contains(path), "{path} missing in: {text}");
+        assert!(text.contains(message), "{message} missing in: {text}");
+        assert!(err.line().is_some(), "no line in: {text}");
+    }
+}
+
+#[test]
+fn references_and_names_are_checked_across_the_file() {
+    let err = error(&format!(
+        "{HEAD}services:\n  - name: a\n    url: http://127.0.0.1:1\nroutes:\n  - name: r\n    service: b\n    paths: [/x]\n"
+    ));
+    assert_eq!(err.path(), Some("routes[0].service"));
+    assert!(
+        err.to_string().contains("no service is named \"b\""),
+        "{err}"
+    );
+
+    let err = error(&format!(
+        "{HEAD}services:\n  - name: a\n    url: http://127.0.0.1:1\n  - name: a\n    url: http://127.0.0.1:2\n"
+    ));
+    assert_eq!(err.path(), Some("services[1]"));
+
+    let err = error(&format!(
+        "{HEAD}services:\n  - name: a\n    url: http://127.0.0.1:1\n    host: x\n"
+    ));
+    assert_eq!(err.path(), Some("services[0].url"));
+
+    let err = error(&format!(
+        "{HEAD}services:\n  - name: a\n    url: http://127.0.0.1:1\n    routes:\n      - strip_path: true\n"
+    ));
+    assert!(err.to_string().contains("at least one of paths"), "{err}");
+}
+
+#[tokio::test]
+async fn a_configured_gateway_routes_strips_and_forwards() {
+    let (up, mut seen) = ok_upstream().await;
+    let yaml = format!(
+        r#"_format_version: "3.0"
+services:
+  - name: users
+    host: 127.0.0.1
+    port: {port}
+    path: /v1
+    routes:
+      - name: users
+        paths: [/api/users]
+        methods: [GET]
+      - name: kept
+        paths: ["/api/users/{{id}}"]
+        strip_path: false
+        preserve_host: true
+  - name: off
+    url: http://127.0.0.1:{port}
+    enabled: false
+    routes:
+      - paths: [/off]
+routes:
+  - name: top
+    service: users
+    paths: [/top]
+"#,
+        port = up.port()
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    let gateway = Gateway::from_config(&config, &Settings::default()).unwrap();
+    assert_eq!(gateway.routes().len(), 3);
+    assert_eq!(
+        gateway.routes()[0].origin,
+        format!("http://127.0.0.1:{}/v1", up.port())
+    );
+    let (gw, _stop) = serve(gateway.router()).await;
+
+    send(gw, get("/api/users?page=2")).await;
+    let s = seen.recv().await.unwrap();
+    assert_eq!(s.uri, "/v1?page=2");
+    assert_eq!(s.headers["host"], format!("127.0.0.1:{}", up.port()));
+
+    send(gw, get("/api/users/42")).await;
+    let s = seen.recv().await.unwrap();
+    assert_eq!(s.uri, "/v1/api/users/42");
+    assert_eq!(s.headers["host"], "gateway.test");
+
+    send(gw, get("/top/x")).await;
+    assert_eq!(seen.recv().await.unwrap().uri, "/v1/x");
+
+    let res = send(gw, get("/off")).await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        text(res).await,
+        r#"{"message":"no Route matched with those values"}"#
+    );
+
+    let res = send(
+        gw,
+        http::Request::post("/api/users")
+            .header("host", "h")
+            .body(Default::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.headers()["allow"], "GET");
+}
+
+#[tokio::test(start_paused = true)]
+async fn service_timeouts_from_the_file_apply() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            read_head(&mut s).await;
+            held.push(s);
+        }
+    });
+    let yaml = format!(
+        "{HEAD}services:\n  - name: slow\n    url: http://{up}\n    read_timeout: 1500\n    routes:\n      - paths: [/]\n"
+    );
+    let gateway =
+        Gateway::from_config(&Config::from_yaml(&yaml).unwrap(), &Settings::default()).unwrap();
+    let (gw, _stop) = serve(gateway.router()).await;
+    let started = tokio::time::Instant::now();
+    let res = send(gw, get("/")).await;
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(60),
+        "{waited:?}"
+    );
+}
+
+#[test]
+fn the_bundled_example_configuration_is_valid() {
+    let config = Config::from_file(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/gateway.yaml"
+    ))
+    .unwrap();
+    assert!(!config.services.is_empty());
+}

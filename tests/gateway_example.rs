@@ -1,0 +1,188 @@
+//! The bundled gateway program (`examples/gateway.rs`) as a user runs it.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::*;
+
+/// The example binary that `cargo test` builds next to the test binaries.
+fn gateway_bin() -> PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop(); // the test binary
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir
+        .join("examples")
+        .join(format!("gateway{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run the whole suite (`cargo test --all-features`), which builds the examples",
+        bin.display()
+    );
+    bin
+}
+
+/// Starts the gateway and waits for its "proxy listening" and "admin API listening" lines.
+fn start(args: &[&str]) -> (Child, SocketAddr, SocketAddr) {
+    let mut child = Command::new(gateway_bin())
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let (mut proxy, mut admin) = (None, None);
+    while proxy.is_none() || admin.is_none() {
+        let line = lines
+            .next()
+            .expect("the gateway exited before listening")
+            .unwrap();
+        let addr = |l: &str| {
+            l.rsplit("http://")
+                .next()
+                .unwrap()
+                .trim()
+                .parse::<SocketAddr>()
+                .ok()
+        };
+        if line.contains("proxy listening on") {
+            proxy = addr(&line);
+        } else if line.contains("admin API listening on") {
+            admin = addr(&line);
+        }
+    }
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, proxy.unwrap(), admin.unwrap())
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("the gateway did not stop within 5 s of SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bundled_config_serves_the_demo_users_and_stops_cleanly_on_sigterm() {
+    let (mut child, proxy, admin) = start(&[
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+
+    let res = send(proxy, get("/api/users")).await;
+    assert_eq!(res.status(), 200);
+    assert!(text(res).await.contains("\"Ada\""));
+    let res = send(proxy, get("/api/users/2")).await;
+    assert!(text(res).await.contains("\"Grace\""));
+    let res = send(proxy, get("/nowhere")).await;
+    assert_eq!(res.status(), 404);
+
+    let res = send(admin, get("/")).await;
+    assert!(text(res).await.contains("Welcome to tower-gateway"));
+    let res = send(admin, get("/status")).await;
+    assert_eq!(res.status(), 200);
+    assert!(text(res).await.contains("\"reachable\":true"));
+
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_proxies_to_a_real_upstream() {
+    let (up, mut seen) = ok_upstream().await;
+    let dir = std::env::temp_dir().join(format!("tower-gateway-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("kong.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "_format_version: \"3.0\"\nservices:\n  - name: up\n    url: http://{up}/base\n    routes:\n      - name: r\n        paths: [/api]\n"
+        ),
+    )
+    .unwrap();
+    let (mut child, proxy, _admin) = start(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    let res = send(proxy, get("/api/things?x=1")).await;
+    assert_eq!(text(res).await, "ok");
+    let seen = seen.recv().await.unwrap();
+    assert_eq!(seen.uri, "/base/things?x=1");
+    assert_eq!(seen.headers["x-forwarded-prefix"], "/api");
+    assert!(terminate(&mut child).success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_invalid_config_is_refused_with_exit_code_2_and_the_field_path() {
+    let dir = std::env::temp_dir().join(format!("tower-gateway-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.yaml");
+    std::fs::write(
+        &file,
+        "_format_version: \"3.0\"\nservices:\n  - name: a\n    url: http://127.0.0.1:1\n    routes:\n      - paths: [/ok]\n      - paths: [nope]\n",
+    )
+    .unwrap();
+    let out = Command::new(gateway_bin())
+        .args([
+            "--config",
+            file.to_str().unwrap(),
+            "--proxy-listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("services[0].routes[1].paths[0]"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("line 7"), "{stderr}");
+    assert!(
+        !stderr.contains("listening"),
+        "something listened: {stderr}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn help_documents_every_option() {
+    let out = Command::new(gateway_bin()).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for option in [
+        "--config",
+        "--proxy-listen",
+        "--admin-listen",
+        "--trusted-ips",
+        "--grace-period",
+    ] {
+        assert!(help.contains(option), "{option} undocumented");
+    }
+    let out = Command::new(gateway_bin()).arg("--bogus").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,155 @@
+//! Server hardening over real sockets: Host rules, header limits, header-read timeout,
+//! graceful shutdown.
+
+mod support;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tower::service_fn;
+use tower_gateway::server::Server;
+
+fn hello() -> impl tower::Service<
+    Request<Incoming>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
+    service_fn(|_req: Request<Incoming>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
+    })
+}
+
+#[tokio::test]
+async fn an_http11_request_without_host_is_400() {
+    let (addr, _stop) = serve(hello()).await;
+    let reply = raw_exchange(addr, b"GET / HTTP/1.1\r\nconnection: close\r\n\r\n").await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains(r#"{"message":"Bad request"}"#), "{reply}");
+}
+
+#[tokio::test]
+async fn a_request_with_two_hosts_is_400() {
+    let (addr, _stop) = serve(hello()).await;
+    let reply = raw_exchange(
+        addr,
+        b"GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+}
+
+#[tokio::test]
+async fn an_http10_request_without_host_is_served() {
+    let (addr, _stop) = serve(hello()).await;
+    let reply = raw_exchange(addr, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
+}
+
+#[tokio::test]
+async fn too_many_header_fields_is_431() {
+    let (addr, _stop) = serve(hello()).await;
+    let mut req = b"GET / HTTP/1.1\r\nhost: a\r\n".to_vec();
+    for i in 0..120 {
+        req.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    let reply = raw_exchange(addr, &req).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+}
+
+#[tokio::test]
+async fn a_request_head_over_the_size_cap_is_431() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::from_listener(listener)
+            .max_header_size(4096)
+            .serve(hello()),
+    );
+    let big = "a".repeat(5000);
+    let req = format!("GET / HTTP/1.1\r\nhost: a\r\nx-big: {big}\r\n\r\n");
+    let reply = raw_exchange(addr, req.as_bytes()).await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_trickles_its_head_is_cut_off_after_the_header_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::from_listener(listener)
+            .header_read_timeout(Duration::from_secs(5))
+            .serve(hello()),
+    );
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut out = Vec::new();
+    client.read_to_end(&mut out).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    // Closed without a response to a request that never finished.
+    assert!(!String::from_utf8_lossy(&out).contains("200"));
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_and_stops_accepting() {
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+    let release_rx = std::sync::Arc::new(tokio::sync::Mutex::new(Some(release_rx)));
+    let (arrived_tx, mut arrived_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let slow = service_fn(move |_req: Request<Incoming>| {
+        let release_rx = release_rx.clone();
+        let arrived_tx = arrived_tx.clone();
+        async move {
+            let _ = arrived_tx.send(());
+            if let Some(rx) = release_rx.lock().await.take() {
+                let _ = rx.await;
+            }
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"done"))))
+        }
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        Server::from_listener(listener).serve_with_shutdown(slow, async {
+            let _ = stop_rx.await;
+        }),
+    );
+
+    let in_flight = tokio::spawn(async move { text(send(addr, get("/")).await).await });
+    arrived_rx.recv().await.unwrap();
+    stop_tx.send(()).unwrap();
+
+    // New connections are refused once the listener is closed.
+    let mut refused = false;
+    for _ in 0..50 {
+        if TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(refused, "the listener still accepts after shutdown began");
+    assert!(!server.is_finished());
+
+    release_tx.send(()).unwrap();
+    assert_eq!(in_flight.await.unwrap(), "done");
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server did not stop after draining")
+        .unwrap()
+        .unwrap();
+}
