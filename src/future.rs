@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use pin_project_lite::pin_project;
@@ -20,8 +20,29 @@ pin_project! {
     where
         S: Service<R>,
     {
+        Called { #[pin] future: S::Future },
         Call { #[pin] call: Oneshot<S, R> },
         Reject { rejection: Option<Rejection> },
+    }
+}
+
+/// Calls `service` at once if it is ready now; otherwise calls a clone once that is ready.
+///
+/// The services of this crate are always ready, so a connection that keeps its own handle on
+/// them calls them directly, without a clone (and its shared reference counts) per request.
+/// A service that is not ready at once is driven to readiness by `oneshot` on a clone, with a
+/// real waker, as tower's contract asks.
+pub(crate) fn call_ready<S, R>(service: &mut S, req: R) -> CallOrReject<S, R>
+where
+    S: Service<R> + Clone,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match service.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => CallOrReject::Called {
+            future: service.call(req),
+        },
+        // Pending, or failed: the clone's own readiness check waits properly or reports it.
+        _ => CallOrReject::call(service.clone(), req),
     }
 }
 
@@ -68,6 +89,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
+            CallOrRejectProj::Called { future } => {
+                future.poll(cx).map_ok(|res| res.map(ResponseBody::new))
+            }
             CallOrRejectProj::Call { call } => {
                 call.poll(cx).map_ok(|res| res.map(ResponseBody::new))
             }
@@ -84,5 +108,53 @@ where
                 Poll::Ready(Ok(res))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use std::future::Ready;
+
+    /// Ready only every other time it is asked, waking its caller when it is.
+    #[derive(Clone, Default)]
+    struct Reluctant {
+        asked: bool,
+    }
+
+    impl Service<()> for Reluctant {
+        type Response = Response<String>;
+        type Error = Infallible;
+        type Future = Ready<Result<Response<String>, Infallible>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            let was_asked = self.asked;
+            self.asked = !was_asked;
+            if was_asked {
+                Poll::Ready(Ok(()))
+            } else {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+
+        fn call(&mut self, (): ()) -> Self::Future {
+            std::future::ready(Ok(Response::new("called".to_owned())))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_service_not_ready_at_once_is_called_through_a_clone_once_ready() {
+        let mut service = Reluctant::default();
+        let fut = call_ready(&mut service, ());
+        assert!(matches!(fut, CallOrReject::Call { .. }));
+        let res = fut.await.unwrap();
+        assert_eq!(res.status(), 200);
+        // The next attempt finds the handle ready and calls it directly.
+        assert!(matches!(
+            call_ready(&mut service, ()),
+            CallOrReject::Called { .. }
+        ));
     }
 }

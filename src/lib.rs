@@ -49,6 +49,7 @@ pub mod proxy;
 pub mod reject;
 pub mod router;
 pub mod server;
+mod timer;
 
 /// The boxed error type used where errors of several kinds meet (as in tower).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -104,6 +104,50 @@ async fn a_client_that_trickles_its_head_is_cut_off_after_the_header_timeout() {
     assert!(!String::from_utf8_lossy(&out).contains("200"));
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::from_listener(listener)
+            .header_read_timeout(Duration::from_secs(5))
+            .serve(hello()),
+    );
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = client.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).ends_with("hello"));
+    let answered = tokio::time::Instant::now();
+    // Say nothing more: the server hangs up one header timeout later.
+    assert_eq!(client.read(&mut buf).await.unwrap(), 0);
+    let waited = answered.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_response_is_not_cut_by_the_header_timeout() {
+    let slow = service_fn(|_req: Request<Incoming>| async {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"late"))))
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::from_listener(listener)
+            .header_read_timeout(Duration::from_secs(5))
+            .serve(slow),
+    );
+    let res = send(addr, get("/")).await;
+    assert_eq!(text(res).await, "late");
+}
+
 #[tokio::test]
 async fn shutdown_finishes_in_flight_requests_and_stops_accepting() {
     let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();

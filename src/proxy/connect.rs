@@ -51,11 +51,33 @@ impl Service<Uri> for Connector {
 
     fn call(&mut self, dst: Uri) -> Self::Future {
         // Boxed once per new upstream connection, not per request.
+        let address = dst.authority().map(ToString::to_string).unwrap_or_default();
         let connecting = self.http.call(dst);
         let (read, write) = (self.read_timeout, self.write_timeout);
         Box::pin(async move {
-            let io = connecting.await?;
-            Ok(TimeoutIo::new(io, read, write))
+            match connecting.await {
+                Ok(io) => Ok(TimeoutIo::new(io, read, write)),
+                Err(source) => Err(ConnectFailed {
+                    address,
+                    source: source.into(),
+                }
+                .into()),
+            }
         })
     }
+}
+
+impl ConnectFailed {
+    pub(crate) fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+/// A failed connection attempt, naming the address for the logs.
+#[derive(Debug, thiserror::Error)]
+#[error("{address}: {source}")]
+pub(crate) struct ConnectFailed {
+    address: String,
+    #[source]
+    source: BoxError,
 }

@@ -5,16 +5,17 @@ use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderMap, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::ResponseFuture as ClientFuture;
+use hyper_util::client::legacy::connect::HttpInfo;
 use pin_project_lite::pin_project;
 
+use super::UpstreamFailure;
+use super::connect::ConnectFailed;
 use super::headers;
-use super::{ProxyConfig, UpstreamFailure};
 use crate::body::ResponseBody;
 use crate::reject;
 
@@ -23,21 +24,18 @@ pin_project! {
     pub struct ResponseFuture {
         #[pin]
         upstream: ClientFuture,
-        config: Arc<ProxyConfig>,
     }
 }
 
 impl ResponseFuture {
-    pub(crate) fn new(upstream: ClientFuture, config: Arc<ProxyConfig>) -> Self {
-        Self { upstream, config }
+    pub(crate) fn new(upstream: ClientFuture) -> Self {
+        Self { upstream }
     }
 }
 
 impl std::fmt::Debug for ResponseFuture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseFuture")
-            .field("origin", &self.config.origin)
-            .finish_non_exhaustive()
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
@@ -45,16 +43,22 @@ impl Future for ResponseFuture {
     type Output = Result<Response<ResponseBody<Incoming>>, std::convert::Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = match std::task::ready!(this.upstream.poll(cx)) {
+        let result = match std::task::ready!(self.project().upstream.poll(cx)) {
             Ok(res) => match invalid_framing(res.headers()) {
                 None => Ok(downstream_response(res)),
-                Some(reason) => Err(UpstreamFailure::InvalidResponse(reason)),
+                Some(reason) => {
+                    let upstream = res
+                        .extensions()
+                        .get::<HttpInfo>()
+                        .map(|info| info.remote_addr().to_string());
+                    Err((UpstreamFailure::InvalidResponse(reason), upstream))
+                }
             },
-            Err(err) => Err(classify(&err)),
+            Err(err) => Err((classify(&err), upstream_address(&err))),
         };
-        Poll::Ready(Ok(result.unwrap_or_else(|failure| {
-            tracing::warn!(origin = %this.config.origin, %failure, "upstream request failed");
+        Poll::Ready(Ok(result.unwrap_or_else(|(failure, upstream)| {
+            let upstream = upstream.as_deref().unwrap_or("-");
+            tracing::warn!(upstream, %failure, "upstream request failed");
             failure_response(failure)
         })))
     }
@@ -111,6 +115,20 @@ fn classify(err: &hyper_util::client::legacy::Error) -> UpstreamFailure {
         (false, true) => UpstreamFailure::Timeout,
         (false, false) => UpstreamFailure::Protocol(detail),
     }
+}
+
+/// The upstream's address, from the failed connection attempt or the connection used.
+fn upstream_address(err: &hyper_util::client::legacy::Error) -> Option<String> {
+    if let Some(info) = err.connect_info() {
+        let mut extensions = http::Extensions::new();
+        info.get_extras(&mut extensions);
+        if let Some(http) = extensions.get::<HttpInfo>() {
+            return Some(http.remote_addr().to_string());
+        }
+    }
+    sources(err)
+        .find_map(|e| e.downcast_ref::<ConnectFailed>())
+        .map(|failed| failed.address().to_owned())
 }
 
 fn sources<'a>(

@@ -12,49 +12,16 @@ use std::time::Duration;
 
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
-use tokio::time::{Instant, Sleep};
 
-/// One direction's timer: armed when an operation first waits, disarmed on progress.
-#[derive(Debug)]
-struct Timer {
-    timeout: Duration,
-    sleep: Pin<Box<Sleep>>,
-    armed: bool,
-}
+use crate::timer::LazyDeadline;
 
 /// An I/O object whose reads and writes fail with [`io::ErrorKind::TimedOut`] after waiting
 /// longer than the configured timeouts.
 #[derive(Debug)]
 pub(crate) struct TimeoutIo<T> {
     io: T,
-    read: Timer,
-    write: Timer,
-}
-
-// === impl Timer ===
-
-impl Timer {
-    fn new(timeout: Duration) -> Self {
-        Self {
-            timeout,
-            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
-            armed: false,
-        }
-    }
-
-    /// Called when the operation is pending: starts the clock if it is not running, and says
-    /// whether the wait has lasted too long.
-    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.armed {
-            self.armed = true;
-            self.sleep.as_mut().reset(Instant::now() + self.timeout);
-        }
-        self.sleep.as_mut().poll(cx).is_ready()
-    }
-
-    fn disarm(&mut self) {
-        self.armed = false;
-    }
+    read: LazyDeadline,
+    write: LazyDeadline,
 }
 
 fn timed_out(what: &'static str) -> io::Error {
@@ -67,8 +34,8 @@ impl<T> TimeoutIo<T> {
     pub(crate) fn new(io: T, read_timeout: Duration, write_timeout: Duration) -> Self {
         Self {
             io,
-            read: Timer::new(read_timeout),
-            write: Timer::new(write_timeout),
+            read: LazyDeadline::new(read_timeout),
+            write: LazyDeadline::new(write_timeout),
         }
     }
 }
@@ -168,6 +135,7 @@ mod tests {
     use super::*;
     use hyper_util::rt::TokioIo;
     use tokio::io::AsyncWriteExt;
+    use tokio::time::Instant;
 
     async fn read_some<T: Read + Unpin>(io: &mut T) -> io::Result<usize> {
         let mut storage = [0u8; 16];

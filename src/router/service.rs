@@ -12,7 +12,7 @@ use tower::Service;
 use super::table::{Lookup, Table};
 use super::{Route, RouteError};
 use crate::body::ResponseBody;
-use crate::future::{CallOrReject, Rejection};
+use crate::future::{self, CallOrReject, Rejection};
 use crate::reject;
 
 /// Dispatches each request to the service of the route that matches it best.
@@ -23,7 +23,14 @@ use crate::reject;
 #[derive(Debug)]
 pub struct Router<S> {
     shared: Arc<Shared<S>>,
+    /// This handle's own clones of the route services it has used (at most
+    /// [`LOCAL_SERVICES`]), so that requests on one connection do not clone a shared service
+    /// each time.
+    local: Vec<(usize, S)>,
 }
+
+/// How many route services one router handle keeps clones of.
+const LOCAL_SERVICES: usize = 8;
 
 #[derive(Debug)]
 struct Shared<S> {
@@ -55,6 +62,7 @@ impl<S> Clone for Router<S> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
+            local: Vec::new(),
         }
     }
 }
@@ -85,6 +93,7 @@ impl<S> RouterBuilder<S> {
                 table,
                 services: self.services,
             }),
+            local: Vec::new(),
         })
     }
 }
@@ -108,7 +117,19 @@ where
                     strip_prefix(req.uri_mut(), matched.stripped_len);
                 }
                 req.extensions_mut().insert(matched);
-                CallOrReject::call(self.shared.services[index].clone(), req)
+                let local = match self.local.iter().position(|(i, _)| *i == index) {
+                    Some(at) => Some(&mut self.local[at].1),
+                    None if self.local.len() < LOCAL_SERVICES => {
+                        let service = self.shared.services[index].clone();
+                        self.local.push((index, service));
+                        self.local.last_mut().map(|(_, s)| s)
+                    }
+                    None => None,
+                };
+                match local {
+                    Some(service) => future::call_ready(service, req),
+                    None => CallOrReject::call(self.shared.services[index].clone(), req),
+                }
             }
             Lookup::MethodNotAllowed(methods) => CallOrReject::reject_with(Rejection {
                 status: StatusCode::METHOD_NOT_ALLOWED,

@@ -50,13 +50,13 @@ pub(crate) enum Lookup {
 type Key = ((u8, usize), usize, bool, bool, usize, Reverse<usize>);
 
 #[derive(Debug)]
-struct Best {
+struct Best<'t> {
     key: Key,
     route: usize,
     strip_at: usize,
     remainder_empty: bool,
     captures: [Range<usize>; MAX_PARAMS + 1],
-    names: Arc<[Arc<str>]>,
+    names: &'t [Arc<str>],
 }
 
 // === impl Table ===
@@ -189,6 +189,7 @@ impl Table {
         match search.best {
             Some(best) => {
                 let route = &self.routes[best.route];
+                // Empty for routes without captures: no allocation.
                 let params = best
                     .names
                     .iter()
@@ -232,12 +233,12 @@ struct Search<'a> {
     headers: &'a HeaderMap,
     host: Option<&'a str>,
     port: Option<u16>,
-    best: Option<Best>,
+    best: Option<Best<'a>>,
     allowed: Vec<Method>,
 }
 
-impl Search<'_> {
-    fn consider(&mut self, entry: &Entry, hit: Hit<'_>, path: &str) {
+impl<'a> Search<'a> {
+    fn consider(&mut self, entry: &'a Entry, hit: Hit<'_>, path: &str) {
         let route = &self.table.routes[entry.route];
         let host_rank = if route.hosts.is_empty() {
             (0, 0)
@@ -292,7 +293,7 @@ impl Search<'_> {
             strip_at,
             remainder_empty: strip_at == path.len(),
             captures,
-            names: entry.params.clone(),
+            names: &entry.params,
         });
     }
 }

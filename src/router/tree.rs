@@ -74,18 +74,18 @@ impl Node {
     }
 
     /// Calls `visit` for every pattern in the tree that matches `path`.
-    pub(crate) fn walk(&self, path: &str, visit: &mut impl FnMut(&Entry, Hit<'_>)) {
+    pub(crate) fn walk<'t>(&'t self, path: &str, visit: &mut impl FnMut(&'t Entry, Hit<'_>)) {
         let mut captures: [Range<usize>; MAX_PARAMS] = Default::default();
         self.walk_from(path, 0, &mut captures, 0, visit);
     }
 
-    fn walk_from(
-        &self,
+    fn walk_from<'t>(
+        &'t self,
         path: &str,
         offset: usize,
         captures: &mut [Range<usize>; MAX_PARAMS],
         taken: usize,
-        visit: &mut impl FnMut(&Entry, Hit<'_>),
+        visit: &mut impl FnMut(&'t Entry, Hit<'_>),
     ) {
         // `rest` is empty or starts with '/': every step consumes whole segments.
         let rest = &path[offset..];

@@ -32,6 +32,7 @@
 //! # }
 //! ```
 
+mod client_io;
 mod conn_info;
 mod serve;
 mod signal;

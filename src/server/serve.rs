@@ -1,8 +1,13 @@
 //! The accept loop and the per-connection glue between hyper and a tower service.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,15 +15,17 @@ use http::{Request, Response, StatusCode, Version, header};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::TokioIo;
+use pin_project_lite::pin_project;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 use tower::Service;
 
 use super::ConnectionInfo;
+use super::client_io::{ClientIo, ConnState, InFlight, InFlightBody};
 use crate::BoxError;
 use crate::body::ResponseBody;
-use crate::future::CallOrReject;
+use crate::future::{self, CallOrReject};
 use crate::reject;
 
 /// How long a client may take to send its request head (nginx `client_header_timeout`: 60 s;
@@ -123,13 +130,13 @@ impl Server {
         };
         let local = listener.local_addr()?;
         let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout)
-            .max_header_size(self.max_header_size.max(1024));
+        http.max_header_size(self.max_header_size.max(1024));
         if let Some(max) = self.max_headers {
             http.max_headers(max);
         }
-        let graceful = GracefulShutdown::new();
+        let connections = Connections::default();
+        // Every connection task holds a clone; `recv` returns `None` once all have ended.
+        let (drain_tx, mut drained) = mpsc::channel::<()>(1);
         tokio::pin!(signal);
 
         loop {
@@ -146,22 +153,36 @@ impl Server {
                 () = &mut signal => break,
             };
             let _ = stream.set_nodelay(true);
+            let state = Arc::new(ConnState::new());
             let conn_service = ConnService {
-                inner: service.clone(),
+                inner: RefCell::new(service.clone()),
                 info: ConnectionInfo::new(remote, local),
+                state: state.clone(),
             };
-            let conn = http.serve_connection(TokioIo::new(stream), conn_service);
-            let conn = graceful.watch(conn);
+            let io = ClientIo::new(TokioIo::new(stream), state, self.header_read_timeout);
+            let conn = http.serve_connection(io, conn_service);
+            let (id, shutdown) = connections.add();
+            let connections = connections.clone();
+            let drain = drain_tx.clone();
             tokio::spawn(async move {
-                if let Err(err) = conn.await {
+                let result = GracefulConnection {
+                    conn,
+                    shutdown: Some(shutdown),
+                }
+                .await;
+                if let Err(err) = result {
                     tracing::debug!(%err, %remote, "connection ended with an error");
                 }
+                connections.remove(id);
+                drop(drain);
             });
         }
 
         drop(listener);
-        tracing::info!(connections = graceful.count(), "draining connections");
-        if tokio::time::timeout(self.grace_period, graceful.shutdown())
+        drop(drain_tx);
+        let open = connections.shutdown_all();
+        tracing::info!(connections = open, "draining connections");
+        if tokio::time::timeout(self.grace_period, drained.recv())
             .await
             .is_err()
         {
@@ -174,27 +195,150 @@ impl Server {
     }
 }
 
+/// The open connections, each with the sender that asks it to shut down gracefully. Touched
+/// once when a connection opens and once when it closes, never per request.
+#[derive(Debug, Clone, Default)]
+struct Connections {
+    inner: Arc<Mutex<ConnectionsInner>>,
+}
+
+#[derive(Debug, Default)]
+struct ConnectionsInner {
+    next_id: u64,
+    open: HashMap<u64, oneshot::Sender<()>>,
+}
+
+impl Connections {
+    fn add(&self) -> (u64, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = inner.next_id;
+        inner.next_id += 1;
+        inner.open.insert(id, tx);
+        (id, rx)
+    }
+
+    fn remove(&self, id: u64) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.open.remove(&id);
+    }
+
+    /// Asks every open connection to finish its current request and close; returns how many.
+    fn shutdown_all(&self) -> usize {
+        let open = std::mem::take(
+            &mut self
+                .inner
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .open,
+        );
+        let count = open.len();
+        for tx in open.into_values() {
+            let _ = tx.send(());
+        }
+        count
+    }
+}
+
+pin_project! {
+    /// A hyper connection that starts a graceful shutdown when asked to.
+    struct GracefulConnection<C> {
+        #[pin]
+        conn: C,
+        shutdown: Option<oneshot::Receiver<()>>,
+    }
+}
+
+impl<I, S, B> Future for GracefulConnection<http1::Connection<I, S>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    B: Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<(), hyper::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(shutdown) = this.shutdown.as_mut()
+            && let Poll::Ready(asked) = Pin::new(shutdown).poll(cx)
+        {
+            *this.shutdown = None;
+            // A dropped sender is no request to stop.
+            if asked.is_ok() {
+                this.conn.as_mut().graceful_shutdown();
+            }
+        }
+        this.conn.poll(cx)
+    }
+}
+
 /// Serves one TCP connection: the tower service plus what the server adds per request.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct ConnService<S> {
-    inner: S,
+    /// The connection's own handle on the service; hyper calls one request at a time.
+    inner: RefCell<S>,
     info: ConnectionInfo,
+    state: Arc<ConnState>,
+}
+
+pin_project! {
+    /// The future of one request on a connection; counts it in flight until its response body
+    /// is done.
+    struct ConnFuture<S, R>
+    where
+        S: Service<R>,
+    {
+        #[pin]
+        inner: CallOrReject<S, R>,
+        guard: Option<InFlight>,
+    }
+}
+
+impl<S, R, B> Future for ConnFuture<S, R>
+where
+    S: Service<R, Response = Response<B>>,
+{
+    type Output = Result<Response<InFlightBody<ResponseBody<B>>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let res = std::task::ready!(this.inner.poll(cx))?;
+        let Some(guard) = this.guard.take() else {
+            // Polled after completion.
+            return Poll::Pending;
+        };
+        Poll::Ready(Ok(res.map(|body| InFlightBody::new(body, guard))))
+    }
 }
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for ConnService<S>
 where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone,
 {
-    type Response = Response<ResponseBody<B>>;
+    type Response = Response<InFlightBody<ResponseBody<B>>>;
     type Error = S::Error;
-    type Future = CallOrReject<S, Request<Incoming>>;
+    type Future = ConnFuture<S, Request<Incoming>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        let guard = Some(self.state.begin());
         if !host_is_valid(&req) {
-            return CallOrReject::reject(StatusCode::BAD_REQUEST, reject::BAD_REQUEST);
+            let inner = CallOrReject::reject(StatusCode::BAD_REQUEST, reject::BAD_REQUEST);
+            return ConnFuture { inner, guard };
         }
         req.extensions_mut().insert(self.info.clone());
-        CallOrReject::call(self.inner.clone(), req)
+        // hyper never calls re-entrantly; should the handle be busy anyway, use a clone.
+        let inner = match self.inner.try_borrow_mut() {
+            Ok(mut service) => future::call_ready(&mut *service, req),
+            Err(_) => match self.inner.try_borrow() {
+                Ok(service) => CallOrReject::call(service.clone(), req),
+                Err(_) => {
+                    CallOrReject::reject(StatusCode::INTERNAL_SERVER_ERROR, reject::INTERNAL_ERROR)
+                }
+            },
+        };
+        ConnFuture { inner, guard }
     }
 }
 
