@@ -245,16 +245,7 @@ routes:
 
 #[tokio::test(start_paused = true)]
 async fn service_timeouts_from_the_file_apply() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            read_head(&mut s).await;
-            held.push(s);
-        }
-    });
+    let up = silent_upstream().await;
     let yaml = format!(
         "{HEAD}services:\n  - name: slow\n    url: http://{up}\n    read_timeout: 1500\n    routes:\n      - paths: [/]\n"
     );

@@ -213,16 +213,7 @@ async fn a_refused_connection_is_a_502_with_a_json_body() {
 
 #[tokio::test(start_paused = true)]
 async fn an_upstream_that_never_answers_is_a_504_after_the_read_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            read_head(&mut s).await;
-            held.push(s); // never answers
-        }
-    });
+    let up = silent_upstream().await;
     let config = ProxyConfig::new(&format!("http://{up}"))
         .unwrap()
         .read_timeout(Duration::from_secs(3));

@@ -60,6 +60,32 @@ impl<T: Read + Unpin> Read for TimeoutIo<T> {
     }
 }
 
+impl<T> TimeoutIo<T> {
+    /// Applies the write timeout to a write's outcome. `wrote` is whether progress means a
+    /// request went out, after which the wait for its answer starts afresh, not from when the
+    /// connection last went idle in the pool.
+    fn after_write<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<R>>,
+        wrote: bool,
+    ) -> Poll<io::Result<R>> {
+        match poll {
+            Poll::Pending if self.write.poll_expired(cx) => {
+                Poll::Ready(Err(timed_out("upstream write timed out")))
+            }
+            Poll::Pending => Poll::Pending,
+            ready => {
+                self.write.disarm();
+                if wrote {
+                    self.read.disarm();
+                }
+                ready
+            }
+        }
+    }
+}
+
 impl<T: Write + Unpin> Write for TimeoutIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -67,19 +93,8 @@ impl<T: Write + Unpin> Write for TimeoutIo<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write(cx, buf) {
-            Poll::Pending if this.write.poll_expired(cx) => {
-                Poll::Ready(Err(timed_out("upstream write timed out")))
-            }
-            Poll::Pending => Poll::Pending,
-            ready => {
-                this.write.disarm();
-                // A request went out: the wait for its answer starts now, not when the
-                // connection last went idle in the pool.
-                this.read.disarm();
-                ready
-            }
-        }
+        let poll = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.after_write(cx, poll, true)
     }
 
     fn poll_write_vectored(
@@ -88,17 +103,8 @@ impl<T: Write + Unpin> Write for TimeoutIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
-            Poll::Pending if this.write.poll_expired(cx) => {
-                Poll::Ready(Err(timed_out("upstream write timed out")))
-            }
-            Poll::Pending => Poll::Pending,
-            ready => {
-                this.write.disarm();
-                this.read.disarm();
-                ready
-            }
-        }
+        let poll = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.after_write(cx, poll, true)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -107,16 +113,8 @@ impl<T: Write + Unpin> Write for TimeoutIo<T> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.io).poll_flush(cx) {
-            Poll::Pending if this.write.poll_expired(cx) => {
-                Poll::Ready(Err(timed_out("upstream write timed out")))
-            }
-            Poll::Pending => Poll::Pending,
-            ready => {
-                this.write.disarm();
-                ready
-            }
-        }
+        let poll = Pin::new(&mut this.io).poll_flush(cx);
+        this.after_write(cx, poll, false)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

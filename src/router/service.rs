@@ -25,8 +25,10 @@ pub struct Router<S> {
     shared: Arc<Shared<S>>,
     /// This handle's own clones of the route services it has used (at most
     /// [`LOCAL_SERVICES`]), so that requests on one connection do not clone a shared service
-    /// each time.
+    /// each time. Filled from the second request on: a handle cloned for a single request (as
+    /// axum does) never allocates it.
     local: Vec<(usize, S)>,
+    reused: bool,
 }
 
 /// How many route services one router handle keeps clones of.
@@ -63,6 +65,7 @@ impl<S> Clone for Router<S> {
         Self {
             shared: self.shared.clone(),
             local: Vec::new(),
+            reused: false,
         }
     }
 }
@@ -94,6 +97,7 @@ impl<S> RouterBuilder<S> {
                 services: self.services,
             }),
             local: Vec::new(),
+            reused: false,
         })
     }
 }
@@ -117,8 +121,10 @@ where
                     strip_prefix(req.uri_mut(), matched.stripped_len);
                 }
                 req.extensions_mut().insert(matched);
+                let first_call = !std::mem::replace(&mut self.reused, true);
                 let local = match self.local.iter().position(|(i, _)| *i == index) {
                     Some(at) => Some(&mut self.local[at].1),
+                    None if first_call => None,
                     None if self.local.len() < LOCAL_SERVICES => {
                         let service = self.shared.services[index].clone();
                         self.local.push((index, service));

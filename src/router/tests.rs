@@ -201,3 +201,68 @@ fn a_thousand_hosts_on_one_path_are_found_without_scanning() {
     );
     assert_eq!(pick(&t, &req(Method::GET, "nope.example.com", "/x")), "404");
 }
+
+mod handles {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+
+    use http::{Request, Response};
+    use tower::{Service, ServiceExt};
+
+    use crate::router::{Route, Router};
+
+    /// Counts how often it is cloned.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Counted(self.0.clone())
+        }
+    }
+
+    impl Service<Request<()>> for Counted {
+        type Response = Response<()>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response<()>, Infallible>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            std::future::ready(Ok(Response::new(())))
+        }
+    }
+
+    fn get() -> Request<()> {
+        Request::get("/x").header("host", "h").body(()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_reused_router_handle_stops_cloning_its_route_services() {
+        let clones = Arc::new(AtomicUsize::new(0));
+        let mut router = Router::builder()
+            .route(Route::new().path("/"), Counted(clones.clone()))
+            .build()
+            .unwrap();
+        for _ in 0..5 {
+            router.ready().await.unwrap().call(get()).await.unwrap();
+        }
+        // One clone for the first request, one kept for the handle, none after.
+        assert_eq!(clones.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_handle_cloned_per_request_clones_the_route_service_once_each_time() {
+        let clones = Arc::new(AtomicUsize::new(0));
+        let router = Router::builder()
+            .route(Route::new().path("/"), Counted(clones.clone()))
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            router.clone().oneshot(get()).await.unwrap();
+        }
+        assert_eq!(clones.load(Ordering::Relaxed), 3);
+    }
+}

@@ -92,6 +92,23 @@ pub async fn raw_upstream(reply: &'static [u8]) -> SocketAddr {
     addr
 }
 
+/// A TCP upstream that accepts connections, reads the request head and never answers.
+pub async fn silent_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            read_head(&mut stream).await;
+            held.push(stream);
+        }
+    });
+    addr
+}
+
 /// Reads until the end of a request head.
 pub async fn read_head(stream: &mut TcpStream) -> Vec<u8> {
     let mut head = Vec::new();
