@@ -39,6 +39,15 @@ fn a_bad_path_names_the_field_path_and_line() {
 }
 
 #[test]
+fn broken_yaml_is_refused_with_its_line() {
+    let err = error(&format!(
+        "{HEAD}services:\n  - name: a\n    url: [unclosed\n"
+    ));
+    assert!(err.line().is_some(), "{err}");
+    assert!(err.to_string().starts_with("<config>: "), "{err}");
+}
+
+#[test]
 fn unknown_fields_are_refused_not_ignored() {
     let err = error(&format!(
         "{HEAD}services:\n  - name: a\n    url: http://127.0.0.1:1\n    routes:\n      - pathz: [/x]\n"

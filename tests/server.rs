@@ -197,3 +197,44 @@ async fn shutdown_finishes_in_flight_requests_and_stops_accepting() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn requests_still_running_after_the_grace_period_are_cut_off() {
+    let (arrived_tx, mut arrived_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let stuck = service_fn(move |_req: Request<Incoming>| {
+        let arrived_tx = arrived_tx.clone();
+        async move {
+            let _ = arrived_tx.send(());
+            std::future::pending::<()>().await;
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        }
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        Server::from_listener(listener)
+            .grace_period(Duration::from_secs(3))
+            .serve_with_shutdown(stuck, async {
+                let _ = stop_rx.await;
+            }),
+    );
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .unwrap();
+    arrived_rx.recv().await.unwrap();
+
+    let stopping = tokio::time::Instant::now();
+    stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    assert!(stopping.elapsed() >= Duration::from_secs(3));
+    // The stuck request's connection was closed, without a response.
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), client.read_to_end(&mut out))
+        .await
+        .expect("the stuck connection was left open")
+        .unwrap();
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+}

@@ -44,7 +44,10 @@ impl ConfigError {
     pub fn path(&self) -> Option<&str> {
         match self {
             Self::Invalid { path, .. } => Some(path),
-            Self::Parse { message, .. } => message.split_once(": ").map(|(path, _)| path),
+            Self::Parse { message, .. } => message
+                .split_once(": ")
+                .map(|(path, _)| path)
+                .filter(|path| !path.is_empty() && !path.contains(' ')),
             Self::Read { .. } => None,
         }
     }

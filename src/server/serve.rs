@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use pin_project_lite::pin_project;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
 use tower::Service;
 
 use super::ConnectionInfo;
@@ -162,9 +163,9 @@ impl Server {
             let io = ClientIo::new(TokioIo::new(stream), state, self.header_read_timeout);
             let conn = http.serve_connection(io, conn_service);
             let (id, shutdown) = connections.add();
-            let connections = connections.clone();
+            let registry = connections.clone();
             let drain = drain_tx.clone();
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 let result = GracefulConnection {
                     conn,
                     shutdown: Some(shutdown),
@@ -173,9 +174,10 @@ impl Server {
                 if let Err(err) = result {
                     tracing::debug!(%err, %remote, "connection ended with an error");
                 }
-                connections.remove(id);
+                registry.remove(id);
                 drop(drain);
             });
+            connections.set_abort(id, task.abort_handle());
         }
 
         drop(listener);
@@ -186,8 +188,10 @@ impl Server {
             .await
             .is_err()
         {
+            let closed = connections.abort_all();
             tracing::warn!(
                 grace_period = ?self.grace_period,
+                connections = closed,
                 "grace period over; closing the remaining connections"
             );
         }
@@ -195,8 +199,9 @@ impl Server {
     }
 }
 
-/// The open connections, each with the sender that asks it to shut down gracefully. Touched
-/// once when a connection opens and once when it closes, never per request.
+/// The open connections: for each, the sender that asks it to shut down gracefully and the
+/// handle that ends it when the grace period is over. Touched when a connection opens and
+/// closes, never per request.
 #[derive(Debug, Clone, Default)]
 struct Connections {
     inner: Arc<Mutex<ConnectionsInner>>,
@@ -205,36 +210,61 @@ struct Connections {
 #[derive(Debug, Default)]
 struct ConnectionsInner {
     next_id: u64,
-    open: HashMap<u64, oneshot::Sender<()>>,
+    open: HashMap<u64, OpenConnection>,
+}
+
+#[derive(Debug)]
+struct OpenConnection {
+    shutdown: Option<oneshot::Sender<()>>,
+    abort: Option<AbortHandle>,
 }
 
 impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnectionsInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn add(&self) -> (u64, oneshot::Receiver<()>) {
         let (tx, rx) = oneshot::channel();
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut inner = self.lock();
         let id = inner.next_id;
         inner.next_id += 1;
-        inner.open.insert(id, tx);
+        let open = OpenConnection {
+            shutdown: Some(tx),
+            abort: None,
+        };
+        inner.open.insert(id, open);
         (id, rx)
     }
 
+    /// Records how to end the connection's task, unless it has already ended.
+    fn set_abort(&self, id: u64, abort: AbortHandle) {
+        if let Some(open) = self.lock().open.get_mut(&id) {
+            open.abort = Some(abort);
+        }
+    }
+
     fn remove(&self, id: u64) {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        inner.open.remove(&id);
+        self.lock().open.remove(&id);
     }
 
     /// Asks every open connection to finish its current request and close; returns how many.
     fn shutdown_all(&self) -> usize {
-        let open = std::mem::take(
-            &mut self
-                .inner
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .open,
-        );
+        let mut inner = self.lock();
+        for open in inner.open.values_mut() {
+            if let Some(tx) = open.shutdown.take() {
+                let _ = tx.send(());
+            }
+        }
+        inner.open.len()
+    }
+
+    /// Ends every connection still open; returns how many.
+    fn abort_all(&self) -> usize {
+        let open = std::mem::take(&mut self.lock().open);
         let count = open.len();
-        for tx in open.into_values() {
-            let _ = tx.send(());
+        for abort in open.into_values().filter_map(|o| o.abort) {
+            abort.abort();
         }
         count
     }
