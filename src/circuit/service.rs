@@ -1,0 +1,150 @@
+//! The circuit-breaker service and its response future.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use super::Breaker;
+use super::breaker::Attempt;
+use super::state::Outcome;
+use crate::body::ResponseBody;
+use crate::reject;
+
+/// A service behind a circuit breaker: while the breaker is open, requests are answered with
+/// `503` and `Retry-After` without reaching the inner service.
+#[derive(Debug, Clone)]
+pub struct CircuitBreaker<S> {
+    inner: S,
+    breaker: Breaker,
+    failure: fn(StatusCode) -> bool,
+}
+
+pin_project! {
+    /// Response future of [`CircuitBreaker`].
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    #[derive(Debug)]
+    enum Kind<F> {
+        Called { #[pin] future: F, attempt: Option<Attempt>, failure: fn(StatusCode) -> bool },
+        Open { retry_after: Duration },
+    }
+}
+
+/// The default failure rule: any 5xx.
+pub(crate) fn server_error(status: StatusCode) -> bool {
+    status.is_server_error()
+}
+
+// === impl CircuitBreaker ===
+
+impl<S> CircuitBreaker<S> {
+    /// Wraps `inner` with `breaker`.
+    pub fn new(inner: S, breaker: Breaker) -> Self {
+        Self {
+            inner,
+            breaker,
+            failure: server_error,
+        }
+    }
+
+    /// Which response statuses count as failures (default: every 5xx).
+    pub fn failure_statuses(mut self, is_failure: fn(StatusCode) -> bool) -> Self {
+        self.failure = is_failure;
+        self
+    }
+
+    /// The breaker, to read its state.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for CircuitBreaker<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+{
+    type Response = Response<ResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let kind = match self.breaker.try_admit() {
+            Ok(attempt) => Kind::Called {
+                future: self.inner.call(req),
+                attempt: Some(attempt),
+                failure: self.failure,
+            },
+            Err(retry_after) => Kind::Open { retry_after },
+        };
+        ResponseFuture { kind }
+    }
+}
+
+// === impl ResponseFuture ===
+
+impl<F, ResB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+{
+    type Output = Result<Response<ResponseBody<ResB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Called {
+                future,
+                attempt,
+                failure,
+            } => {
+                let result = std::task::ready!(future.poll(cx));
+                let outcome = match &result {
+                    Ok(res) if !failure(res.status()) => Outcome::Success,
+                    _ => Outcome::Failure,
+                };
+                if let Some(attempt) = attempt.take() {
+                    attempt.finish(outcome);
+                }
+                Poll::Ready(result.map(|res| res.map(ResponseBody::new)))
+            }
+            KindProj::Open { retry_after } => {
+                let mut res =
+                    reject::json(StatusCode::SERVICE_UNAVAILABLE, reject::SERVICE_UNAVAILABLE);
+                // Whole seconds, rounded up, at least 1.
+                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                Poll::Ready(Ok(res))
+            }
+        }
+    }
+}
