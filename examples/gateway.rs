@@ -17,8 +17,9 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use tower::service_fn;
+use tower::{Layer, service_fn};
 use tower_gateway::config::{Config, Gateway, Settings};
+use tower_gateway::log::{AccessLogLayer, Format};
 use tower_gateway::proxy::TrustedProxies;
 use tower_gateway::server::{Server, shutdown_signal};
 
@@ -43,6 +44,9 @@ OPTIONS:
     --max-header-size BYTES Largest request head accepted, larger gets 431 (default 32768)
     --grace-period S        Seconds in-flight requests may finish after SIGINT/SIGTERM
                             (default 30)
+    --access-log FORMAT     combined (default: nginx's combined format plus latency, route
+                            and request id), json (every log line, access log included, as
+                            JSON), or off
     --check                 Check the configuration, print the routes and exit
     -h, --help              Print this help
 
@@ -67,6 +71,7 @@ struct Args {
     max_header_size: usize,
     grace_period: Duration,
     check: bool,
+    access_log: Option<Format>,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -79,6 +84,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         max_header_size: tower_gateway::server::DEFAULT_MAX_HEADER_SIZE,
         grace_period: tower_gateway::server::DEFAULT_GRACE_PERIOD,
         check: false,
+        access_log: Some(Format::Combined),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -134,6 +140,18 @@ fn parse_args() -> Result<Option<Args>, String> {
                 args.grace_period = secs(value("--grace-period")?, "--grace-period")?
             }
             "--check" => args.check = true,
+            "--access-log" => {
+                args.access_log = match value("--access-log")?.as_str() {
+                    "combined" => Some(Format::Combined),
+                    "json" => Some(Format::Json),
+                    "off" => None,
+                    other => {
+                        return Err(format!(
+                            "--access-log: {other:?} is not combined, json or off"
+                        ));
+                    }
+                };
+            }
             other => return Err(format!("unknown option {other:?} (see --help)")),
         }
     }
@@ -147,7 +165,6 @@ fn addr(value: String, flag: &str) -> Result<SocketAddr, String> {
 }
 
 fn main() -> ExitCode {
-    init_logging();
     let args = match parse_args() {
         Ok(Some(args)) => args,
         Ok(None) => {
@@ -159,6 +176,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_logging(args.access_log == Some(Format::Json));
     let config = match &args.config {
         Some(file) => Config::from_file(file),
         None => Config::from_yaml(BUNDLED_CONFIG).map(|mut c| {
@@ -254,12 +272,21 @@ async fn run(args: Args, config: Config) -> ExitCode {
             .serve(admin_service),
     );
 
-    let served = Server::from_listener(proxy)
+    let server = Server::from_listener(proxy)
         .header_read_timeout(args.header_timeout)
         .max_header_size(args.max_header_size)
-        .grace_period(args.grace_period)
-        .serve_with_shutdown(gateway.router(), shutdown_signal())
-        .await;
+        .grace_period(args.grace_period);
+    let served = match args.access_log {
+        Some(format) => {
+            let logged = AccessLogLayer::new(format).layer(gateway.router());
+            server.serve_with_shutdown(logged, shutdown_signal()).await
+        }
+        None => {
+            server
+                .serve_with_shutdown(gateway.router(), shutdown_signal())
+                .await
+        }
+    };
     match served {
         Ok(()) => {
             tracing::info!("stopped");
@@ -272,14 +299,18 @@ async fn run(args: Args, config: Config) -> ExitCode {
     }
 }
 
-fn init_logging() {
+fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        fmt.json().init();
+    } else {
+        fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
 }
 
 fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -7,6 +7,7 @@
 //! | [`router`] | [`Router`](router::Router): host / method / path / header matching with precedence by specificity, `strip_path`, 404 / 405 |
 //! | [`proxy`] | [`ReverseProxy`](proxy::ReverseProxy): pooled, streaming HTTP/1.1 forwarding with RFC 9110 hop-by-hop rules, `X-Forwarded-*`, timeouts |
 //! | [`circuit`] | [`CircuitBreakerLayer`](circuit::CircuitBreakerLayer): fail fast while an upstream is failing, probe it back; [`Breaker::call`](circuit::Breaker::call) for any async operation |
+//! | [`log`] | [`AccessLogLayer`](log::AccessLogLayer): one structured event per finished request, JSON fields or nginx's combined format |
 //! | [`server`] | [`Server`](server::Server): hyper with header limits, header-read timeout, `Host` checks and graceful shutdown |
 //! | [`config`] | Kong's declarative format → a running gateway, with precise errors (feature `config`) |
 //! | [`body`], [`reject`] | the response body and the JSON error responses every part shares |
@@ -47,6 +48,7 @@ pub mod circuit;
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub mod config;
 mod future;
+pub mod log;
 pub mod proxy;
 pub mod reject;
 pub mod router;

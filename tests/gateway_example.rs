@@ -30,6 +30,19 @@ fn gateway_bin() -> PathBuf {
 
 /// Starts the gateway and waits for its "proxy listening" and "admin API listening" lines.
 fn start(args: &[&str]) -> (Child, SocketAddr, SocketAddr) {
+    let (child, proxy, admin, _logs) = start_with_logs(args);
+    (child, proxy, admin)
+}
+
+/// As [`start`], also handing over the rest of its log lines.
+fn start_with_logs(
+    args: &[&str],
+) -> (
+    Child,
+    SocketAddr,
+    SocketAddr,
+    std::sync::mpsc::Receiver<String>,
+) {
     let mut child = Command::new(gateway_bin())
         .args(args)
         .env("RUST_LOG", "info")
@@ -60,8 +73,13 @@ fn start(args: &[&str]) -> (Child, SocketAddr, SocketAddr) {
         }
     }
     // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, proxy.unwrap(), admin.unwrap())
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, proxy.unwrap(), admin.unwrap(), rx)
 }
 
 fn terminate(child: &mut Child) -> std::process::ExitStatus {
@@ -81,7 +99,7 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bundled_config_serves_the_demo_users_and_stops_cleanly_on_sigterm() {
-    let (mut child, proxy, admin) = start(&[
+    let (mut child, proxy, admin, logs) = start_with_logs(&[
         "--proxy-listen",
         "127.0.0.1:0",
         "--admin-listen",
@@ -91,6 +109,11 @@ async fn the_bundled_config_serves_the_demo_users_and_stops_cleanly_on_sigterm()
     let res = send(proxy, get("/api/users")).await;
     assert_eq!(res.status(), 200);
     assert!(text(res).await.contains("\"Ada\""));
+    // One access-log line, in nginx's combined format.
+    let access = std::iter::from_fn(|| logs.recv_timeout(Duration::from_secs(5)).ok())
+        .find(|line| line.contains("\"GET /api/users HTTP/1.1\" 200"))
+        .expect("no access-log line for the request");
+    assert!(access.contains("users-api"), "{access}");
     let res = send(proxy, get("/api/users/2")).await;
     assert!(text(res).await.contains("\"Grace\""));
     let res = send(proxy, get("/nowhere")).await;

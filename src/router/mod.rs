@@ -75,7 +75,7 @@ mod table;
 mod tree;
 
 pub use error::RouteError;
-pub use route::{Route, RouteMatch};
+pub use route::{ReportMatch, Route, RouteMatch};
 pub use service::{ResponseFuture, Router, RouterBuilder};
 
 /// Checks a path pattern without building a router (for configuration errors with locations).

@@ -60,6 +60,11 @@ pub struct RouteMatch {
     pub(crate) params: Vec<(Arc<str>, Range<usize>)>,
 }
 
+/// Put into a request's extensions by an outer layer (such as the access log) that wants the
+/// router to copy the [`RouteMatch`] into the response's extensions too.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReportMatch;
+
 // === impl Route ===
 
 impl Default for Route {

@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::table::{Lookup, Table};
-use super::{Route, RouteError};
+use super::{ReportMatch, Route, RouteError, RouteMatch};
 use crate::body::ResponseBody;
 use crate::future::{self, CallOrReject, Rejection};
 use crate::reject;
@@ -55,6 +55,7 @@ pin_project! {
     {
         #[pin]
         inner: CallOrReject<S, Request<B>>,
+        report: Option<RouteMatch>,
     }
 }
 
@@ -115,10 +116,14 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let mut report = None;
         let inner = match self.shared.table.lookup(&req) {
             Lookup::Found(index, matched) => {
                 if matched.stripped_len > 0 {
                     strip_prefix(req.uri_mut(), matched.stripped_len);
+                }
+                if req.extensions().get::<ReportMatch>().is_some() {
+                    report = Some(matched.clone());
                 }
                 req.extensions_mut().insert(matched);
                 let first_call = !std::mem::replace(&mut self.reused, true);
@@ -144,7 +149,7 @@ where
             }),
             Lookup::NotFound => CallOrReject::reject(StatusCode::NOT_FOUND, reject::NO_ROUTE),
         };
-        ResponseFuture { inner }
+        ResponseFuture { inner, report }
     }
 }
 
@@ -185,7 +190,12 @@ where
     type Output = Result<Response<ResponseBody<ResB>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
+        let this = self.project();
+        let mut res = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(matched) = this.report.take() {
+            res.extensions_mut().insert(matched);
+        }
+        Poll::Ready(Ok(res))
     }
 }
 

@@ -1,0 +1,63 @@
+//! Access logging: one structured `tracing` event per finished request.
+//!
+//! [`AccessLogLayer`] records each request when its head arrives and writes the record when
+//! the response body ends (or fails, or is dropped because the client went away), so the
+//! status, the bytes sent and the latency are the real ones. Events have the target
+//! `tower_gateway::access` and level INFO, so a subscriber can route them to their own file.
+//!
+//! | field | value |
+//! | --- | --- |
+//! | `client_ip` | the peer, from [`ConnectionInfo`](crate::server::ConnectionInfo) |
+//! | `method`, `path`, `protocol` | as received (path with query, before `strip_path`) |
+//! | `status`, `bytes_out` | as sent to the client |
+//! | `bytes_in` | the request's `Content-Length` (0 for chunked uploads) |
+//! | `latency_ms` | from the request head to the end of the response body |
+//! | `route`, `upstream` | the matched route's name and the upstream address used |
+//! | `request_id` | the `X-Request-Id` header |
+//! | `completed` | whether the whole response body was sent |
+//! | `failure` | why the gateway answered 502/504 itself |
+//!
+//! No request header other than `X-Request-Id` (and, in the combined format, `User-Agent` and
+//! `Referer`) is logged: credentials never reach the log.
+//!
+//! Place it outside the router (`AccessLog<Router<…>>`): the router then reports the route it
+//! chose in the response extensions.
+//!
+//! ```
+//! use http::{Request, Response};
+//! use http_body_util::{BodyExt, Full};
+//! use bytes::Bytes;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_gateway::log::AccessLogLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let service = ServiceBuilder::new()
+//!     .layer(AccessLogLayer::json())
+//!     .service(service_fn(|_req: Request<()>| async {
+//!         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from("hi"))))
+//!     }));
+//! let res = service.oneshot(Request::new(())).await.unwrap();
+//! // The event is written when the body has been sent:
+//! let body = res.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(body, "hi");
+//! # }
+//! ```
+
+mod body;
+mod clf_time;
+mod record;
+mod service;
+
+pub use body::LogBody;
+pub use service::{AccessLog, AccessLogLayer, ResponseFuture};
+
+/// How access-log events are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One field per value; a JSON subscriber turns each event into a JSON line.
+    Json,
+    /// The message is an nginx `combined` line followed by the latency in seconds, the route
+    /// and the request id.
+    Combined,
+}

@@ -1,0 +1,166 @@
+//! The access-log layer, service and response future.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use hyper_util::client::legacy::connect::HttpInfo;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+
+use super::Format;
+use super::body::LogBody;
+use super::record::Record;
+use crate::proxy::UpstreamFailure;
+use crate::router::{ReportMatch, RouteMatch};
+use crate::server::ConnectionInfo;
+
+/// Logs every finished request with [`AccessLog`].
+#[derive(Debug, Clone, Copy)]
+pub struct AccessLogLayer {
+    format: Format,
+}
+
+/// Writes one access-log event per request when its response body ends (see the
+/// [module docs](super)).
+#[derive(Debug, Clone)]
+pub struct AccessLog<S> {
+    inner: S,
+    format: Format,
+}
+
+pin_project! {
+    /// Response future of [`AccessLog`].
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        record: Option<Box<Record>>,
+    }
+}
+
+// === impl AccessLogLayer ===
+
+impl AccessLogLayer {
+    /// A layer writing events in `format`.
+    pub fn new(format: Format) -> Self {
+        Self { format }
+    }
+
+    /// Structured events, one field per value (format them as JSON lines with a JSON
+    /// subscriber).
+    pub fn json() -> Self {
+        Self {
+            format: Format::Json,
+        }
+    }
+
+    /// nginx's `combined` format, plus the latency in seconds, the route and the request id.
+    pub fn combined() -> Self {
+        Self {
+            format: Format::Combined,
+        }
+    }
+}
+
+impl<S> Layer<S> for AccessLogLayer {
+    type Service = AccessLog<S>;
+
+    fn layer(&self, inner: S) -> AccessLog<S> {
+        AccessLog {
+            inner,
+            format: self.format,
+        }
+    }
+}
+
+// === impl AccessLog ===
+
+impl<S> AccessLog<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for AccessLog<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    ResB: http_body::Body,
+{
+    type Response = Response<LogBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let client = req
+            .extensions()
+            .get::<ConnectionInfo>()
+            .map(|c| c.remote_addr().ip().to_canonical());
+        let record = Box::new(Record::new(
+            self.format,
+            req.method(),
+            req.uri(),
+            req.version(),
+            req.headers(),
+            client,
+        ));
+        // Ask the router to say, in the response, which route it chose.
+        req.extensions_mut().insert(ReportMatch);
+        ResponseFuture {
+            inner: self.inner.call(req),
+            record: Some(record),
+        }
+    }
+}
+
+// === impl ResponseFuture ===
+
+impl<F, ResB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    ResB: http_body::Body,
+{
+    type Output = Result<Response<LogBody<ResB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let Some(mut record) = this.record.take() else {
+            return Poll::Pending;
+        };
+        match result {
+            Ok(res) => {
+                record.status = res.status();
+                let ext = res.extensions();
+                record.route = ext
+                    .get::<RouteMatch>()
+                    .and_then(|m| m.name().map(str::to_owned));
+                record.upstream = ext.get::<HttpInfo>().map(HttpInfo::remote_addr);
+                record.failure = ext.get::<UpstreamFailure>().map(ToString::to_string);
+                Poll::Ready(Ok(res.map(|body| LogBody::new(body, record))))
+            }
+            Err(err) => {
+                // The inner service failed: the server closes the connection without an answer.
+                record.status = http::StatusCode::INTERNAL_SERVER_ERROR;
+                record.emit(false);
+                Poll::Ready(Err(err))
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The access log over real sockets: one event per finished request, with the fields filled.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use support::*;
+use tokio::sync::mpsc;
+use tower::ServiceBuilder;
+use tower_gateway::log::AccessLogLayer;
+use tower_gateway::proxy::{ProxyConfig, ReverseProxy};
+use tower_gateway::router::{Route, Router};
+use tracing::field::{Field, Visit};
+use tracing::span;
+
+type Fields = BTreeMap<String, String>;
+
+/// A subscriber that sends every access-log event's fields down a channel.
+struct Capture(mpsc::UnboundedSender<Fields>);
+
+struct Collect<'a>(&'a mut Fields);
+
+impl Visit for Collect<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+        span::Id::from_u64(1)
+    }
+    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if event.metadata().target() == "tower_gateway::access" {
+            let mut fields = Fields::new();
+            event.record(&mut Collect(&mut fields));
+            let _ = self.0.send(fields);
+        }
+    }
+    fn enter(&self, _: &span::Id) {}
+    fn exit(&self, _: &span::Id) {}
+}
+
+async fn next_event(rx: &mut mpsc::UnboundedReceiver<Fields>) -> Fields {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("no access-log event")
+        .unwrap()
+}
+
+async fn gateway(layer: AccessLogLayer, up: std::net::SocketAddr) -> std::net::SocketAddr {
+    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(&format!("http://{up}")).unwrap());
+    let router = Router::builder()
+        .route(Route::new().name("users").path("/api/users"), proxy)
+        .build()
+        .unwrap();
+    let (addr, stop) = serve(ServiceBuilder::new().layer(layer).service(router)).await;
+    std::mem::forget(stop);
+    addr
+}
+
+#[tokio::test]
+async fn each_finished_request_leaves_one_event_with_its_fields() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _guard = tracing::subscriber::set_default(Capture(tx));
+    let (up, _seen) = ok_upstream().await;
+    let gw = gateway(AccessLogLayer::json(), up).await;
+
+    let req = Request::post("/api/users/7?x=1")
+        .header("host", "gw")
+        .header("x-request-id", "abc-123")
+        .header("authorization", "Bearer secret-token")
+        .body(Full::new(Bytes::from_static(b"12345")))
+        .unwrap();
+    let res = send(gw, req).await;
+    assert_eq!(text(res).await, "ok");
+
+    let event = next_event(&mut rx).await;
+    assert_eq!(event["method"], "POST");
+    assert_eq!(event["path"], "/api/users/7?x=1");
+    assert_eq!(event["status"], "200");
+    assert_eq!(event["route"], "users");
+    assert_eq!(event["upstream"], up.to_string());
+    assert_eq!(event["client_ip"], "127.0.0.1");
+    assert_eq!(event["request_id"], "abc-123");
+    assert_eq!(event["bytes_in"], "5");
+    assert_eq!(event["bytes_out"], "2");
+    assert_eq!(event["completed"], "true");
+    assert!(event["latency_ms"].parse::<f64>().unwrap() >= 0.0);
+    assert!(
+        !format!("{event:?}").contains("secret-token"),
+        "a credential was logged"
+    );
+
+    let res = send(gw, get("/nowhere")).await;
+    assert_eq!(res.status(), 404);
+    res.into_body().collect().await.unwrap();
+    let event = next_event(&mut rx).await;
+    assert_eq!(event["status"], "404");
+    assert_eq!(event["route"], "-");
+    assert!(rx.try_recv().is_err(), "more than one event per request");
+}
+
+#[tokio::test]
+async fn a_failed_upstream_is_logged_with_the_reason() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _guard = tracing::subscriber::set_default(Capture(tx));
+    let port = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw = gateway(AccessLogLayer::json(), port).await;
+    let res = send(gw, get("/api/users")).await;
+    assert_eq!(res.status(), 502);
+    res.into_body().collect().await.unwrap();
+    let event = loop {
+        let event = next_event(&mut rx).await;
+        if event.contains_key("status") {
+            break event;
+        }
+    };
+    assert_eq!(event["status"], "502");
+    assert!(
+        event["failure"].contains("connecting to the upstream failed"),
+        "{event:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_combined_format_reads_like_nginx() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _guard = tracing::subscriber::set_default(Capture(tx));
+    let (up, _seen) =
+        upstream(|_| async { Response::new(Full::new(Bytes::from_static(b"hello"))) }).await;
+    let gw = gateway(AccessLogLayer::combined(), up).await;
+    let req = Request::get("/api/users")
+        .header("host", "gw")
+        .header("user-agent", "curl/8.5")
+        .body(Full::default())
+        .unwrap();
+    text(send(gw, req).await).await;
+    let line = &next_event(&mut rx).await["message"];
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(
+        line.contains("] \"GET /api/users HTTP/1.1\" 200 5 \"-\" \"curl/8.5\" "),
+        "{line}"
+    );
+    assert!(line.ends_with(" users -"), "{line}");
+}
