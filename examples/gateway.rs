@@ -17,10 +17,12 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use tower::{Layer, service_fn};
+use tower::util::option_layer;
+use tower::{ServiceBuilder, service_fn};
 use tower_gateway::config::{Config, Gateway, Settings};
 use tower_gateway::log::{AccessLogLayer, Format};
 use tower_gateway::proxy::TrustedProxies;
+use tower_gateway::request_id::RequestIdLayer;
 use tower_gateway::server::{Server, shutdown_signal};
 
 const HELP: &str = "\
@@ -47,6 +49,8 @@ OPTIONS:
     --access-log FORMAT     combined (default: nginx's combined format plus latency, route
                             and request id), json (every log line, access log included, as
                             JSON), or off
+    --request-id MODE       keep (default: forward the client's X-Request-Id or generate one,
+                            and echo it in the response), overwrite (always generate), or off
     --check                 Check the configuration, print the routes and exit
     -h, --help              Print this help
 
@@ -72,6 +76,7 @@ struct Args {
     grace_period: Duration,
     check: bool,
     access_log: Option<Format>,
+    request_id: Option<RequestIdLayer>,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -85,6 +90,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         grace_period: tower_gateway::server::DEFAULT_GRACE_PERIOD,
         check: false,
         access_log: Some(Format::Combined),
+        request_id: Some(RequestIdLayer::new()),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -140,6 +146,18 @@ fn parse_args() -> Result<Option<Args>, String> {
                 args.grace_period = secs(value("--grace-period")?, "--grace-period")?
             }
             "--check" => args.check = true,
+            "--request-id" => {
+                args.request_id = match value("--request-id")?.as_str() {
+                    "keep" => Some(RequestIdLayer::new()),
+                    "overwrite" => Some(RequestIdLayer::new().overwrite(true)),
+                    "off" => None,
+                    other => {
+                        return Err(format!(
+                            "--request-id: {other:?} is not keep, overwrite or off"
+                        ));
+                    }
+                };
+            }
             "--access-log" => {
                 args.access_log = match value("--access-log")?.as_str() {
                     "combined" => Some(Format::Combined),
@@ -276,15 +294,19 @@ async fn run(args: Args, config: Config) -> ExitCode {
         .header_read_timeout(args.header_timeout)
         .max_header_size(args.max_header_size)
         .grace_period(args.grace_period);
+    // Request id outermost, so that generated ids reach the access log and the upstream.
+    let ids = option_layer(args.request_id.clone());
     let served = match args.access_log {
         Some(format) => {
-            let logged = AccessLogLayer::new(format).layer(gateway.router());
-            server.serve_with_shutdown(logged, shutdown_signal()).await
+            let service = ServiceBuilder::new()
+                .layer(ids)
+                .layer(AccessLogLayer::new(format))
+                .service(gateway.router());
+            server.serve_with_shutdown(service, shutdown_signal()).await
         }
         None => {
-            server
-                .serve_with_shutdown(gateway.router(), shutdown_signal())
-                .await
+            let service = ServiceBuilder::new().layer(ids).service(gateway.router());
+            server.serve_with_shutdown(service, shutdown_signal()).await
         }
     };
     match served {

@@ -8,6 +8,7 @@
 //! | [`proxy`] | [`ReverseProxy`](proxy::ReverseProxy): pooled, streaming HTTP/1.1 forwarding with RFC 9110 hop-by-hop rules, `X-Forwarded-*`, timeouts |
 //! | [`circuit`] | [`CircuitBreakerLayer`](circuit::CircuitBreakerLayer): fail fast while an upstream is failing, probe it back; [`Breaker::call`](circuit::Breaker::call) for any async operation |
 //! | [`log`] | [`AccessLogLayer`](log::AccessLogLayer): one structured event per finished request, JSON fields or nginx's combined format |
+//! | [`request_id`] | [`RequestIdLayer`](request_id::RequestIdLayer): tower-http's request-id layers with Kong's `correlation-id` options |
 //! | [`server`] | [`Server`](server::Server): hyper with header limits, header-read timeout, `Host` checks and graceful shutdown |
 //! | [`config`] | Kong's declarative format → a running gateway, with precise errors (feature `config`) |
 //! | [`body`], [`reject`] | the response body and the JSON error responses every part shares |
@@ -51,6 +52,7 @@ mod future;
 pub mod log;
 pub mod proxy;
 pub mod reject;
+pub mod request_id;
 pub mod router;
 pub mod server;
 mod timer;

@@ -108,12 +108,13 @@ async fn the_bundled_config_serves_the_demo_users_and_stops_cleanly_on_sigterm()
 
     let res = send(proxy, get("/api/users")).await;
     assert_eq!(res.status(), 200);
+    let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert!(text(res).await.contains("\"Ada\""));
-    // One access-log line, in nginx's combined format.
+    // One access-log line, in nginx's combined format, with the route and the request id.
     let access = std::iter::from_fn(|| logs.recv_timeout(Duration::from_secs(5)).ok())
         .find(|line| line.contains("\"GET /api/users HTTP/1.1\" 200"))
         .expect("no access-log line for the request");
-    assert!(access.contains("users-api"), "{access}");
+    assert!(access.ends_with(&format!(" users-api {id}")), "{access}");
     let res = send(proxy, get("/api/users/2")).await;
     assert!(text(res).await.contains("\"Grace\""));
     let res = send(proxy, get("/nowhere")).await;
@@ -155,6 +156,7 @@ async fn a_config_file_proxies_to_a_real_upstream() {
     let seen = seen.recv().await.unwrap();
     assert_eq!(seen.uri, "/base/things?x=1");
     assert_eq!(seen.headers["x-forwarded-prefix"], "/api");
+    assert!(seen.headers["x-request-id"].to_str().unwrap().contains('#'));
     assert!(terminate(&mut child).success());
     let _ = std::fs::remove_dir_all(dir);
 }

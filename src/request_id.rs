@@ -1,0 +1,233 @@
+//! Request ids: every request carries an `X-Request-Id` upstream, into the access log and
+//! back to the client.
+//!
+//! [`RequestIdLayer`] is tower-http's [`SetRequestId`] and [`PropagateRequestId`] in the order
+//! they need, with Kong's `correlation-id` options: the header name, whether a client-supplied
+//! id is kept (the default, as tower-http and Kong do) or replaced (so clients cannot inject
+//! ids into your logs), and whether the id is echoed to the client (on by default here; Kong's
+//! `echo_downstream` defaults to off). Ids are generated in Kong's `uuid#counter` form: a
+//! random UUID per service handle followed by a counter, so generating one costs no system
+//! call and no shared state.
+//!
+//! Put it outside the access log so that generated ids are logged.
+//!
+//! ```
+//! use http::{Request, Response};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_gateway::request_id::RequestIdLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let service = ServiceBuilder::new()
+//!     .layer(RequestIdLayer::new())
+//!     .service(service_fn(|req: Request<()>| async move {
+//!         let id = req.headers()["x-request-id"].clone();
+//!         Ok::<_, std::convert::Infallible>(Response::new(id.to_str().unwrap().to_owned()))
+//!     }));
+//! let res = service.clone().oneshot(Request::new(())).await.unwrap();
+//! let echoed = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+//! assert!(echoed.contains('#'));
+//! assert_eq!(res.into_body(), echoed);
+//!
+//! let kept = Request::builder().header("x-request-id", "abc").body(()).unwrap();
+//! let res = service.oneshot(kept).await.unwrap();
+//! assert_eq!(res.headers()["x-request-id"], "abc");
+//! # }
+//! ```
+//!
+//! [`SetRequestId`]: tower_http::request_id::SetRequestId
+//! [`PropagateRequestId`]: tower_http::request_id::PropagateRequestId
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use http::{HeaderName, HeaderValue, Request};
+use tower::util::Either;
+use tower::{Layer, Service};
+use tower_http::request_id::{MakeRequestId, PropagateRequestId, RequestId, SetRequestId};
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Sets, forwards and echoes a request id (see the [module docs](self)).
+#[derive(Debug, Clone)]
+pub struct RequestIdLayer {
+    header: HeaderName,
+    overwrite: bool,
+    echo: bool,
+}
+
+/// The service built by [`RequestIdLayer`].
+pub type RequestIdService<S> =
+    Overwrite<SetRequestId<Either<PropagateRequestId<S>, S>, UuidCounter>>;
+
+/// Removes a client-supplied request id first, when asked to.
+#[derive(Debug, Clone)]
+pub struct Overwrite<S> {
+    inner: S,
+    header: Option<HeaderName>,
+}
+
+/// Generates ids in Kong's `uuid#counter` form.
+///
+/// Each value (and each clone) draws its own random UUID, then counts; ids are unique without
+/// any state shared between clones.
+#[derive(Debug)]
+pub struct UuidCounter {
+    prefix: String,
+    counter: u64,
+}
+
+// === impl RequestIdLayer ===
+
+impl Default for RequestIdLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RequestIdLayer {
+    /// `X-Request-Id`, client ids kept, echoed to the client.
+    pub fn new() -> Self {
+        Self {
+            header: X_REQUEST_ID,
+            overwrite: false,
+            echo: true,
+        }
+    }
+
+    /// Uses another header (Kong's `header_name`, e.g. `Kong-Request-ID`).
+    pub fn header(mut self, header: HeaderName) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// Replaces any id the client sent with a generated one.
+    pub fn overwrite(mut self, overwrite: bool) -> Self {
+        self.overwrite = overwrite;
+        self
+    }
+
+    /// Whether the response carries the id back (Kong's `echo_downstream`).
+    pub fn echo(mut self, echo: bool) -> Self {
+        self.echo = echo;
+        self
+    }
+}
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = RequestIdService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let inner = if self.echo {
+            Either::Left(PropagateRequestId::new(inner, self.header.clone()))
+        } else {
+            Either::Right(inner)
+        };
+        Overwrite {
+            inner: SetRequestId::new(inner, self.header.clone(), UuidCounter::new()),
+            header: self.overwrite.then(|| self.header.clone()),
+        }
+    }
+}
+
+// === impl Overwrite ===
+
+impl<S, B> Service<Request<B>> for Overwrite<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        if let Some(header) = &self.header {
+            req.headers_mut().remove(header);
+            req.extensions_mut().remove::<RequestId>();
+        }
+        self.inner.call(req)
+    }
+}
+
+// === impl UuidCounter ===
+
+impl UuidCounter {
+    /// A generator with a fresh random UUID.
+    pub fn new() -> Self {
+        // Distinct for every generator in the process, unpredictable across processes.
+        static GENERATORS: AtomicU64 = AtomicU64::new(0);
+        let seed = RandomState::new();
+        let n = GENERATORS.fetch_add(1, Ordering::Relaxed);
+        let mut hi = seed.build_hasher();
+        hi.write_u64(n);
+        let hi = hi.finish();
+        let mut lo = seed.build_hasher();
+        lo.write_u64(!n);
+        let lo = lo.finish();
+        // A version-4, variant-1 UUID from the random bits.
+        let hi = (hi & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
+        let lo = (lo & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+        let prefix = format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            hi >> 32,
+            (hi >> 16) & 0xffff,
+            hi & 0xffff,
+            lo >> 48,
+            lo & 0xffff_ffff_ffff
+        );
+        Self { prefix, counter: 0 }
+    }
+}
+
+impl Default for UuidCounter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clone for UuidCounter {
+    /// A clone counts under its own UUID, so clones never hand out the same id.
+    fn clone(&self) -> Self {
+        Self::new()
+    }
+}
+
+impl MakeRequestId for UuidCounter {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        self.counter += 1;
+        let id = format!("{}#{}", self.prefix, self.counter);
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn ids_are_unique_across_clones_and_calls() {
+        let mut a = UuidCounter::new();
+        let mut b = a.clone();
+        let req = Request::new(());
+        let mut seen = HashSet::new();
+        for _ in 0..100 {
+            for g in [&mut a, &mut b] {
+                let id = g.make_request_id(&req).unwrap();
+                assert!(seen.insert(id.header_value().clone()));
+            }
+        }
+        let one = a.make_request_id(&req).unwrap();
+        let text = one.header_value().to_str().unwrap();
+        let (uuid, counter) = text.split_once('#').unwrap();
+        assert_eq!(uuid.len(), 36);
+        assert_eq!(&uuid[14..15], "4");
+        assert_eq!(counter, "101");
+    }
+}
