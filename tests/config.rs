@@ -1,3 +1,4 @@
+#![cfg(feature = "config")]
 //! The declarative configuration: precise errors, nothing silently ignored, and a gateway built
 //! from a file proxying over real sockets.
 

@@ -1,3 +1,4 @@
+#![cfg(feature = "config")]
 //! The bundled gateway program (`examples/gateway.rs`) as a user runs it.
 
 mod support;
