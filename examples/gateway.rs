@@ -21,6 +21,7 @@ use tower::util::option_layer;
 use tower::{ServiceBuilder, service_fn};
 use tower_gateway::config::{Config, Gateway, Settings};
 use tower_gateway::log::{AccessLogLayer, Format};
+use tower_gateway::metrics::{Metrics, MetricsLayer};
 use tower_gateway::proxy::TrustedProxies;
 use tower_gateway::request_id::RequestIdLayer;
 use tower_gateway::server::{Server, shutdown_signal};
@@ -51,6 +52,8 @@ OPTIONS:
                             JSON), or off
     --request-id MODE       keep (default: forward the client's X-Request-Id or generate one,
                             and echo it in the response), overwrite (always generate), or off
+    --metrics on|off        Prometheus metrics at GET /metrics on the admin listener (default
+                            on)
     --check                 Check the configuration, print the routes and exit
     -h, --help              Print this help
 
@@ -77,6 +80,7 @@ struct Args {
     check: bool,
     access_log: Option<Format>,
     request_id: Option<RequestIdLayer>,
+    metrics: bool,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -91,6 +95,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         check: false,
         access_log: Some(Format::Combined),
         request_id: Some(RequestIdLayer::new()),
+        metrics: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -146,6 +151,13 @@ fn parse_args() -> Result<Option<Args>, String> {
                 args.grace_period = secs(value("--grace-period")?, "--grace-period")?
             }
             "--check" => args.check = true,
+            "--metrics" => {
+                args.metrics = match value("--metrics")?.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => return Err(format!("--metrics: {other:?} is not on or off")),
+                };
+            }
             "--request-id" => {
                 args.request_id = match value("--request-id")?.as_str() {
                     "keep" => Some(RequestIdLayer::new()),
@@ -282,7 +294,12 @@ async fn run(args: Args, config: Config) -> ExitCode {
         local(&admin, args.admin_listen)
     );
 
-    let info = Arc::new(admin::NodeInfo::new(&args, gateway.routes().len()));
+    let metrics = args.metrics.then(Metrics::new);
+    let info = Arc::new(admin::NodeInfo::new(
+        &args,
+        gateway.routes().len(),
+        metrics.clone(),
+    ));
     let admin_service = service_fn(move |req| admin::handle(req, info.clone()));
     tokio::spawn(
         Server::from_listener(admin)
@@ -294,18 +311,27 @@ async fn run(args: Args, config: Config) -> ExitCode {
         .header_read_timeout(args.header_timeout)
         .max_header_size(args.max_header_size)
         .grace_period(args.grace_period);
-    // Request id outermost, so that generated ids reach the access log and the upstream.
+    // Request id outermost, so that generated ids reach the access log and the upstream;
+    // metrics inside the log, next to the router that reports the matched route.
     let ids = option_layer(args.request_id.clone());
+    let counted = match metrics {
+        Some(metrics) => MetricsLayer::new(metrics),
+        None => MetricsLayer::disabled(),
+    };
     let served = match args.access_log {
         Some(format) => {
             let service = ServiceBuilder::new()
                 .layer(ids)
                 .layer(AccessLogLayer::new(format))
+                .layer(counted)
                 .service(gateway.router());
             server.serve_with_shutdown(service, shutdown_signal()).await
         }
         None => {
-            let service = ServiceBuilder::new().layer(ids).service(gateway.router());
+            let service = ServiceBuilder::new()
+                .layer(ids)
+                .layer(counted)
+                .service(gateway.router());
             server.serve_with_shutdown(service, shutdown_signal()).await
         }
     };
@@ -353,10 +379,11 @@ mod admin {
     pub(super) struct NodeInfo {
         body: String,
         started: std::time::Instant,
+        metrics: Option<Metrics>,
     }
 
     impl NodeInfo {
-        pub(super) fn new(args: &Args, routes: usize) -> Self {
+        pub(super) fn new(args: &Args, routes: usize, metrics: Option<Metrics>) -> Self {
             let hostname = std::env::var("HOSTNAME").unwrap_or_default();
             let body = serde_json::json!({
                 "tagline": "Welcome to tower-gateway",
@@ -378,6 +405,7 @@ mod admin {
             Self {
                 body: body.to_string(),
                 started: std::time::Instant::now(),
+                metrics,
             }
         }
     }
@@ -396,7 +424,23 @@ mod admin {
                 })
                 .to_string(),
             ),
-            (_, "/" | "/status") => json(
+            (&Method::GET, "/metrics") => match &info.metrics {
+                Some(metrics) => {
+                    let mut res = Response::new(Full::new(Bytes::from(metrics.encode())));
+                    res.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static(
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        ),
+                    );
+                    res
+                }
+                None => json(
+                    StatusCode::NOT_FOUND,
+                    r#"{"message":"metrics are off (--metrics off)"}"#.into(),
+                ),
+            },
+            (_, "/" | "/status" | "/metrics") => json(
                 StatusCode::METHOD_NOT_ALLOWED,
                 r#"{"message":"Method not allowed"}"#.into(),
             ),

@@ -9,6 +9,7 @@
 //! | [`circuit`] | [`CircuitBreakerLayer`](circuit::CircuitBreakerLayer): fail fast while an upstream is failing, probe it back; [`Breaker::call`](circuit::Breaker::call) for any async operation |
 //! | [`log`] | [`AccessLogLayer`](log::AccessLogLayer): one structured event per finished request, JSON fields or nginx's combined format |
 //! | [`request_id`] | [`RequestIdLayer`](request_id::RequestIdLayer): tower-http's request-id layers with Kong's `correlation-id` options |
+//! | [`metrics`] | [`MetricsLayer`](metrics::MetricsLayer) and [`Metrics`](metrics::Metrics): Prometheus requests, latency and bandwidth per route, Kong's metric names (feature `metrics`) |
 //! | [`server`] | [`Server`](server::Server): hyper with header limits, header-read timeout, `Host` checks and graceful shutdown |
 //! | [`config`] | Kong's declarative format → a running gateway, with precise errors (feature `config`) |
 //! | [`body`], [`reject`] | the response body and the JSON error responses every part shares |
@@ -71,6 +72,9 @@ pub mod circuit;
 pub mod config;
 mod future;
 pub mod log;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod proxy;
 pub mod reject;
 pub mod request_id;

@@ -127,6 +127,42 @@ async fn the_bundled_config_serves_the_demo_users_and_stops_cleanly_on_sigterm()
     assert_eq!(res.status(), 200);
     assert!(text(res).await.contains("\"reachable\":true"));
 
+    // Prometheus metrics of the traffic above, parsed line by line.
+    let res = send(admin, get("/metrics")).await;
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let exposition = text(res).await;
+    let sample = |name: &str| -> Option<f64> {
+        exposition
+            .lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+    };
+    assert_eq!(
+        sample(r#"kong_http_requests_total{route="users-api",code="200"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(r#"kong_http_requests_total{route="user-by-id",code="200"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(r#"kong_http_requests_total{route="",code="404"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(r#"kong_request_latency_ms_count{route="users-api"}"#),
+        Some(1.0)
+    );
+    assert!(
+        sample(r#"kong_bandwidth_bytes_total{route="users-api",direction="egress"}"#) > Some(50.0)
+    );
+
     let status = terminate(&mut child);
     assert!(status.success(), "exit status {status}");
 }

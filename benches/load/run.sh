@@ -69,7 +69,7 @@ wait_port 18081
 pids+=($!); bare_pid=$!
 wait_port 18082
 
-RUST_LOG=warn "$bin/gateway" --config "$here/gateway.yaml" --access-log off --request-id off \
+RUST_LOG=warn "$bin/gateway" --config "$here/gateway.yaml" --access-log off --request-id off --metrics off \
     --proxy-listen 127.0.0.1:18083 --admin-listen 127.0.0.1:18084 2>"$work/gateway.log" &
 pids+=($!); gateway_pid=$!
 wait_port 18083

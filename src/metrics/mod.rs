@@ -1,0 +1,35 @@
+//! Prometheus metrics: requests, latency and bandwidth per route, in Kong's metric names.
+//!
+//! [`MetricsLayer`] counts every request into a shared [`Metrics`]; [`Metrics::encode`]
+//! renders the Prometheus text exposition, which the bundled gateway serves at `/metrics` on
+//! its admin listener. Put the layer outside the router, so that the router can report the
+//! route it chose.
+//!
+//! ```
+//! use http::{Request, Response};
+//! use http_body_util::{BodyExt, Full};
+//! use bytes::Bytes;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_gateway::metrics::{Metrics, MetricsLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let metrics = Metrics::new();
+//! let service = ServiceBuilder::new()
+//!     .layer(MetricsLayer::new(metrics.clone()))
+//!     .service(service_fn(|_req: Request<()>| async {
+//!         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from("hi"))))
+//!     }));
+//! let res = service.oneshot(Request::new(())).await.unwrap();
+//! res.into_body().collect().await.unwrap();
+//! let text = metrics.encode();
+//! assert!(text.contains(r#"kong_http_requests_total{route="",code="200"} 1"#));
+//! assert!(text.contains(r#"kong_bandwidth_bytes_total{route="",direction="egress"} 2"#));
+//! # }
+//! ```
+
+mod registry;
+mod service;
+
+pub use registry::Metrics;
+pub use service::{MetricsBody, MetricsLayer, MetricsService, ResponseFuture};

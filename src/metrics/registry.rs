@@ -1,0 +1,118 @@
+//! The metric families and their Prometheus text exposition.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Kong's latency buckets, in milliseconds.
+const LATENCY_BUCKETS_MS: [f64; 26] = [
+    1.0, 2.0, 5.0, 7.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0,
+    200.0, 300.0, 400.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0, 60000.0,
+];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RequestLabels {
+    pub(crate) route: String,
+    pub(crate) code: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RouteLabels {
+    pub(crate) route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct BandwidthLabels {
+    pub(crate) route: String,
+    pub(crate) direction: &'static str,
+}
+
+/// The gateway's Prometheus metrics, named as Kong's `prometheus` plugin names them so that
+/// existing dashboards keep working.
+///
+/// | metric | labels |
+/// | --- | --- |
+/// | `kong_http_requests_total` | `route`, `code` |
+/// | `kong_request_latency_ms` (histogram, Kong's buckets) | `route` |
+/// | `kong_bandwidth_bytes_total` | `route`, `direction` (`ingress`, `egress`) |
+///
+/// Label values come from the configuration (route names) and the status code, never from
+/// client input, so the number of series is bounded. Requests that matched no route are
+/// counted under `route=""`.
+///
+/// Cheap to clone; clones share the metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    registry: Mutex<Registry>,
+    pub(crate) requests: Family<RequestLabels, Counter>,
+    pub(crate) latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub(crate) bandwidth: Family<BandwidthLabels, Counter>,
+}
+
+impl Metrics {
+    /// Empty metrics.
+    pub fn new() -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: Family<RouteLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS_MS));
+        let bandwidth = Family::<BandwidthLabels, Counter>::default();
+        let mut registry = Registry::default();
+        registry.register(
+            "kong_http_requests",
+            "HTTP requests by route and status code",
+            requests.clone(),
+        );
+        registry.register(
+            "kong_request_latency_ms",
+            "Time from the request head to the end of the response body, in milliseconds",
+            latency.clone(),
+        );
+        registry.register(
+            "kong_bandwidth_bytes",
+            "Body bytes by route and direction",
+            bandwidth.clone(),
+        );
+        Self {
+            shared: Arc::new(Shared {
+                registry: Mutex::new(registry),
+                requests,
+                latency,
+                bandwidth,
+            }),
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self
+            .shared
+            .registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Writing to a `String` cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}

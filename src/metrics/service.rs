@@ -1,0 +1,240 @@
+//! The metrics layer, service, response future and body.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+use super::Metrics;
+use super::registry::{BandwidthLabels, RequestLabels, RouteLabels};
+use crate::router::{ReportMatch, RouteMatch};
+
+/// Counts every request into [`Metrics`].
+#[derive(Debug, Clone)]
+pub struct MetricsLayer {
+    metrics: Option<Metrics>,
+}
+
+/// The service built by [`MetricsLayer`].
+#[derive(Debug, Clone)]
+pub struct MetricsService<S> {
+    inner: S,
+    metrics: Option<Metrics>,
+}
+
+/// What is known of a request until its response body ends.
+#[derive(Debug)]
+struct Pending {
+    metrics: Metrics,
+    started: Instant,
+    bytes_in: u64,
+    route: String,
+    bytes_out: u64,
+}
+
+pin_project! {
+    /// Response future of [`MetricsService`].
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        pending: Option<Pending>,
+    }
+}
+
+pin_project! {
+    /// A response body that records latency and bandwidth when it ends or is dropped.
+    #[derive(Debug)]
+    pub struct MetricsBody<B> {
+        #[pin]
+        inner: B,
+        pending: Option<Pending>,
+    }
+
+    impl<B> PinnedDrop for MetricsBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(pending) = this.project().pending.take() {
+                pending.finish();
+            }
+        }
+    }
+}
+
+// === impl MetricsLayer ===
+
+impl MetricsLayer {
+    /// Counts into `metrics`.
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            metrics: Some(metrics),
+        }
+    }
+
+    /// Counts nothing and costs next to nothing: for a stack whose metrics are switched off
+    /// at run time without changing its type.
+    pub fn disabled() -> Self {
+        Self { metrics: None }
+    }
+}
+
+impl<S> Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+
+    fn layer(&self, inner: S) -> MetricsService<S> {
+        MetricsService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+// === impl MetricsService ===
+
+impl<S> MetricsService<S> {
+    inner_service_accessors!();
+}
+
+impl<S, B, ResB> Service<Request<B>> for MetricsService<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+{
+    type Response = Response<MetricsBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let Some(metrics) = &self.metrics else {
+            return ResponseFuture {
+                inner: self.inner.call(req),
+                pending: None,
+            };
+        };
+        let bytes_in = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        req.extensions_mut().insert(ReportMatch);
+        ResponseFuture {
+            inner: self.inner.call(req),
+            pending: Some(Pending {
+                metrics: metrics.clone(),
+                started: Instant::now(),
+                bytes_in,
+                route: String::new(),
+                bytes_out: 0,
+            }),
+        }
+    }
+}
+
+// === impl ResponseFuture ===
+
+impl<F, ResB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+{
+    type Output = Result<Response<MetricsBody<ResB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let Some(mut pending) = this.pending.take() else {
+            // Disabled: pass the response through.
+            return Poll::Ready(result.map(|res| {
+                res.map(|inner| MetricsBody {
+                    inner,
+                    pending: None,
+                })
+            }));
+        };
+        let res = match result {
+            Ok(res) => res,
+            Err(err) => {
+                pending.count(500);
+                pending.finish();
+                return Poll::Ready(Err(err));
+            }
+        };
+        if let Some(name) = res
+            .extensions()
+            .get::<RouteMatch>()
+            .and_then(RouteMatch::name)
+        {
+            pending.route = name.to_owned();
+        }
+        pending.count(res.status().as_u16());
+        Poll::Ready(Ok(res.map(|inner| MetricsBody {
+            inner,
+            pending: Some(pending),
+        })))
+    }
+}
+
+// === impl Pending ===
+
+impl Pending {
+    fn count(&self, code: u16) {
+        let labels = RequestLabels {
+            route: self.route.clone(),
+            code,
+        };
+        self.metrics.shared.requests.get_or_create(&labels).inc();
+    }
+
+    fn finish(self) {
+        let shared = &self.metrics.shared;
+        let ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let route = RouteLabels {
+            route: self.route.clone(),
+        };
+        shared.latency.get_or_create(&route).observe(ms);
+        for (direction, bytes) in [("ingress", self.bytes_in), ("egress", self.bytes_out)] {
+            let labels = BandwidthLabels {
+                route: self.route.clone(),
+                direction,
+            };
+            shared.bandwidth.get_or_create(&labels).inc_by(bytes);
+        }
+    }
+}
+
+// === impl MetricsBody ===
+
+impl<B: Body<Data = Bytes>> Body for MetricsBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        if let (Some(Ok(frame)), Some(pending)) = (&frame, this.pending.as_mut())
+            && let Some(data) = frame.data_ref()
+        {
+            pending.bytes_out += data.len() as u64;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
