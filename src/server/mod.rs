@@ -3,13 +3,18 @@
 //! [`Server`] accepts connections, hands every request to the service with a
 //! [`ConnectionInfo`] in its extensions, and applies these protections:
 //!
-//! - a header-read timeout (30 s by default): a client that trickles its request head is cut
-//!   off, as with nginx's `client_header_timeout`;
+//! - a header-read timeout (30 s by default): a client that trickles its request head, or
+//!   leaves a keep-alive connection idle, for longer is cut off (nginx's
+//!   `client_header_timeout` and `keepalive_timeout` in one). It is enforced on the socket
+//!   with a per-connection timer that moves lazily, not with hyper's per-request timer, and it
+//!   is suspended while a request is in flight, so slow upstreams and long responses are
+//!   never cut by it;
 //! - a cap on the request head's bytes (32 KiB by default) and on the number of header fields
 //!   (100): past either the client gets `431 Request Header Fields Too Large`;
 //! - an HTTP/1.1 request without a `Host` header, or any request with two, gets `400`;
 //! - graceful shutdown: when the shutdown signal fires, the listener closes, idle connections
-//!   close, in-flight requests get a grace period (30 s by default) to finish.
+//!   close, in-flight requests get a grace period (30 s by default) to finish, and connections
+//!   still open after it are closed.
 //!
 //! hyper itself refuses malformed framing (for example `Content-Length` with
 //! `Transfer-Encoding`, or conflicting lengths) with `400` and closes the connection.
