@@ -67,6 +67,7 @@ macro_rules! inner_service_accessors {
 }
 
 pub mod body;
+mod calendar;
 pub mod circuit;
 #[cfg(feature = "config")]
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]

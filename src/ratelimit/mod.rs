@@ -11,14 +11,17 @@
 //! | --- | --- |
 //! | [`TokenBucket`] | `burst` tokens refilled at `rate`; after a long idle exactly `burst` pass |
 //! | [`LeakyBucket`] | nginx `limit_req`: excess at nanosecond resolution, delay / `nodelay` / `delay=N` |
+//! | [`FixedWindow`] | Kong's `rate-limiting`: UTC calendar windows, second to year, several at once |
 //!
-//! The layer, key extractors, headers, stores and the sliding and fixed windows are not
-//! implemented yet.
+//! The layer, key extractors, headers, stores and the sliding windows are not implemented
+//! yet.
 
 mod decision;
+mod fixed_window;
 mod leaky_bucket;
 mod token_bucket;
 
 pub use decision::{Decision, Nanos, Rate, Verdict};
+pub use fixed_window::{FixedWindow, FixedWindowState, Period};
 pub use leaky_bucket::{LeakyBucket, LeakyBucketState, LeakyState};
 pub use token_bucket::{TokenBucket, TokenBucketState};
