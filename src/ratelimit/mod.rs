@@ -12,16 +12,19 @@
 //! | [`TokenBucket`] | `burst` tokens refilled at `rate`; after a long idle exactly `burst` pass |
 //! | [`LeakyBucket`] | nginx `limit_req`: excess at nanosecond resolution, delay / `nodelay` / `delay=N` |
 //! | [`FixedWindow`] | Kong's `rate-limiting`: UTC calendar windows, second to year, several at once |
+//! | [`SlidingLog`] | exactly `limit` in any window; memory bounded by `limit` per key |
+//! | [`SlidingWindow`] | the weighted two-window counter (Cloudflare, Kong Advanced); 24 bytes per key |
 //!
-//! The layer, key extractors, headers, stores and the sliding windows are not implemented
-//! yet.
+//! The layer, key extractors, headers and stores are not implemented yet.
 
 mod decision;
 mod fixed_window;
 mod leaky_bucket;
+mod sliding_window;
 mod token_bucket;
 
 pub use decision::{Decision, Nanos, Rate, Verdict};
 pub use fixed_window::{FixedWindow, FixedWindowState, Period};
 pub use leaky_bucket::{LeakyBucket, LeakyBucketState, LeakyState};
+pub use sliding_window::{SlidingLog, SlidingLogState, SlidingWindow, SlidingWindowState};
 pub use token_bucket::{TokenBucket, TokenBucketState};
