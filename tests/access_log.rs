@@ -162,3 +162,33 @@ async fn the_combined_format_reads_like_nginx() {
     );
     assert!(line.ends_with(" users -"), "{line}");
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_answer_is_logged_as_499() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _guard = tracing::subscriber::set_default(Capture(tx));
+    // An upstream that reports the request's arrival and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let (arrived_tx, arrived_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        read_head(&mut stream).await;
+        let _ = arrived_tx.send(());
+        std::future::pending::<()>().await;
+        drop(stream);
+    });
+    let gw = gateway(AccessLogLayer::json(), up).await;
+    let mut client = tokio::net::TcpStream::connect(gw).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut client,
+        b"GET /api/users HTTP/1.1\r\nhost: gw\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    arrived_rx.await.unwrap();
+    drop(client);
+    let event = next_event(&mut rx).await;
+    assert_eq!(event["status"], "499");
+    assert_eq!(event["completed"], "false");
+}

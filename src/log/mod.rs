@@ -2,7 +2,8 @@
 //!
 //! [`AccessLogLayer`] records each request when its head arrives and writes the record when
 //! the response body ends (or fails, or is dropped because the client went away), so the
-//! status, the bytes sent and the latency are the real ones. Events have the target
+//! status, the bytes sent and the latency are the real ones. A request whose client leaves
+//! before the response head is logged with nginx's status 499. Events have the target
 //! `tower_gateway::access` and level INFO, so a subscriber can route them to their own file.
 //!
 //! | field | value |

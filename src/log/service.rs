@@ -38,7 +38,24 @@ pin_project! {
         inner: F,
         record: Option<Box<Record>>,
     }
+
+    impl<F> PinnedDrop for ResponseFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before the response head: the client went away while the request was
+            // being handled. Logged as nginx does, with status 499.
+            if let Some(mut record) = this.project().record.take() {
+                record.status = CLIENT_CLOSED_REQUEST;
+                record.emit(false);
+            }
+        }
+    }
 }
+
+/// nginx's non-standard status for a request whose client closed the connection first.
+const CLIENT_CLOSED_REQUEST: http::StatusCode = match http::StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => http::StatusCode::BAD_REQUEST,
+};
 
 // === impl AccessLogLayer ===
 
