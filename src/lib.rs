@@ -10,7 +10,7 @@
 //! | [`log`] | [`AccessLogLayer`](log::AccessLogLayer): one structured event per finished request, JSON fields or nginx's combined format |
 //! | [`request_id`] | [`RequestIdLayer`](request_id::RequestIdLayer): tower-http's request-id layers with Kong's `correlation-id` options |
 //! | [`metrics`] | [`MetricsLayer`](metrics::MetricsLayer) and [`Metrics`](metrics::Metrics): Prometheus requests, latency and bandwidth per route, Kong's metric names (feature `metrics`) |
-//! | [`ratelimit`] | rate-limiting algorithms as exact, time-injected state machines: [`TokenBucket`](ratelimit::TokenBucket), nginx's [`LeakyBucket`](ratelimit::LeakyBucket) (the layer comes later) |
+//! | [`ratelimit`] | [`RateLimitLayer`](ratelimit::RateLimitLayer) over exact, time-injected algorithms: token bucket, nginx's leaky bucket, Kong's fixed windows, sliding windows |
 //! | [`server`] | [`Server`](server::Server): hyper with header limits, header-read timeout, `Host` checks and graceful shutdown |
 //! | [`config`] | Kong's declarative format → a running gateway, with precise errors (feature `config`) |
 //! | [`body`], [`reject`] | the response body and the JSON error responses every part shares |

@@ -110,6 +110,22 @@ pub(crate) fn set_forwarded(
     );
 }
 
+/// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
+/// untrusted address in `X-Forwarded-For`.
+pub(crate) fn client_ip(
+    headers: &HeaderMap,
+    conn: &ConnectionInfo,
+    trusted: &TrustedProxies,
+) -> IpAddr {
+    let peer = conn.remote_addr().ip().to_canonical();
+    if trusted.is_empty() || !trusted.contains(peer) {
+        return peer;
+    }
+    client_from_forwarded_for(headers, trusted)
+        .and_then(|v| v.to_str().ok().and_then(|s| s.parse().ok()))
+        .unwrap_or(peer)
+}
+
 /// Appends `peer` to the incoming `X-Forwarded-For`, folding several incoming lines into one so
 /// that the upstream cannot read a client-written line on its own.
 fn append_forwarded_for(headers: &mut HeaderMap, peer: &HeaderValue) {

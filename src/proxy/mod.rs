@@ -69,3 +69,5 @@ pub use error::UpstreamFailure;
 pub use future::ResponseFuture;
 pub use service::ReverseProxy;
 pub use trusted::{InvalidTrustedProxy, TrustedProxies};
+
+pub(crate) use headers::client_ip;

@@ -123,6 +123,30 @@ impl FixedWindow {
         Self { limits: by_period }
     }
 
+    /// Whether every window in `state` has ended by `now`.
+    pub(crate) fn expired(&self, state: &FixedWindowState, now: Nanos) -> bool {
+        let secs = now / NANOS_PER_SEC;
+        self.limits.iter().all(|&(period, _)| {
+            let (start, _) = period.window(secs);
+            let (seen_start, count) = state.windows[period.index()];
+            count == 0 || seen_start < start
+        })
+    }
+
+    /// Requests left per period after `state`, at `now` (for Kong's per-period headers).
+    pub fn remaining(&self, state: &FixedWindowState, now: Nanos) -> Vec<(Period, u64, u64)> {
+        let secs = now / NANOS_PER_SEC;
+        self.limits
+            .iter()
+            .map(|&(period, limit)| {
+                let (start, _) = period.window(secs);
+                let (seen_start, count) = state.windows[period.index()];
+                let used = if seen_start == start { count } else { 0 };
+                (period, limit, limit.saturating_sub(used))
+            })
+            .collect()
+    }
+
     /// The configured limits, shortest period first.
     pub fn limits(&self) -> &[(Period, u64)] {
         &self.limits

@@ -72,6 +72,13 @@ impl LeakyBucket {
         self
     }
 
+    /// Whether `state` has leaked empty by `now` (it then decides as a fresh key would, except
+    /// that a fresh key's first request has no excess at all, which is never stricter).
+    pub(crate) fn drained_by(&self, state: &LeakyState, now: Nanos) -> bool {
+        let elapsed = u128::from(now.saturating_sub(state.last));
+        self.rate.drained(elapsed) >= state.excess + ONE
+    }
+
     /// Decides at `now`; the returned state is to be stored only if the request is admitted
     /// (on rejection it equals `state`).
     pub fn decide(&self, state: &LeakyBucketState, now: Nanos) -> (Decision, LeakyBucketState) {

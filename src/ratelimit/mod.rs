@@ -15,16 +15,60 @@
 //! | [`SlidingLog`] | exactly `limit` in any window; memory bounded by `limit` per key |
 //! | [`SlidingWindow`] | the weighted two-window counter (Cloudflare, Kong Advanced); 24 bytes per key |
 //!
-//! The layer, key extractors, headers and stores are not implemented yet.
+//! [`RateLimitLayer`] applies a set of [`Limit`]s per [`KeyBy`] key (client IP behind trusted
+//! proxies, a header, global, or any rule), all-or-nothing and atomically per key, in a
+//! bounded [`MemoryStore`]: a rejection answers `429 {"message":"API rate limit exceeded"}`
+//! with `Retry-After`; responses carry Kong's `X-RateLimit-Limit-<Period>`,
+//! `X-RateLimit-Remaining-<Period>` and `RateLimit-Limit/-Remaining/-Reset` headers; a leaky
+//! bucket's delays are served by waiting on a timer.
+//!
+//! ```
+//! use http::{Request, Response};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_gateway::ratelimit::{FixedWindow, KeyBy, Limit, Period, RateLimitLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let limited = ServiceBuilder::new()
+//!     .layer(
+//!         RateLimitLayer::builder(KeyBy::Global)
+//!             .limit(Limit::FixedWindow(FixedWindow::new([(Period::Minute, 1)])))
+//!             .build(),
+//!     )
+//!     .service(service_fn(|_req: Request<()>| async {
+//!         Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+//!     }));
+//! let first = limited.clone().oneshot(Request::new(())).await.unwrap();
+//! assert_eq!(first.headers()["x-ratelimit-remaining-minute"], "0");
+//! let second = limited.oneshot(Request::new(())).await.unwrap();
+//! assert_eq!(second.status(), 429);
+//! # }
+//! ```
+//!
+//! Not yet: a `Store` trait (Redis), key extractors by consumer, credential or path, the IETF
+//! `RateLimit-Policy` fields, the declarative `rate-limiting` plugin and the sliding log in the
+//! layer.
 
+mod clock;
 mod decision;
 mod fixed_window;
+mod key;
+mod layer;
 mod leaky_bucket;
+mod limit;
+mod service;
 mod sliding_window;
+mod store;
 mod token_bucket;
 
+pub use clock::{Clock, ManualClock};
 pub use decision::{Decision, Nanos, Rate, Verdict};
 pub use fixed_window::{FixedWindow, FixedWindowState, Period};
+pub use key::{KeyBy, KeyRule};
+pub use layer::{RATE_LIMIT_EXCEEDED, RateLimitBuilder, RateLimitLayer};
 pub use leaky_bucket::{LeakyBucket, LeakyBucketState, LeakyState};
+pub use limit::{Limit, LimitState};
+pub use service::{RateLimit, ResponseFuture};
 pub use sliding_window::{SlidingLog, SlidingLogState, SlidingWindow, SlidingWindowState};
+pub use store::{Key, MemoryStore, Outcome};
 pub use token_bucket::{TokenBucket, TokenBucketState};

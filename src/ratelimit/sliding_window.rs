@@ -146,6 +146,12 @@ impl SlidingWindow {
         }
     }
 
+    /// Whether `state` no longer counts at `now`: both its windows are over.
+    pub(crate) fn expired(&self, state: &SlidingWindowState, now: Nanos) -> bool {
+        let index = (u128::from(now) / self.window.as_nanos()) as u64;
+        index >= state.index + 2 || (state.current == 0 && state.previous == 0)
+    }
+
     /// Decides at `now`; the returned state is to be stored only if the request is admitted
     /// (on rejection it equals `state`).
     pub fn decide(&self, state: &SlidingWindowState, now: Nanos) -> (Decision, SlidingWindowState) {

@@ -38,6 +38,13 @@ pub struct TokenBucketState {
     tat: Nanos,
 }
 
+impl TokenBucketState {
+    /// When the bucket is full again (nanoseconds since the epoch).
+    pub(crate) fn tat(&self) -> Nanos {
+        self.tat
+    }
+}
+
 impl TokenBucket {
     /// `burst` tokens (at least 1), refilled at `rate`.
     pub fn new(rate: Rate, burst: u64) -> Self {

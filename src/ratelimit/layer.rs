@@ -1,0 +1,123 @@
+//! The `Layer` that applies rate limits to a service.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use tower::Layer;
+
+use super::clock::Clock;
+use super::key::KeyBy;
+use super::limit::Limit;
+use super::service::RateLimit;
+use super::store::MemoryStore;
+
+/// Kong's default message for a rejected request.
+pub const RATE_LIMIT_EXCEEDED: &str = "API rate limit exceeded";
+
+/// Applies one set of limits, counted per key, to the wrapped service.
+///
+/// Every service this layer wraps (and every clone of those) shares one store: apply one layer
+/// per route for per-route limits.
+#[derive(Debug, Clone)]
+pub struct RateLimitLayer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) limits: Vec<Limit>,
+    pub(crate) key: KeyBy,
+    pub(crate) store: MemoryStore,
+    pub(crate) clock: Clock,
+    pub(crate) status: StatusCode,
+    pub(crate) message: &'static str,
+    pub(crate) hide_client_headers: bool,
+}
+
+/// Builds a [`RateLimitLayer`].
+#[derive(Debug)]
+pub struct RateLimitBuilder {
+    limits: Vec<Limit>,
+    key: KeyBy,
+    max_keys: usize,
+    clock: Option<Clock>,
+    status: StatusCode,
+    message: &'static str,
+    hide_client_headers: bool,
+}
+
+impl RateLimitLayer {
+    /// Starts a layer counting by `key`.
+    pub fn builder(key: KeyBy) -> RateLimitBuilder {
+        RateLimitBuilder {
+            limits: Vec::new(),
+            key,
+            max_keys: 1_000_000,
+            clock: None,
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: RATE_LIMIT_EXCEEDED,
+            hide_client_headers: false,
+        }
+    }
+}
+
+impl RateLimitBuilder {
+    /// Adds a limit; a request passes only if every limit admits it.
+    pub fn limit(mut self, limit: Limit) -> Self {
+        self.limits.push(limit);
+        self
+    }
+
+    /// The most keys kept in memory (default 1 000 000); see [`MemoryStore`].
+    pub fn max_keys(mut self, max: usize) -> Self {
+        self.max_keys = max;
+        self
+    }
+
+    /// The time source (default: [`Clock::runtime`], made when the layer is built).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The status of a rejection (default 429; Kong's `error_code`).
+    pub fn status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The message of a rejection (default "API rate limit exceeded"; Kong's `error_message`).
+    pub fn message(mut self, message: &'static str) -> Self {
+        self.message = message;
+        self
+    }
+
+    /// Leaves out the `RateLimit-*` and `X-RateLimit-*` headers (Kong's `hide_client_headers`).
+    pub fn hide_client_headers(mut self, hide: bool) -> Self {
+        self.hide_client_headers = hide;
+        self
+    }
+
+    /// The layer. Needs a tokio runtime when the default clock is used.
+    pub fn build(self) -> RateLimitLayer {
+        RateLimitLayer {
+            shared: Arc::new(Shared {
+                limits: self.limits,
+                key: self.key,
+                store: MemoryStore::new(self.max_keys),
+                clock: self.clock.unwrap_or_else(Clock::runtime),
+                status: self.status,
+                message: self.message,
+                hide_client_headers: self.hide_client_headers,
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> RateLimit<S> {
+        RateLimit::new(inner, self.shared.clone())
+    }
+}

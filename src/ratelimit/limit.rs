@@ -1,0 +1,125 @@
+//! One configured limit: any of the algorithms, behind one type, with its per-key state.
+
+use std::time::Duration;
+
+use super::decision::{Decision, Nanos};
+use super::{
+    FixedWindow, FixedWindowState, LeakyBucket, LeakyBucketState, Period, SlidingWindow,
+    SlidingWindowState, TokenBucket, TokenBucketState,
+};
+
+/// A limit the [`RateLimitLayer`](super::RateLimitLayer) enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Limit {
+    /// A [`TokenBucket`].
+    TokenBucket(TokenBucket),
+    /// An nginx [`LeakyBucket`]; its delays are served by waiting on a timer.
+    LeakyBucket(LeakyBucket),
+    /// Kong's [`FixedWindow`]s.
+    FixedWindow(FixedWindow),
+    /// A weighted [`SlidingWindow`] counter.
+    SlidingWindow(SlidingWindow),
+}
+
+/// The per-key state of one [`Limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitState {
+    /// State of a [`TokenBucket`].
+    TokenBucket(TokenBucketState),
+    /// State of a [`LeakyBucket`].
+    LeakyBucket(LeakyBucketState),
+    /// State of a [`FixedWindow`].
+    FixedWindow(FixedWindowState),
+    /// State of a [`SlidingWindow`].
+    SlidingWindow(SlidingWindowState),
+}
+
+impl Limit {
+    /// The state of a key never seen.
+    pub fn fresh(&self) -> LimitState {
+        match self {
+            Self::TokenBucket(_) => LimitState::TokenBucket(Default::default()),
+            Self::LeakyBucket(_) => LimitState::LeakyBucket(None),
+            Self::FixedWindow(_) => LimitState::FixedWindow(Default::default()),
+            Self::SlidingWindow(_) => LimitState::SlidingWindow(Default::default()),
+        }
+    }
+
+    /// Decides at `now`; the next state is to be stored only if every limit on the request
+    /// admits it. A state of another algorithm counts as fresh.
+    pub fn decide(&self, state: &LimitState, now: Nanos) -> (Decision, LimitState) {
+        match self {
+            Self::TokenBucket(a) => {
+                let s = match state {
+                    LimitState::TokenBucket(s) => *s,
+                    _ => TokenBucketState::default(),
+                };
+                let (d, next) = a.decide(&s, now);
+                (d, LimitState::TokenBucket(next))
+            }
+            Self::LeakyBucket(a) => {
+                let s = match state {
+                    LimitState::LeakyBucket(s) => *s,
+                    _ => None,
+                };
+                let (d, next) = a.decide(&s, now);
+                (d, LimitState::LeakyBucket(next))
+            }
+            Self::FixedWindow(a) => {
+                let s = match state {
+                    LimitState::FixedWindow(s) => *s,
+                    _ => FixedWindowState::default(),
+                };
+                let (d, next) = a.decide(&s, now);
+                (d, LimitState::FixedWindow(next))
+            }
+            Self::SlidingWindow(a) => {
+                let s = match state {
+                    LimitState::SlidingWindow(s) => *s,
+                    _ => SlidingWindowState::default(),
+                };
+                let (d, next) = a.decide(&s, now);
+                (d, LimitState::SlidingWindow(next))
+            }
+        }
+    }
+
+    /// Whether `state` decides exactly as a fresh state would from `now` on, so forgetting it
+    /// cannot loosen the limit.
+    pub fn is_idle(&self, state: &LimitState, now: Nanos) -> bool {
+        match state {
+            LimitState::TokenBucket(s) => s.tat() <= now,
+            LimitState::LeakyBucket(s) => match (self, s) {
+                (_, None) => true,
+                (Self::LeakyBucket(a), Some(s)) => a.drained_by(s, now),
+                _ => true,
+            },
+            LimitState::FixedWindow(s) => match self {
+                Self::FixedWindow(a) => a.expired(s, now),
+                _ => true,
+            },
+            LimitState::SlidingWindow(s) => match self {
+                Self::SlidingWindow(a) => a.expired(s, now),
+                _ => true,
+            },
+        }
+    }
+
+    /// For fixed windows, the per-period limits (for Kong's `X-RateLimit-*-<Period>` headers).
+    pub fn periods(&self) -> &[(Period, u64)] {
+        match self {
+            Self::FixedWindow(a) => a.limits(),
+            _ => &[],
+        }
+    }
+}
+
+/// The longest of `retry_after` among rejecting decisions.
+pub(crate) fn longest_wait(decisions: &[Decision]) -> Duration {
+    decisions
+        .iter()
+        .filter(|d| !d.admitted())
+        .map(|d| d.retry_after)
+        .max()
+        .unwrap_or_default()
+}

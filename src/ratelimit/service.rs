@@ -1,0 +1,241 @@
+//! The rate-limiting service, its response future and its headers.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tower::Service;
+use tower::util::Oneshot;
+
+use super::Verdict;
+use super::decision::Decision;
+use super::layer::Shared;
+use super::limit::longest_wait;
+use super::store::Outcome;
+use crate::body::ResponseBody;
+use crate::reject;
+
+/// A service behind rate limits: see [`RateLimitLayer`](super::RateLimitLayer).
+#[derive(Debug, Clone)]
+pub struct RateLimit<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+pin_project! {
+    /// Response future of [`RateLimit`].
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        kind: Kind<S, B>,
+        headers: HeaderMap,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        Called { #[pin] future: S::Future },
+        Delayed { #[pin] sleep: Sleep, waiting: Option<(S, Request<B>)> },
+        Released { #[pin] call: Oneshot<S, Request<B>> },
+        Rejected { retry_after: Duration, status: http::StatusCode, message: &'static str },
+    }
+}
+
+// === impl RateLimit ===
+
+impl<S> RateLimit<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+
+    inner_service_accessors!();
+}
+
+impl<S, B, ResB> Service<Request<B>> for RateLimit<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
+{
+    type Response = Response<ResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let shared = &*self.shared;
+        let Some(key) = shared.key.key(&req) else {
+            return ResponseFuture {
+                kind: Kind::Called {
+                    future: self.inner.call(req),
+                },
+                headers: HeaderMap::new(),
+            };
+        };
+        let outcome = shared
+            .store
+            .decide(&key, &shared.limits, shared.clock.now());
+        let headers = if shared.hide_client_headers {
+            HeaderMap::new()
+        } else {
+            client_headers(&outcome)
+        };
+        let admitted = !outcome.full && outcome.decisions.iter().all(Decision::admitted);
+        let kind = if !admitted {
+            let retry_after = if outcome.full {
+                Duration::from_secs(1)
+            } else {
+                longest_wait(&outcome.decisions)
+            };
+            Kind::Rejected {
+                retry_after,
+                status: shared.status,
+                message: shared.message,
+            }
+        } else {
+            let delay = outcome
+                .decisions
+                .iter()
+                .filter_map(|d| match d.verdict {
+                    Verdict::Delay(delay) => Some(delay),
+                    _ => None,
+                })
+                .max();
+            match delay {
+                None => Kind::Called {
+                    future: self.inner.call(req),
+                },
+                Some(delay) => {
+                    // The ready handle answers this request later; a clone takes its place.
+                    let clone = self.inner.clone();
+                    let ready = std::mem::replace(&mut self.inner, clone);
+                    Kind::Delayed {
+                        sleep: tokio::time::sleep(delay),
+                        waiting: Some((ready, req)),
+                    }
+                }
+            }
+        };
+        ResponseFuture { kind, headers }
+    }
+}
+
+/// Kong's headers: `X-RateLimit-Limit-<Period>` and `X-RateLimit-Remaining-<Period>` per
+/// fixed window, and `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` for the
+/// tightest limit.
+fn client_headers(outcome: &Outcome) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (period, limit, remaining) in &outcome.periods {
+        let name = |kind: &str| {
+            HeaderName::from_bytes(format!("x-ratelimit-{kind}-{}", period.name()).as_bytes())
+        };
+        if let (Ok(l), Ok(r)) = (name("limit"), name("remaining")) {
+            headers.insert(l, HeaderValue::from(*limit));
+            headers.insert(r, HeaderValue::from(*remaining));
+        }
+    }
+    let tightest = outcome
+        .decisions
+        .iter()
+        .min_by_key(|d| (d.admitted(), d.remaining));
+    if let Some(d) = tightest {
+        headers.insert(
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderValue::from(d.limit),
+        );
+        let remaining = if d.admitted() { d.remaining } else { 0 };
+        headers.insert(
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderValue::from(remaining),
+        );
+        headers.insert(
+            HeaderName::from_static("ratelimit-reset"),
+            HeaderValue::from(whole_seconds(d.reset)),
+        );
+    }
+    headers
+}
+
+/// Seconds, rounded up, at least 1 when not zero.
+fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+// === impl ResponseFuture ===
+
+impl<S, B, ResB> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+{
+    type Output = Result<Response<ResponseBody<ResB>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let released = match this.kind.as_mut().project() {
+                KindProj::Called { future } => {
+                    let res = std::task::ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(with_headers(res.map(ResponseBody::new), this.headers)));
+                }
+                KindProj::Released { call } => {
+                    let res = std::task::ready!(call.poll(cx))?;
+                    return Poll::Ready(Ok(with_headers(res.map(ResponseBody::new), this.headers)));
+                }
+                KindProj::Rejected {
+                    retry_after,
+                    status,
+                    message,
+                } => {
+                    let mut res = reject::json(*status, message);
+                    res.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from(whole_seconds(*retry_after).max(1)),
+                    );
+                    return Poll::Ready(Ok(with_headers(res, this.headers)));
+                }
+                KindProj::Delayed { sleep, waiting } => {
+                    std::task::ready!(sleep.poll(cx));
+                    match waiting.take() {
+                        Some(waiting) => waiting,
+                        // Polled after completion.
+                        None => return Poll::Pending,
+                    }
+                }
+            };
+            let (service, req) = released;
+            this.kind.set(Kind::Released {
+                call: Oneshot::new(service, req),
+            });
+        }
+    }
+}
+
+fn with_headers<B>(mut res: Response<B>, headers: &mut HeaderMap) -> Response<B> {
+    for (name, value) in headers.drain() {
+        if let Some(name) = name {
+            res.headers_mut().insert(name, value);
+        }
+    }
+    res
+}
+
+impl<S, B> std::fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,217 @@
+//! Per-key state in memory: sharded, bounded, evicting only what cannot loosen a limit.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+
+use super::Period;
+use super::decision::{Decision, Nanos};
+use super::limit::{Limit, LimitState};
+
+const SHARDS: usize = 16;
+/// The pause between sweeps of a full shard that found nothing idle: one second.
+const SWEEP_PAUSE: Nanos = 1_000_000_000;
+
+/// What a request is counted under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// A client address.
+    Ip(IpAddr),
+    /// Any text: a header value, a consumer, a credential.
+    Text(Box<str>),
+    /// One counter for everybody.
+    Global,
+}
+
+/// The outcome of asking the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// One decision per limit, in order. The request passes only if all admit it; then, and
+    /// only then, every limit counted it.
+    pub decisions: Vec<Decision>,
+    /// For fixed-window limits: `(period, limit, remaining)` after this request.
+    pub periods: Vec<(Period, u64, u64)>,
+    /// The key could not be tracked: the store is full of keys that are still limited.
+    pub full: bool,
+}
+
+/// Per-key limit state in memory, for one set of limits.
+///
+/// Memory is bounded by `max_keys`. A key's state is forgotten only when it decides exactly as
+/// a fresh key would (its bucket is full again, its windows are over), so eviction never makes
+/// a limit looser. When the store is full of keys that are all still limited, a new key is
+/// refused (fail closed) rather than let through uncounted or counted by forgetting another.
+#[derive(Debug)]
+pub struct MemoryStore {
+    shards: Vec<Mutex<Shard>>,
+    max_per_shard: usize,
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    keys: HashMap<Key, Vec<LimitState>>,
+    /// After a sweep that freed nothing, no other sweep before this time.
+    no_sweep_before: Nanos,
+}
+
+impl MemoryStore {
+    /// A store holding at most about `max_keys` keys (at least one per shard).
+    pub fn new(max_keys: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            max_per_shard: max_keys.div_ceil(SHARDS).max(1),
+        }
+    }
+
+    /// How many keys are tracked.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).keys.len())
+            .sum()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Decides a request under `key` against every limit at `now`, atomically: concurrent
+    /// requests on one key are decided one after the other.
+    pub fn decide(&self, key: &Key, limits: &[Limit], now: Nanos) -> Outcome {
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        let shard = &self.shards[hasher.finish() as usize % SHARDS];
+        let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+
+        let known = shard.keys.get(key);
+        let mut decisions = Vec::with_capacity(limits.len());
+        let mut next = Vec::with_capacity(limits.len());
+        for (i, limit) in limits.iter().enumerate() {
+            let state = known
+                .and_then(|states| states.get(i).copied())
+                .unwrap_or_else(|| limit.fresh());
+            let (decision, after) = limit.decide(&state, now);
+            decisions.push(decision);
+            next.push(if decision.admitted() { after } else { state });
+        }
+        let admitted = decisions.iter().all(Decision::admitted);
+        let current: Vec<LimitState> = match known {
+            Some(states) => states.clone(),
+            None => limits.iter().map(Limit::fresh).collect(),
+        };
+        let after = if admitted { next } else { current };
+        let periods = periods(limits, &after, now);
+
+        if admitted {
+            if shard.keys.contains_key(key) {
+                shard.keys.insert(key.clone(), after);
+            } else if !self.make_room(&mut shard, limits, now) {
+                tracing::warn!("rate-limit store full of active keys; refusing a new key");
+                return Outcome {
+                    decisions,
+                    periods,
+                    full: true,
+                };
+            } else {
+                shard.keys.insert(key.clone(), after);
+            }
+        }
+        Outcome {
+            decisions,
+            periods,
+            full: false,
+        }
+    }
+
+    /// Frees a slot in a full shard by forgetting idle keys; false if none is idle.
+    fn make_room(&self, shard: &mut Shard, limits: &[Limit], now: Nanos) -> bool {
+        if shard.keys.len() < self.max_per_shard {
+            return true;
+        }
+        if now < shard.no_sweep_before {
+            return false;
+        }
+        shard.keys.retain(|_, states| {
+            !limits
+                .iter()
+                .zip(states.iter())
+                .all(|(limit, state)| limit.is_idle(state, now))
+        });
+        if shard.keys.len() < self.max_per_shard {
+            true
+        } else {
+            // Everything is still limited; do not pay a full sweep for every new key.
+            shard.no_sweep_before = now.saturating_add(SWEEP_PAUSE);
+            false
+        }
+    }
+}
+
+fn periods(limits: &[Limit], states: &[LimitState], now: Nanos) -> Vec<(Period, u64, u64)> {
+    let mut out = Vec::new();
+    for (limit, state) in limits.iter().zip(states) {
+        if let (Limit::FixedWindow(window), LimitState::FixedWindow(state)) = (limit, state) {
+            out.extend(window.remaining(state, now));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ratelimit::{FixedWindow, Rate, TokenBucket};
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn key(i: u32) -> Key {
+        Key::Text(i.to_string().into())
+    }
+
+    #[test]
+    fn several_limits_are_all_or_nothing() {
+        let limits = [
+            Limit::FixedWindow(FixedWindow::new([(Period::Minute, 5)])),
+            Limit::TokenBucket(TokenBucket::new(Rate::per_second(1), 2)),
+        ];
+        let store = MemoryStore::new(100);
+        let t = 1_000 * 60 * SEC;
+        let admitted: Vec<bool> = (0..4)
+            .map(|_| {
+                store
+                    .decide(&Key::Global, &limits, t)
+                    .decisions
+                    .iter()
+                    .all(Decision::admitted)
+            })
+            .collect();
+        assert_eq!(admitted, [true, true, false, false]);
+        // The two rejections took nothing from the minute: three are left, and the bucket's
+        // pace (one per second) decides.
+        let outcome = store.decide(&Key::Global, &limits, t + SEC);
+        assert!(outcome.decisions.iter().all(Decision::admitted));
+        assert_eq!(outcome.periods, [(Period::Minute, 5, 2)]);
+    }
+
+    #[test]
+    fn memory_stays_bounded_and_active_keys_keep_their_state() {
+        let limits = [Limit::FixedWindow(FixedWindow::new([(Period::Minute, 1)]))];
+        let store = MemoryStore::new(160);
+        let t = 1_000 * 60 * SEC;
+        let mut refused = 0;
+        for i in 0..10_000 {
+            if store.decide(&key(i), &limits, t).full {
+                refused += 1;
+            }
+        }
+        assert!(store.len() <= 160, "{} keys kept", store.len());
+        assert!(refused > 0);
+        // Key 0 is still limited in this minute: it was not forgotten.
+        assert!(!store.decide(&key(0), &limits, t).decisions[0].admitted());
+        // Next minute every key is idle again and new keys find room.
+        assert!(!store.decide(&key(20_000), &limits, t + 60 * SEC).full);
+    }
+}
