@@ -57,7 +57,9 @@ struct Shard {
 }
 
 impl MemoryStore {
-    /// A store holding at most about `max_keys` keys (at least one per shard).
+    /// A store holding at most about `max_keys` keys: the bound applies per shard (16 of
+    /// them), so a shard that fills first refuses new keys a little before the total is
+    /// reached.
     pub fn new(max_keys: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
