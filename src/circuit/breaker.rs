@@ -34,6 +34,7 @@ pub struct Breaker {
 pub(crate) struct Attempt {
     breaker: Breaker,
     admission: Admission,
+    started: Instant,
     done: bool,
 }
 
@@ -89,11 +90,13 @@ impl Breaker {
 
     /// Admits a call, or says how long to wait.
     pub(crate) fn try_admit(&self) -> Result<Attempt, Duration> {
-        match self.lock().admit(Instant::now()) {
+        let now = Instant::now();
+        match self.lock().admit(now) {
             Admission::Reject { retry_after } => Err(retry_after),
             admission => Ok(Attempt {
                 breaker: self.clone(),
                 admission,
+                started: now,
                 done: false,
             }),
         }
@@ -111,9 +114,13 @@ impl Attempt {
     /// Records how the call ended.
     pub(crate) fn finish(mut self, outcome: Outcome) {
         self.done = true;
-        self.breaker
-            .lock()
-            .record(Instant::now(), self.admission, outcome);
+        let now = Instant::now();
+        self.breaker.lock().record_timed(
+            now,
+            self.admission,
+            outcome,
+            now.duration_since(self.started),
+        );
     }
 }
 
@@ -141,5 +148,24 @@ mod tests {
         let _ = tokio::time::timeout(Duration::from_millis(1), probe).await;
         assert_eq!(breaker.call(async { Ok::<_, ()>(7) }).await, Ok(7));
         assert_eq!(breaker.state(), State::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_are_timed_for_the_slow_call_rule() {
+        use crate::circuit::Trip;
+        let breaker = Breaker::new(Policy::default().trip(Trip::SlowCallRate {
+            threshold: 1.0,
+            slower_than: Duration::from_secs(2),
+            window: 2,
+            min_calls: 2,
+        }));
+        let slow = || async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Ok::<_, ()>(())
+        };
+        assert_eq!(breaker.call(slow()).await, Ok(()));
+        assert_eq!(breaker.state(), State::Closed);
+        assert_eq!(breaker.call(slow()).await, Ok(()));
+        assert!(matches!(breaker.state(), State::Open { .. }));
     }
 }

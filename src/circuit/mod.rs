@@ -1,7 +1,8 @@
 //! Circuit breaking: stop calling a failing upstream, then probe it back to health.
 //!
 //! A [`Breaker`] is closed while calls succeed. When its [`Policy`] trips (by default 5
-//! failures in a row) it opens: calls fail fast for the open time, without reaching the
+//! failures in a row; or a failure rate over the last N calls or the last T seconds; or a
+//! share of slow calls, see [`Trip`]) it opens: calls fail fast for the open time, without reaching the
 //! upstream. Then it is half-open: a bounded number of probes (default 1) go through while
 //! every other call still fails fast. Enough probe successes close it; a probe failure opens it
 //! again for twice as long, up to a cap (10 s, 20 s, … 300 s by default), as APISIX's

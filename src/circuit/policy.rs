@@ -17,6 +17,29 @@ pub enum Trip {
         /// Calls needed in the window before the rate is trusted.
         min_calls: u32,
     },
+    /// The share of failures among the calls of the last `period` reaches `threshold`, once
+    /// at least `min_calls` calls fell in it. Counted in ten buckets, so calls leave the
+    /// window with a granularity of a tenth of the period; memory does not grow with traffic.
+    FailureRateOver {
+        /// Share of failures that trips, e.g. `0.5`.
+        threshold: f64,
+        /// How far back calls count.
+        period: Duration,
+        /// Calls needed in the period before the rate is trusted.
+        min_calls: u32,
+    },
+    /// The share of calls slower than `slower_than` (failed or not) among the last `window`
+    /// calls reaches `threshold`, once at least `min_calls` calls are in the window.
+    SlowCallRate {
+        /// Share of slow calls that trips, e.g. `0.8`.
+        threshold: f64,
+        /// A call taking at least this long is slow.
+        slower_than: Duration,
+        /// How many recent calls are considered.
+        window: u32,
+        /// Calls needed in the window before the rate is trusted.
+        min_calls: u32,
+    },
 }
 
 /// The settings of a circuit breaker.

@@ -54,12 +54,34 @@ pub struct Machine {
     state: State,
     /// Failures in a row while closed.
     consecutive: u32,
-    /// Recent outcomes while closed (`true` = failure), for the failure-rate rule.
-    recent: VecDeque<bool>,
+    /// Recent calls while closed, for the rules over the last N calls.
+    recent: VecDeque<Sample>,
+    /// Calls per tenth of the period while closed, for the rule over time.
+    buckets: VecDeque<Bucket>,
     /// Times the breaker re-opened without closing in between (for the doubling).
     reopens: u32,
     probes_in_flight: u32,
     probe_successes: u32,
+}
+
+/// One recent call, for the rules over the last N calls.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    failed: bool,
+    slow: bool,
+}
+
+/// Calls and failures that started in one tenth of the period.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    start: Instant,
+    calls: u32,
+    failures: u32,
+}
+
+/// Whether `hits` of `calls` reach `threshold`, with enough calls to judge.
+fn reached(hits: usize, calls: usize, threshold: f64, min_calls: u32) -> bool {
+    calls >= min_calls.max(1) as usize && hits > 0 && hits as f64 >= threshold * calls as f64
 }
 
 // === impl Machine ===
@@ -72,6 +94,7 @@ impl Machine {
             state: State::Closed,
             consecutive: 0,
             recent: VecDeque::new(),
+            buckets: VecDeque::new(),
             reopens: 0,
             probes_in_flight: 0,
             probe_successes: 0,
@@ -112,8 +135,19 @@ impl Machine {
 
     /// Records how an admitted call ended.
     pub fn record(&mut self, now: Instant, admitted: Admission, outcome: Outcome) {
+        self.record_timed(now, admitted, outcome, Duration::ZERO);
+    }
+
+    /// Records how an admitted call ended and how long it took (for the slow-call rule).
+    pub fn record_timed(
+        &mut self,
+        now: Instant,
+        admitted: Admission,
+        outcome: Outcome,
+        latency: Duration,
+    ) {
         match admitted {
-            Admission::Call => self.record_call(now, outcome),
+            Admission::Call => self.record_call(now, outcome, latency),
             Admission::Probe => self.record_probe(now, outcome),
             Admission::Reject { .. } => {}
         }
@@ -127,7 +161,7 @@ impl Machine {
         }
     }
 
-    fn record_call(&mut self, now: Instant, outcome: Outcome) {
+    fn record_call(&mut self, now: Instant, outcome: Outcome, latency: Duration) {
         // A call admitted while closed that ends after the breaker opened proves nothing new.
         if self.state != State::Closed {
             return;
@@ -141,19 +175,69 @@ impl Machine {
                 window,
                 min_calls,
             } => {
-                self.recent.push_back(failed);
-                while self.recent.len() > window.max(1) as usize {
-                    self.recent.pop_front();
-                }
-                let calls = self.recent.len();
-                let failures = self.recent.iter().filter(|f| **f).count();
-                calls >= min_calls.max(1) as usize
-                    && failures as f64 >= threshold * calls as f64
-                    && failures > 0
+                self.push_sample(
+                    Sample {
+                        failed,
+                        slow: false,
+                    },
+                    window,
+                );
+                let failures = self.recent.iter().filter(|s| s.failed).count();
+                reached(failures, self.recent.len(), threshold, min_calls)
+            }
+            Trip::SlowCallRate {
+                threshold,
+                slower_than,
+                window,
+                min_calls,
+            } => {
+                let slow = latency >= slower_than;
+                self.push_sample(Sample { failed, slow }, window);
+                let slow = self.recent.iter().filter(|s| s.slow).count();
+                reached(slow, self.recent.len(), threshold, min_calls)
+            }
+            Trip::FailureRateOver {
+                threshold,
+                period,
+                min_calls,
+            } => {
+                self.count_in_buckets(now, period, failed);
+                let calls: u32 = self.buckets.iter().map(|b| b.calls).sum();
+                let failures: u32 = self.buckets.iter().map(|b| b.failures).sum();
+                reached(failures as usize, calls as usize, threshold, min_calls)
             }
         };
         if trip {
             self.open(now);
+        }
+    }
+
+    fn push_sample(&mut self, sample: Sample, window: u32) {
+        self.recent.push_back(sample);
+        while self.recent.len() > window.max(1) as usize {
+            self.recent.pop_front();
+        }
+    }
+
+    fn count_in_buckets(&mut self, now: Instant, period: Duration, failed: bool) {
+        let width = (period / 10).max(Duration::from_nanos(1));
+        while self
+            .buckets
+            .front()
+            .is_some_and(|b| b.start + period <= now)
+        {
+            self.buckets.pop_front();
+        }
+        match self.buckets.back_mut() {
+            Some(bucket) if now < bucket.start + width => {
+                bucket.calls += 1;
+                bucket.failures += u32::from(failed);
+            }
+            _ => self.buckets.push_back(Bucket {
+                start: now,
+                calls: 1,
+                failures: u32::from(failed),
+            }),
         }
     }
 
@@ -175,6 +259,7 @@ impl Machine {
                     self.reopens = 0;
                     self.consecutive = 0;
                     self.recent.clear();
+                    self.buckets.clear();
                 }
             }
         }
@@ -188,6 +273,7 @@ impl Machine {
         };
         self.consecutive = 0;
         self.recent.clear();
+        self.buckets.clear();
         self.probes_in_flight = 0;
         self.probe_successes = 0;
     }
@@ -327,6 +413,78 @@ mod tests {
             m.record(now, Admission::Call, outcome);
         }
         assert!(matches!(m.state(), State::Open { .. }), "3 of 6 failed");
+    }
+
+    #[test]
+    fn failures_older_than_the_period_stop_counting() {
+        let start = Instant::now();
+        let policy = Policy::default().trip(Trip::FailureRateOver {
+            threshold: 0.5,
+            period: secs(10),
+            min_calls: 4,
+        });
+        let mut m = Machine::new(policy);
+        for _ in 0..3 {
+            m.admit(start);
+            m.record(start, Admission::Call, Outcome::Failure);
+        }
+        // Twelve seconds later those failures are gone: 1 failure in 4 calls does not trip.
+        let later = start + secs(12);
+        for outcome in [
+            Outcome::Failure,
+            Outcome::Success,
+            Outcome::Success,
+            Outcome::Success,
+        ] {
+            m.admit(later);
+            m.record(later, Admission::Call, outcome);
+        }
+        assert_eq!(m.state(), State::Closed);
+        // Within the period, failures add up.
+        for _ in 0..3 {
+            m.admit(later + secs(1));
+            m.record(later + secs(1), Admission::Call, Outcome::Failure);
+        }
+        assert!(
+            matches!(m.state(), State::Open { .. }),
+            "4 of 7 failed within 10 s"
+        );
+    }
+
+    #[test]
+    fn slow_successes_trip_the_slow_call_rule() {
+        let now = Instant::now();
+        let policy = Policy::default().trip(Trip::SlowCallRate {
+            threshold: 0.8,
+            slower_than: Duration::from_millis(500),
+            window: 5,
+            min_calls: 5,
+        });
+        let mut m = Machine::new(policy);
+        let call = |m: &mut Machine, ms| {
+            m.admit(now);
+            m.record_timed(
+                now,
+                Admission::Call,
+                Outcome::Success,
+                Duration::from_millis(ms),
+            );
+        };
+        for ms in [900, 900, 100, 900] {
+            call(&mut m, ms);
+        }
+        assert_eq!(m.state(), State::Closed, "too few calls yet");
+        call(&mut m, 100);
+        assert_eq!(m.state(), State::Closed, "3 of 5 slow");
+        call(&mut m, 600);
+        assert_eq!(m.state(), State::Closed, "3 of the last 5 slow");
+        call(&mut m, 700);
+        assert_eq!(m.state(), State::Closed, "still 3 of the last 5 slow");
+        call(&mut m, 800);
+        assert!(
+            matches!(m.state(), State::Open { .. }),
+            "4 of the last 5 slow"
+        );
     }
 
     #[test]
