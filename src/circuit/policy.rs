@@ -62,6 +62,7 @@ pub struct Policy {
     pub(crate) max_open: Duration,
     pub(crate) probes: u32,
     pub(crate) successes_to_close: u32,
+    pub(crate) jitter: f64,
 }
 
 impl Default for Policy {
@@ -74,6 +75,7 @@ impl Default for Policy {
             max_open: Duration::from_secs(300),
             probes: 1,
             successes_to_close: 1,
+            jitter: 0.0,
         }
     }
 }
@@ -105,7 +107,19 @@ impl Policy {
         self
     }
 
-    /// How long the breaker stays open after it has re-opened `reopens` times in a row.
+    /// Lengthens every open time by a random share up to `fraction` (0.0–1.0, default 0), so
+    /// that many gateways do not probe a recovering upstream at the same instant.
+    pub fn jitter(mut self, fraction: f64) -> Self {
+        self.jitter = if fraction.is_finite() {
+            fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self
+    }
+
+    /// How long the breaker stays open after it has re-opened `reopens` times in a row, before
+    /// jitter.
     pub fn open_duration(&self, reopens: u32) -> Duration {
         let factor = 1u32.checked_shl(reopens.min(31)).unwrap_or(u32::MAX);
         self.base_open

@@ -79,6 +79,15 @@ struct Bucket {
     failures: u32,
 }
 
+/// A random number in `[0, 1)`, from the standard library's randomly keyed hasher.
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let bits = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// Whether `hits` of `calls` reach `threshold`, with enough calls to judge.
 fn reached(hits: usize, calls: usize, threshold: f64, min_calls: u32) -> bool {
     calls >= min_calls.max(1) as usize && hits > 0 && hits as f64 >= threshold * calls as f64
@@ -267,6 +276,11 @@ impl Machine {
 
     fn open(&mut self, now: Instant) {
         let duration = self.policy.open_duration(self.reopens);
+        let duration = if self.policy.jitter > 0.0 {
+            duration.mul_f64(1.0 + self.policy.jitter * random_unit())
+        } else {
+            duration
+        };
         tracing::warn!(open_for = ?duration, "circuit breaker open");
         self.state = State::Open {
             until: now + duration,
@@ -485,6 +499,23 @@ mod tests {
             matches!(m.state(), State::Open { .. }),
             "4 of the last 5 slow"
         );
+    }
+
+    #[test]
+    fn jitter_lengthens_the_open_time_within_its_bound() {
+        let now = Instant::now();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..20 {
+            let mut m = Machine::new(Policy::default().jitter(0.5));
+            fail_calls(&mut m, now, 5);
+            let State::Open { until } = m.state() else {
+                panic!("not open")
+            };
+            let open = until - now;
+            assert!(open >= secs(10) && open <= secs(15), "{open:?}");
+            seen.insert(open);
+        }
+        assert!(seen.len() > 1, "no jitter at all");
     }
 
     #[test]
