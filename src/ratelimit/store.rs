@@ -88,42 +88,61 @@ impl MemoryStore {
         let shard = &self.shards[hasher.finish() as usize % SHARDS];
         let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
 
+        // Decide every limit first; the states change only if all of them admit. The
+        // algorithms are pure, so deciding again to obtain the next states is exact and saves
+        // holding them aside.
         let known = shard.keys.get(key);
-        let mut decisions = Vec::with_capacity(limits.len());
-        let mut next = Vec::with_capacity(limits.len());
-        for (i, limit) in limits.iter().enumerate() {
-            let state = known
+        let state_of = |i: usize, limit: &Limit| {
+            known
                 .and_then(|states| states.get(i).copied())
-                .unwrap_or_else(|| limit.fresh());
-            let (decision, after) = limit.decide(&state, now);
-            decisions.push(decision);
-            next.push(if decision.admitted() { after } else { state });
-        }
-        let admitted = decisions.iter().all(Decision::admitted);
-        let current: Vec<LimitState> = match known {
-            Some(states) => states.clone(),
-            None => limits.iter().map(Limit::fresh).collect(),
+                .unwrap_or_else(|| limit.fresh())
         };
-        let after = if admitted { next } else { current };
-        let periods = periods(limits, &after, now);
+        let decisions: Vec<Decision> = limits
+            .iter()
+            .enumerate()
+            .map(|(i, limit)| limit.decide(&state_of(i, limit), now).0)
+            .collect();
+        if !decisions.iter().all(Decision::admitted) {
+            let current: Vec<LimitState> = match known {
+                Some(states) => states.clone(),
+                None => limits.iter().map(Limit::fresh).collect(),
+            };
+            return Outcome {
+                periods: periods(limits, &current, now),
+                decisions,
+                full: false,
+            };
+        }
 
-        if admitted {
-            if shard.keys.contains_key(key) {
-                shard.keys.insert(key.clone(), after);
-            } else if !self.make_room(&mut shard, limits, now) {
+        if !shard.keys.contains_key(key) {
+            if !self.make_room(&mut shard, limits, now) {
                 tracing::warn!("rate-limit store full of active keys; refusing a new key");
+                let fresh: Vec<LimitState> = limits.iter().map(Limit::fresh).collect();
                 return Outcome {
+                    periods: periods(limits, &fresh, now),
                     decisions,
-                    periods,
                     full: true,
                 };
-            } else {
-                shard.keys.insert(key.clone(), after);
             }
+            shard
+                .keys
+                .insert(key.clone(), limits.iter().map(Limit::fresh).collect());
+        }
+        let Some(states) = shard.keys.get_mut(key) else {
+            // Inserted just above under the same lock.
+            return Outcome {
+                decisions,
+                periods: Vec::new(),
+                full: true,
+            };
+        };
+        states.resize_with(limits.len(), || LimitState::TokenBucket(Default::default()));
+        for (limit, state) in limits.iter().zip(states.iter_mut()) {
+            *state = limit.decide(state, now).1;
         }
         Outcome {
+            periods: periods(limits, states, now),
             decisions,
-            periods,
             full: false,
         }
     }
