@@ -74,6 +74,31 @@ async fn kong_minute_100_admits_exactly_100_of_110_with_kong_headers() {
     );
 }
 
+#[tokio::test]
+async fn the_ietf_draft_fields_are_sent_when_asked_for() {
+    let (up, _seen) = ok_upstream().await;
+    let layer = RateLimitLayer::builder(KeyBy::Global)
+        .limit(Limit::FixedWindow(FixedWindow::new([
+            (Period::Second, 10),
+            (Period::Minute, 2),
+        ])))
+        .clock(Clock::Manual(ManualClock::at(MID_MINUTE)))
+        .ietf_headers(true)
+        .build();
+    let gw = gateway(layer, up).await;
+    let res = send(gw, get("/")).await;
+    assert_eq!(
+        res.headers()["ratelimit-policy"],
+        r#""second";q=10;w=1, "minute";q=2;w=60"#
+    );
+    assert_eq!(res.headers()["ratelimit"], r#""minute";r=1;t=30"#);
+    send(gw, get("/")).await;
+    let res = send(gw, get("/")).await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["ratelimit"], r#""minute";r=0;t=30"#);
+    assert_eq!(res.headers()["retry-after"], "30");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_never_overshoot_the_limit() {
     let (up, _seen) = ok_upstream().await;

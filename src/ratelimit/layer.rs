@@ -32,6 +32,7 @@ pub(crate) struct Shared {
     pub(crate) status: StatusCode,
     pub(crate) message: &'static str,
     pub(crate) hide_client_headers: bool,
+    pub(crate) ietf_headers: bool,
 }
 
 /// Builds a [`RateLimitLayer`].
@@ -44,6 +45,7 @@ pub struct RateLimitBuilder {
     status: StatusCode,
     message: &'static str,
     hide_client_headers: bool,
+    ietf_headers: bool,
 }
 
 impl RateLimitLayer {
@@ -57,6 +59,7 @@ impl RateLimitLayer {
             status: StatusCode::TOO_MANY_REQUESTS,
             message: RATE_LIMIT_EXCEEDED,
             hide_client_headers: false,
+            ietf_headers: false,
         }
     }
 }
@@ -98,6 +101,13 @@ impl RateLimitBuilder {
         self
     }
 
+    /// Also sends the current IETF draft's `RateLimit-Policy` and `RateLimit` fields
+    /// (draft-ietf-httpapi-ratelimit-headers; off by default, as no gateway sends them yet).
+    pub fn ietf_headers(mut self, send: bool) -> Self {
+        self.ietf_headers = send;
+        self
+    }
+
     /// The layer. Needs a tokio runtime when the default clock is used.
     pub fn build(self) -> RateLimitLayer {
         RateLimitLayer {
@@ -109,6 +119,7 @@ impl RateLimitBuilder {
                 status: self.status,
                 message: self.message,
                 hide_client_headers: self.hide_client_headers,
+                ietf_headers: self.ietf_headers,
             }),
         }
     }

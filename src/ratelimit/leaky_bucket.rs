@@ -72,6 +72,13 @@ impl LeakyBucket {
         self
     }
 
+    /// The quota (`burst + 1`) and the seconds it takes to leak, for `RateLimit-Policy`.
+    pub(crate) fn quota_window(&self) -> (u64, u64) {
+        let quota = self.burst + 1;
+        let leak = self.rate.drain_time(u128::from(quota) * ONE);
+        (quota, leak.div_ceil(ONE) as u64)
+    }
+
     /// Whether `state` has leaked empty by `now` (it then decides as a fresh key would, except
     /// that a fresh key's first request has no excess at all, which is never stricter).
     pub(crate) fn drained_by(&self, state: &LeakyState, now: Nanos) -> bool {

@@ -105,6 +105,34 @@ impl Limit {
         }
     }
 
+    /// The IETF `RateLimit-Policy` items of this limit at `now`: `(name, quota, window in
+    /// seconds)`; one per period for fixed windows (a month's window is the current month's
+    /// length).
+    pub fn policies(&self, now: Nanos) -> Vec<(String, u64, u64)> {
+        match self {
+            Self::TokenBucket(a) => {
+                let (q, w) = a.quota_window();
+                vec![("token-bucket".into(), q, w)]
+            }
+            Self::LeakyBucket(a) => {
+                let (q, w) = a.quota_window();
+                vec![("leaky-bucket".into(), q, w)]
+            }
+            Self::SlidingWindow(a) => {
+                let (q, w) = a.quota_window();
+                vec![("sliding-window".into(), q, w)]
+            }
+            Self::FixedWindow(a) => a
+                .limits()
+                .iter()
+                .map(|&(period, limit)| {
+                    let (start, end) = period.window(now / 1_000_000_000);
+                    (period.name().to_ascii_lowercase(), limit, end - start)
+                })
+                .collect(),
+        }
+    }
+
     /// For fixed windows, the per-period limits (for Kong's `X-RateLimit-*-<Period>` headers).
     pub fn periods(&self) -> &[(Period, u64)] {
         match self {

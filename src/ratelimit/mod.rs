@@ -45,9 +45,11 @@
 //! # }
 //! ```
 //!
-//! Not yet: a `Store` trait (Redis), key extractors by consumer, credential or path, the IETF
-//! `RateLimit-Policy` fields, the declarative `rate-limiting` plugin and the sliding log in the
-//! layer.
+//! Opt in to the IETF draft's `RateLimit-Policy` and `RateLimit` fields with
+//! [`RateLimitBuilder::ietf_headers`].
+//!
+//! Not yet: a `Store` trait (Redis), key extractors by consumer, credential or path, the
+//! declarative `rate-limiting` plugin and the sliding log in the layer.
 
 mod clock;
 mod decision;

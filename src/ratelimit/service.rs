@@ -13,8 +13,9 @@ use tower::Service;
 use tower::util::Oneshot;
 
 use super::Verdict;
-use super::decision::Decision;
+use super::decision::{Decision, Nanos};
 use super::layer::Shared;
+use super::limit::Limit;
 use super::limit::longest_wait;
 use super::store::Outcome;
 use crate::body::ResponseBody;
@@ -84,14 +85,15 @@ where
                 headers: HeaderMap::new(),
             };
         };
-        let outcome = shared
-            .store
-            .decide(&key, &shared.limits, shared.clock.now());
-        let headers = if shared.hide_client_headers {
-            HeaderMap::new()
-        } else {
-            client_headers(&outcome)
-        };
+        let now = shared.clock.now();
+        let outcome = shared.store.decide(&key, &shared.limits, now);
+        let mut headers = HeaderMap::new();
+        if !shared.hide_client_headers {
+            client_headers(&outcome, &mut headers);
+            if shared.ietf_headers {
+                ietf_headers(&shared.limits, &outcome, now, &mut headers);
+            }
+        }
         let admitted = !outcome.full && outcome.decisions.iter().all(Decision::admitted);
         let kind = if !admitted {
             let retry_after = if outcome.full {
@@ -135,8 +137,7 @@ where
 /// Kong's headers: `X-RateLimit-Limit-<Period>` and `X-RateLimit-Remaining-<Period>` per
 /// fixed window, and `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` for the
 /// tightest limit.
-fn client_headers(outcome: &Outcome) -> HeaderMap {
-    let mut headers = HeaderMap::new();
+fn client_headers(outcome: &Outcome, headers: &mut HeaderMap) {
     for (period, limit, remaining) in &outcome.periods {
         let name = |kind: &str| {
             HeaderName::from_bytes(format!("x-ratelimit-{kind}-{}", period.name()).as_bytes())
@@ -165,7 +166,53 @@ fn client_headers(outcome: &Outcome) -> HeaderMap {
             HeaderValue::from(whole_seconds(d.reset)),
         );
     }
-    headers
+}
+
+/// The IETF draft's fields: `RateLimit-Policy` lists every quota, `RateLimit` reports the one
+/// with the fewest requests left, e.g. `RateLimit: "minute";r=0;t=30`.
+fn ietf_headers(limits: &[Limit], outcome: &Outcome, now: Nanos, headers: &mut HeaderMap) {
+    let policies: Vec<String> = limits
+        .iter()
+        .flat_map(|limit| limit.policies(now))
+        .map(|(name, quota, window)| format!("\"{name}\";q={quota};w={window}"))
+        .collect();
+    // (name, remaining, seconds to reset) per quota.
+    let secs = now / 1_000_000_000;
+    let mut usage: Vec<(String, u64, u64)> = outcome
+        .periods
+        .iter()
+        .map(|(period, _, remaining)| {
+            let (_, end) = period.window(secs);
+            let reset = (end * 1_000_000_000)
+                .saturating_sub(now)
+                .div_ceil(1_000_000_000);
+            (period.name().to_ascii_lowercase(), *remaining, reset)
+        })
+        .collect();
+    for (limit, decision) in limits.iter().zip(&outcome.decisions) {
+        if !matches!(limit, Limit::FixedWindow(_)) {
+            let name = limit
+                .policies(now)
+                .into_iter()
+                .next()
+                .map(|p| p.0)
+                .unwrap_or_default();
+            let remaining = if decision.admitted() {
+                decision.remaining
+            } else {
+                0
+            };
+            usage.push((name, remaining, whole_seconds(decision.reset)));
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&policies.join(", ")) {
+        headers.insert(HeaderName::from_static("ratelimit-policy"), value);
+    }
+    if let Some((name, remaining, reset)) = usage.into_iter().min_by_key(|u| u.1)
+        && let Ok(value) = HeaderValue::from_str(&format!("\"{name}\";r={remaining};t={reset}"))
+    {
+        headers.insert(HeaderName::from_static("ratelimit"), value);
+    }
 }
 
 /// Seconds, rounded up, at least 1 when not zero.

@@ -146,6 +146,11 @@ impl SlidingWindow {
         }
     }
 
+    /// The quota and the window in seconds, for `RateLimit-Policy`.
+    pub(crate) fn quota_window(&self) -> (u64, u64) {
+        (self.limit, self.window.as_secs().max(1))
+    }
+
     /// Whether `state` no longer counts at `now`: both its windows are over.
     pub(crate) fn expired(&self, state: &SlidingWindowState, now: Nanos) -> bool {
         let index = (u128::from(now) / self.window.as_nanos()) as u64;

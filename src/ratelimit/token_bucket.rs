@@ -54,6 +54,12 @@ impl TokenBucket {
         }
     }
 
+    /// The quota and the seconds it takes to refill it, for `RateLimit-Policy`.
+    pub(crate) fn quota_window(&self) -> (u64, u64) {
+        let refill = self.rate.drain_time(u128::from(self.burst) * 1_000_000_000);
+        (self.burst, refill.div_ceil(1_000_000_000) as u64)
+    }
+
     /// Decides at `now`; the returned state is to be stored only if the request is admitted
     /// (on rejection it equals `state`).
     pub fn decide(&self, state: &TokenBucketState, now: Nanos) -> (Decision, TokenBucketState) {
