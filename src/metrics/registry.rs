@@ -6,8 +6,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::circuit::{Breaker, State};
 
 /// Kong's latency buckets, in milliseconds.
 const LATENCY_BUCKETS_MS: [f64; 26] = [
@@ -27,6 +30,11 @@ pub(crate) struct RouteLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct BreakerLabels {
+    pub(crate) breaker: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct BandwidthLabels {
     pub(crate) route: String,
     pub(crate) direction: &'static str,
@@ -40,6 +48,7 @@ pub(crate) struct BandwidthLabels {
 /// | `kong_http_requests_total` | `route`, `code` |
 /// | `kong_request_latency_ms` (histogram, Kong's buckets) | `route` |
 /// | `kong_bandwidth_bytes_total` | `route`, `direction` (`ingress`, `egress`) |
+/// | `tower_gateway_circuit_state` (0 closed, 1 open, 2 half-open) | `breaker` |
 ///
 /// Label values come from the configuration (route names) and the status code, never from
 /// client input, so the number of series is bounded. Requests that matched no route are
@@ -53,6 +62,8 @@ pub struct Metrics {
 
 pub(crate) struct Shared {
     registry: Mutex<Registry>,
+    breakers: Mutex<Vec<(String, Breaker)>>,
+    breaker_state: Family<BreakerLabels, Gauge>,
     pub(crate) requests: Family<RequestLabels, Counter>,
     pub(crate) latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub(crate) bandwidth: Family<BandwidthLabels, Counter>,
@@ -65,7 +76,13 @@ impl Metrics {
         let latency: Family<RouteLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS_MS));
         let bandwidth = Family::<BandwidthLabels, Counter>::default();
+        let breaker_state = Family::<BreakerLabels, Gauge>::default();
         let mut registry = Registry::default();
+        registry.register(
+            "tower_gateway_circuit_state",
+            "Circuit breaker state: 0 closed, 1 open, 2 half-open",
+            breaker_state.clone(),
+        );
         registry.register(
             "kong_http_requests",
             "HTTP requests by route and status code",
@@ -84,6 +101,8 @@ impl Metrics {
         Self {
             shared: Arc::new(Shared {
                 registry: Mutex::new(registry),
+                breakers: Mutex::new(Vec::new()),
+                breaker_state,
                 requests,
                 latency,
                 bandwidth,
@@ -91,8 +110,34 @@ impl Metrics {
         }
     }
 
+    /// Reports `breaker`'s state under `name` at every scrape.
+    pub fn watch_breaker(&self, name: impl Into<String>, breaker: Breaker) {
+        self.shared
+            .breakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((name.into(), breaker));
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
+        for (name, breaker) in self
+            .shared
+            .breakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let state = match breaker.state() {
+                State::Closed => 0,
+                State::Open { .. } => 1,
+                State::HalfOpen => 2,
+            };
+            let labels = BreakerLabels {
+                breaker: name.clone(),
+            };
+            self.shared.breaker_state.get_or_create(&labels).set(state);
+        }
         let mut out = String::new();
         let registry = self
             .shared
@@ -114,5 +159,31 @@ impl Default for Metrics {
 impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::circuit::Policy;
+
+    #[tokio::test]
+    async fn breaker_states_are_reported_at_each_scrape() {
+        let metrics = Metrics::new();
+        let breaker = Breaker::new(Policy::default());
+        metrics.watch_breaker("users", breaker.clone());
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"tower_gateway_circuit_state{breaker="users"} 0"#)
+        );
+        for _ in 0..5 {
+            let _ = breaker.call(async { Err::<(), ()>(()) }).await;
+        }
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"tower_gateway_circuit_state{breaker="users"} 1"#)
+        );
     }
 }
