@@ -101,6 +101,8 @@ async fn each_finished_request_leaves_one_event_with_its_fields() {
     assert_eq!(event["bytes_out"], "2");
     assert_eq!(event["completed"], "true");
     assert!(event["latency_ms"].parse::<f64>().unwrap() >= 0.0);
+    let upstream_ms: f64 = event["upstream_latency_ms"].parse().unwrap();
+    assert!(upstream_ms >= 0.0 && upstream_ms <= event["latency_ms"].parse::<f64>().unwrap());
     assert!(
         !format!("{event:?}").contains("secret-token"),
         "a credential was logged"

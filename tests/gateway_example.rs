@@ -159,6 +159,10 @@ async fn the_bundled_config_serves_the_demo_users_and_stops_cleanly_on_sigterm()
         sample(r#"kong_request_latency_ms_count{route="users-api"}"#),
         Some(1.0)
     );
+    assert_eq!(
+        sample(r#"kong_upstream_latency_ms_count{route="users-api"}"#),
+        Some(1.0)
+    );
     assert!(
         sample(r#"kong_bandwidth_bytes_total{route="users-api",direction="egress"}"#) > Some(50.0)
     );

@@ -13,6 +13,7 @@
 //! | `status`, `bytes_out` | as sent to the client |
 //! | `bytes_in` | the request's `Content-Length` (0 for chunked uploads) |
 //! | `latency_ms` | from the request head to the end of the response body |
+//! | `upstream_latency_ms` | from sending to the upstream to its response head (-1 when the gateway answered itself) |
 //! | `route`, `upstream` | the matched route's name and the upstream address used |
 //! | `request_id` | the `X-Request-Id` header |
 //! | `completed` | whether the whole response body was sent |

@@ -26,6 +26,7 @@ pub(crate) struct Record {
     pub(crate) status: StatusCode,
     pub(crate) route: Option<String>,
     pub(crate) upstream: Option<SocketAddr>,
+    pub(crate) upstream_latency: Option<Duration>,
     pub(crate) failure: Option<String>,
     pub(crate) bytes_out: u64,
 }
@@ -63,6 +64,7 @@ impl Record {
             status: StatusCode::OK,
             route: None,
             upstream: None,
+            upstream_latency: None,
             failure: None,
             bytes_out: 0,
         }
@@ -96,6 +98,7 @@ impl Record {
                 bytes_in = self.bytes_in,
                 bytes_out = self.bytes_out,
                 latency_ms = millis(latency),
+                upstream_latency_ms = self.upstream_latency.map_or(-1.0, millis),
                 route,
                 upstream = upstream.as_deref().unwrap_or("-"),
                 request_id = request_id.as_str(),

@@ -47,6 +47,7 @@ pub(crate) struct BandwidthLabels {
 /// | --- | --- |
 /// | `kong_http_requests_total` | `route`, `code` |
 /// | `kong_request_latency_ms` (histogram, Kong's buckets) | `route` |
+/// | `kong_upstream_latency_ms` (histogram, Kong's buckets) | `route` |
 /// | `kong_bandwidth_bytes_total` | `route`, `direction` (`ingress`, `egress`) |
 /// | `tower_gateway_circuit_state` (0 closed, 1 open, 2 half-open) | `breaker` |
 ///
@@ -66,6 +67,7 @@ pub(crate) struct Shared {
     breaker_state: Family<BreakerLabels, Gauge>,
     pub(crate) requests: Family<RequestLabels, Counter>,
     pub(crate) latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub(crate) upstream_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub(crate) bandwidth: Family<BandwidthLabels, Counter>,
 }
 
@@ -74,6 +76,8 @@ impl Metrics {
     pub fn new() -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: Family<RouteLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS_MS));
+        let upstream_latency: Family<RouteLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS_MS));
         let bandwidth = Family::<BandwidthLabels, Counter>::default();
         let breaker_state = Family::<BreakerLabels, Gauge>::default();
@@ -94,6 +98,11 @@ impl Metrics {
             latency.clone(),
         );
         registry.register(
+            "kong_upstream_latency_ms",
+            "Time the upstream took to send its response head, in milliseconds",
+            upstream_latency.clone(),
+        );
+        registry.register(
             "kong_bandwidth_bytes",
             "Body bytes by route and direction",
             bandwidth.clone(),
@@ -105,6 +114,7 @@ impl Metrics {
                 breaker_state,
                 requests,
                 latency,
+                upstream_latency,
                 bandwidth,
             }),
         }

@@ -13,6 +13,7 @@ use tower::{Layer, Service};
 
 use super::Metrics;
 use super::registry::{BandwidthLabels, RequestLabels, RouteLabels};
+use crate::proxy::UpstreamLatency;
 use crate::router::{ReportMatch, RouteMatch};
 
 /// Counts every request into [`Metrics`].
@@ -173,6 +174,18 @@ where
             .and_then(RouteMatch::name)
         {
             pending.route = name.to_owned();
+        }
+        if let Some(UpstreamLatency(latency)) = res.extensions().get::<UpstreamLatency>() {
+            let labels = RouteLabels {
+                route: pending.route.clone(),
+            };
+            let ms = latency.as_secs_f64() * 1000.0;
+            pending
+                .metrics
+                .shared
+                .upstream_latency
+                .get_or_create(&labels)
+                .observe(ms);
         }
         pending.count(res.status().as_u16());
         Poll::Ready(Ok(res.map(|inner| MetricsBody {

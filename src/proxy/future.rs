@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::ResponseFuture as ClientFuture;
 use hyper_util::client::legacy::connect::HttpInfo;
 use pin_project_lite::pin_project;
+use tokio::time::Instant;
 
 use super::UpstreamFailure;
 use super::connect::ConnectFailed;
@@ -24,12 +25,21 @@ pin_project! {
     pub struct ResponseFuture {
         #[pin]
         upstream: ClientFuture,
+        started: Instant,
     }
 }
 
+/// How long the upstream took to answer with a response head, in the response's extensions
+/// (for access logs and metrics; Kong's upstream latency).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamLatency(pub std::time::Duration);
+
 impl ResponseFuture {
     pub(crate) fn new(upstream: ClientFuture) -> Self {
-        Self { upstream }
+        Self {
+            upstream,
+            started: Instant::now(),
+        }
     }
 }
 
@@ -43,9 +53,15 @@ impl Future for ResponseFuture {
     type Output = Result<Response<ResponseBody<Incoming>>, std::convert::Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let result = match std::task::ready!(self.project().upstream.poll(cx)) {
+        let this = self.project();
+        let result = match std::task::ready!(this.upstream.poll(cx)) {
             Ok(res) => match invalid_framing(res.headers()) {
-                None => Ok(downstream_response(res)),
+                None => {
+                    let mut res = downstream_response(res);
+                    res.extensions_mut()
+                        .insert(UpstreamLatency(this.started.elapsed()));
+                    Ok(res)
+                }
                 Some(reason) => {
                     let upstream = res
                         .extensions()

@@ -66,7 +66,7 @@ pub use config::{
     ProxyConfig,
 };
 pub use error::UpstreamFailure;
-pub use future::ResponseFuture;
+pub use future::{ResponseFuture, UpstreamLatency};
 pub use service::ReverseProxy;
 pub use trusted::{InvalidTrustedProxy, TrustedProxies};
 
