@@ -29,6 +29,25 @@ fn hello() -> impl tower::Service<
     })
 }
 
+/// Serves `service` on 127.0.0.1:0 with the given header-read timeout.
+async fn serve_with_header_timeout<S>(service: S, timeout: Duration) -> std::net::SocketAddr
+where
+    S: tower::Service<Request<Incoming>, Response = Response<Full<Bytes>>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::from_listener(listener)
+            .header_read_timeout(timeout)
+            .serve(service),
+    );
+    addr
+}
+
 #[tokio::test]
 async fn an_http11_request_without_host_is_400() {
     let (addr, _stop) = serve(hello()).await;
@@ -84,13 +103,7 @@ async fn a_request_head_over_the_size_cap_is_431() {
 
 #[tokio::test(start_paused = true)]
 async fn a_client_that_trickles_its_head_is_cut_off_after_the_header_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        Server::from_listener(listener)
-            .header_read_timeout(Duration::from_secs(5))
-            .serve(hello()),
-    );
+    let addr = serve_with_header_timeout(hello(), Duration::from_secs(5)).await;
     let mut client = TcpStream::connect(addr).await.unwrap();
     client
         .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n")
@@ -106,13 +119,7 @@ async fn a_client_that_trickles_its_head_is_cut_off_after_the_header_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        Server::from_listener(listener)
-            .header_read_timeout(Duration::from_secs(5))
-            .serve(hello()),
-    );
+    let addr = serve_with_header_timeout(hello(), Duration::from_secs(5)).await;
     let mut client = TcpStream::connect(addr).await.unwrap();
     client
         .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
@@ -137,13 +144,7 @@ async fn a_slow_response_is_not_cut_by_the_header_timeout() {
         tokio::time::sleep(Duration::from_secs(20)).await;
         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"late"))))
     });
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        Server::from_listener(listener)
-            .header_read_timeout(Duration::from_secs(5))
-            .serve(slow),
-    );
+    let addr = serve_with_header_timeout(slow, Duration::from_secs(5)).await;
     let res = send(addr, get("/")).await;
     assert_eq!(text(res).await, "late");
 }
