@@ -40,6 +40,8 @@ pub const BAD_GATEWAY: &str = "An invalid response was received from the upstrea
 pub const GATEWAY_TIMEOUT: &str = "The upstream server is timing out";
 /// No upstream can take the request (503). Kong's text.
 pub const SERVICE_UNAVAILABLE: &str = "Service unavailable";
+/// Every endpoint of a balanced upstream is unhealthy or failed (503). Kong's text.
+pub const NO_PEER: &str = "failure to get a peer from the ring-balancer";
 /// Something failed inside the gateway (500). Kong's text.
 pub const INTERNAL_ERROR: &str = "An unexpected error occurred";
 

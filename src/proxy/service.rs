@@ -82,6 +82,24 @@ impl<B> ReverseProxy<B> {
         }
     }
 
+    /// A proxy to another origin that shares this one's connection pool and settings (one
+    /// proxy per endpoint of a [`Balancer`](crate::balance::Balancer)).
+    pub fn to_origin(&self, origin: &str) -> Result<Self, super::InvalidOrigin> {
+        Ok(self.with_origin(super::Origin::parse(origin)?))
+    }
+
+    /// Like [`to_origin`](Self::to_origin), with an origin already parsed.
+    pub fn with_origin(&self, origin: super::Origin) -> Self {
+        let mut config = (*self.shared.config).clone();
+        config.origin = origin;
+        Self {
+            shared: Arc::new(Shared {
+                client: self.shared.client.clone(),
+                config: Arc::new(config),
+            }),
+        }
+    }
+
     /// The configuration this proxy runs with.
     pub fn config(&self) -> &ProxyConfig {
         &self.shared.config
