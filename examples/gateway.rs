@@ -19,7 +19,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tower::util::option_layer;
 use tower::{ServiceBuilder, service_fn};
-use tower_gateway::config::{Config, Gateway, Settings};
+use tower_gateway::config::{Config, Gateway, ServiceBalancer, Settings};
 use tower_gateway::log::{AccessLogLayer, Format};
 use tower_gateway::metrics::{Metrics, MetricsLayer};
 use tower_gateway::proxy::TrustedProxies;
@@ -38,7 +38,8 @@ OPTIONS:
                             a demo upstream started in-process on 127.0.0.1:9001.
     --proxy-listen ADDR     Address of the proxy (default 0.0.0.0:8000; Kong: 8000)
     --admin-listen ADDR     Address of the Admin API (default 127.0.0.1:8001; Kong: 8001).
-                            GET / (node information) and GET /status are served.
+                            GET / (node information), GET /status, GET /metrics and
+                            GET /upstreams/{name}/health are served.
     --trusted-ips LIST      Comma-separated addresses/CIDR blocks whose X-Forwarded-* headers
                             are believed (Kong's trusted_ips; default: none)
     --keepalive-pool N      Idle upstream connections kept per host (default 512)
@@ -299,6 +300,7 @@ async fn run(args: Args, config: Config) -> ExitCode {
         &args,
         gateway.routes().len(),
         metrics.clone(),
+        gateway.upstreams().to_vec(),
     ));
     let admin_service = service_fn(move |req| admin::handle(req, info.clone()));
     tokio::spawn(
@@ -380,10 +382,16 @@ mod admin {
         body: String,
         started: std::time::Instant,
         metrics: Option<Metrics>,
+        upstreams: Vec<(String, ServiceBalancer)>,
     }
 
     impl NodeInfo {
-        pub(super) fn new(args: &Args, routes: usize, metrics: Option<Metrics>) -> Self {
+        pub(super) fn new(
+            args: &Args,
+            routes: usize,
+            metrics: Option<Metrics>,
+            upstreams: Vec<(String, ServiceBalancer)>,
+        ) -> Self {
             let hostname = std::env::var("HOSTNAME").unwrap_or_default();
             let body = serde_json::json!({
                 "tagline": "Welcome to tower-gateway",
@@ -406,6 +414,7 @@ mod admin {
                 body: body.to_string(),
                 started: std::time::Instant::now(),
                 metrics,
+                upstreams,
             }
         }
     }
@@ -440,6 +449,13 @@ mod admin {
                     r#"{"message":"metrics are off (--metrics off)"}"#.into(),
                 ),
             },
+            (&Method::GET, path) if upstream_health(path).is_some() => {
+                let name = upstream_health(path).unwrap_or_default();
+                match info.upstreams.iter().find(|(n, _)| n == name) {
+                    Some((_, balancer)) => json(StatusCode::OK, health(balancer)),
+                    None => json(StatusCode::NOT_FOUND, r#"{"message":"Not found"}"#.into()),
+                }
+            }
             (_, "/" | "/status" | "/metrics") => json(
                 StatusCode::METHOD_NOT_ALLOWED,
                 r#"{"message":"Method not allowed"}"#.into(),
@@ -447,6 +463,29 @@ mod admin {
             _ => json(StatusCode::NOT_FOUND, r#"{"message":"Not found"}"#.into()),
         })
     }
+}
+
+/// `name` from `/upstreams/{name}/health`.
+fn upstream_health(path: &str) -> Option<&str> {
+    let name = path.strip_prefix("/upstreams/")?.strip_suffix("/health")?;
+    (!name.is_empty() && !name.contains('/')).then_some(name)
+}
+
+/// Kong's `GET /upstreams/{name}/health` body: each target's weight and health.
+fn health(balancer: &ServiceBalancer) -> String {
+    let data: Vec<_> = balancer
+        .endpoints()
+        .into_iter()
+        .map(|e| {
+            serde_json::json!({
+                "target": e.endpoint.name(),
+                "weight": e.endpoint.get_weight(),
+                "health": if e.healthy { "HEALTHY" } else { "UNHEALTHY" },
+                "data": { "in_flight": e.in_flight },
+            })
+        })
+        .collect();
+    serde_json::json!({ "data": data, "next": null }).to_string()
 }
 
 /// The in-process demo upstream behind the bundled configuration.

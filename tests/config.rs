@@ -80,7 +80,6 @@ fn later_sections_are_refused_when_not_empty_and_accepted_when_empty() {
     .unwrap();
     for (section, what) in [
         ("consumers:\n  - username: ann\n", "authentication"),
-        ("upstreams:\n  - name: u\n", "load balancing"),
         ("certificates:\n  - cert: x\n", "TLS"),
     ] {
         let err = error(&format!("{HEAD}{section}"));
@@ -280,4 +279,110 @@ fn the_bundled_example_configuration_is_valid() {
     ))
     .unwrap();
     assert!(!config.services.is_empty());
+}
+
+#[test]
+fn upstream_errors_name_the_field_and_line() {
+    let err = error(&format!(
+        "{HEAD}upstreams:\n  - name: u\n    algorithm: fastest\n"
+    ));
+    assert!(err.to_string().contains("fastest"), "{err}");
+    assert_eq!(err.line(), Some(4));
+
+    let err = error(&format!(
+        "{HEAD}upstreams:\n  - name: u\n    targets:\n      - target: 10.0.0.1:80\n        weight: 70000\n"
+    ));
+    assert_eq!(err.path(), Some("upstreams[0].targets[0].weight"));
+    assert_eq!(err.line(), Some(6));
+
+    let err = error(&format!(
+        "{HEAD}upstreams:\n  - name: u\n    targets:\n      - target: http://10.0.0.1\n"
+    ));
+    assert!(err.to_string().contains("expected host:port"), "{err}");
+    assert_eq!(err.line(), Some(5));
+}
+
+#[test]
+fn upstream_rules_are_checked_across_fields() {
+    let cases = [
+        (
+            "upstreams:\n  - name: u\n    hash_on: header\n",
+            "upstreams[0].hash_on_header",
+            "hash_on needs hash_on_header",
+        ),
+        (
+            "upstreams:\n  - name: u\n    hash_on: cookie\n    hash_on_cookie: c\n    hash_fallback: ip\n",
+            "upstreams[0].hash_fallback",
+            "takes no fallback",
+        ),
+        (
+            "upstreams:\n  - name: u\n    hash_on: consumer\n",
+            "upstreams[0].hash_on",
+            "comes with authentication",
+        ),
+        (
+            "upstreams:\n  - name: u\n    targets:\n      - target: a:1\n      - target: a:1\n",
+            "upstreams[0].targets[1].target",
+            "listed twice",
+        ),
+        (
+            "upstreams:\n  - name: u\ntargets:\n  - target: a:1\n    upstream: v\n",
+            "targets[0].upstream",
+            "no upstream is named \"v\"",
+        ),
+        (
+            "upstreams:\n  - name: u\n  - name: u\n",
+            "upstreams[1]",
+            "a second upstream",
+        ),
+        (
+            "upstreams:\n  - name: u\n    healthchecks:\n      active:\n        http_path: health\n        healthy:\n          interval: 5\n",
+            "upstreams[0].healthchecks.active.http_path",
+            "must start with `/`",
+        ),
+    ];
+    for (yaml, path, message) in cases {
+        let err = error(&format!("{HEAD}{yaml}"));
+        assert_eq!(err.path(), Some(path), "{err}");
+        assert!(err.to_string().contains(message), "{err}");
+    }
+    for refused in [
+        "upstreams:\n  - name: u\n    healthchecks:\n      threshold: 50\n",
+        "upstreams:\n  - name: u\n    host_header: api.internal\n",
+        "upstreams:\n  - name: u\n    healthchecks:\n      active:\n        type: tcp\n",
+    ] {
+        let err = error(&format!("{HEAD}{refused}"));
+        assert!(err.to_string().contains("not supported"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_service_naming_an_upstream_is_balanced_over_its_targets() {
+    let (a, mut seen_a) = upstream(|_| async {
+        http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"a")))
+    })
+    .await;
+    let (b, _seen_b) = upstream(|_| async {
+        http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"b")))
+    })
+    .await;
+    let yaml = format!(
+        "{HEAD}upstreams:\n  - name: users.internal\n    targets:\n      - target: {a}\n        weight: 300\n\
+         targets:\n  - target: {b}\n    upstream: users.internal\n\
+         services:\n  - name: users\n    url: http://users.internal/v1\n    routes:\n      - paths: [/users]\n"
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    let gateway = Gateway::from_config(&config, &Settings::default()).unwrap();
+    assert_eq!(gateway.routes()[0].origin, "upstream users.internal");
+    assert_eq!(gateway.upstreams().len(), 1);
+    let (gw, _stop) = serve(gateway.router()).await;
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(text(send(gw, get("/users/7")).await).await);
+    }
+    assert_eq!(got, ["a", "a", "b", "a"]);
+    let seen = seen_a.recv().await.unwrap();
+    // The target's address is the Host, the service's path the base path.
+    assert_eq!(seen.headers["host"], a.to_string());
+    assert_eq!(seen.uri, "/v1/7");
 }

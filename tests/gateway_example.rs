@@ -252,3 +252,242 @@ fn help_documents_every_option() {
     let out = Command::new(gateway_bin()).arg("--bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// An upstream on `listener` answering its name (and `/health`), until `stop` fires.
+fn named_server(
+    listener: tokio::net::TcpListener,
+    name: &'static str,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = tower::service_fn(
+        move |_req: http::Request<hyper::body::Incoming>| async move {
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(name.as_bytes()),
+            )))
+        },
+    );
+    let task = tokio::spawn(async move {
+        let _ = tower_gateway::server::Server::from_listener(listener)
+            .grace_period(Duration::from_millis(100))
+            .serve_with_shutdown(service, async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    (stop, task)
+}
+
+async fn named_upstream(
+    name: &'static str,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, task) = named_server(listener, name);
+    (addr, stop, task)
+}
+
+/// Writes `yaml` to a fresh file and starts the gateway on it.
+fn start_config(tag: &str, yaml: &str) -> (Child, SocketAddr, SocketAddr, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("tower-gateway-test-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("kong.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let (child, proxy, admin) = start(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--access-log",
+        "off",
+    ]);
+    (child, proxy, admin, dir)
+}
+
+async fn served(proxy: SocketAddr, path: &str, header: Option<(&str, String)>) -> String {
+    let mut req = http::Request::get(path).header("host", "gateway.test");
+    if let Some((name, value)) = header {
+        req = req.header(name, value);
+    }
+    let res = send(proxy, req.body(Default::default()).unwrap()).await;
+    assert_eq!(res.status(), 200, "{path}");
+    text(res).await
+}
+
+fn count(served: &[String], name: &str) -> usize {
+    served.iter().filter(|s| *s == name).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kong_algorithm_balances_over_three_real_upstreams() {
+    let (a, _sa, _ta) = named_upstream("a").await;
+    let (b, _sb, _tb) = named_upstream("b").await;
+    let (c, _sc, _tc) = named_upstream("c").await;
+    let targets = format!(
+        "    targets:\n      - target: {a}\n        weight: 200\n      - target: {b}\n      - target: {c}\n"
+    );
+    let mut yaml = String::from("_format_version: \"3.0\"\nupstreams:\n");
+    for (name, extra) in [
+        ("rr", ""),
+        ("lc", "    algorithm: least-connections\n"),
+        (
+            "hash",
+            "    algorithm: consistent-hashing\n    hash_on: header\n    hash_on_header: x-user\n",
+        ),
+        ("latency", "    algorithm: latency\n"),
+    ] {
+        yaml.push_str(&format!("  - name: {name}\n{extra}{targets}"));
+    }
+    yaml.push_str("services:\n");
+    for name in ["rr", "lc", "hash", "latency"] {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    host: {name}\n    routes:\n      - paths: [/{name}]\n"
+        ));
+    }
+    let (mut child, proxy, _admin, dir) = start_config("algorithms", &yaml);
+
+    // round-robin: nginx's smooth sequence for weights 200, 100, 100.
+    let mut rr = Vec::new();
+    for _ in 0..8 {
+        rr.push(served(proxy, "/rr", None).await);
+    }
+    assert_eq!(rr, ["a", "b", "c", "a", "a", "b", "c", "a"]);
+
+    // least-connections, sequential requests: the heavier target while all are idle.
+    let mut lc = Vec::new();
+    for _ in 0..6 {
+        lc.push(served(proxy, "/lc", None).await);
+    }
+    assert_eq!(count(&lc, "a"), 6, "{lc:?}");
+
+    // consistent-hashing on a header: each user sticks to one target, users spread.
+    let mut owners = std::collections::HashMap::new();
+    for round in 0..2 {
+        for user in 0..24 {
+            let got = served(proxy, "/hash", Some(("x-user", format!("u{user}")))).await;
+            let owner = owners.entry(user).or_insert_with(|| got.clone());
+            assert_eq!(*owner, got, "user {user} moved in round {round}");
+        }
+    }
+    let distinct: std::collections::HashSet<_> = owners.values().collect();
+    assert_eq!(distinct.len(), 3, "{owners:?}");
+
+    // latency: every request served, by more than one target.
+    let mut latency = Vec::new();
+    for _ in 0..30 {
+        latency.push(served(proxy, "/latency", None).await);
+    }
+    let distinct: std::collections::HashSet<_> = latency.iter().collect();
+    assert!(distinct.len() >= 2, "{latency:?}");
+
+    assert!(terminate(&mut child).success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+async fn health_of(admin: SocketAddr, upstream: &str) -> Vec<(String, String)> {
+    let res = send(admin, get(&format!("/upstreams/{upstream}/health"))).await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = serde_json::from_str(&text(res).await).unwrap();
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["target"].as_str().unwrap().to_owned(),
+                t["health"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn wait_health(admin: SocketAddr, target: SocketAddr, expected: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let health = health_of(admin, "pool").await;
+        let state = health
+            .iter()
+            .find(|(t, _)| *t == target.to_string())
+            .map(|(_, h)| h.clone());
+        if state.as_deref() == Some(expected) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{target} still {state:?}: {health:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_upstream_is_ejected_without_failing_clients_and_returns() {
+    let (a, _sa, _ta) = named_upstream("a").await;
+    let (b, _sb, _tb) = named_upstream("b").await;
+    let (c, stop_c, task_c) = named_upstream("c").await;
+    let yaml = format!(
+        "_format_version: \"3.0\"
+upstreams:
+  - name: pool
+    healthchecks:
+      passive:
+        unhealthy:
+          tcp_failures: 1
+      active:
+        http_path: /health
+        timeout: 1
+        healthy:
+          interval: 0.1
+          successes: 1
+        unhealthy:
+          interval: 0.1
+          tcp_failures: 1
+    targets:
+      - target: {a}
+      - target: {b}
+      - target: {c}
+services:
+  - name: s
+    host: pool
+    routes:
+      - paths: [/]
+"
+    );
+    let (mut child, proxy, admin, dir) = start_config("eject", &yaml);
+    let mut before = Vec::new();
+    for _ in 0..9 {
+        before.push(served(proxy, "/", None).await);
+    }
+    assert_eq!(count(&before, "c"), 3, "{before:?}");
+
+    // c dies: no client request fails, and c is marked unhealthy.
+    stop_c.send(()).unwrap();
+    task_c.await.unwrap();
+    let mut during = Vec::new();
+    for _ in 0..30 {
+        during.push(served(proxy, "/", None).await);
+    }
+    assert_eq!(count(&during, "c"), 0);
+    wait_health(admin, c, "UNHEALTHY").await;
+
+    // c comes back on the same address: active checks bring it back into rotation.
+    let listener = tokio::net::TcpListener::bind(c).await.unwrap();
+    let (_stop_c, _task_c) = named_server(listener, "c");
+    wait_health(admin, c, "HEALTHY").await;
+    let mut after = Vec::new();
+    for _ in 0..9 {
+        after.push(served(proxy, "/", None).await);
+    }
+    assert!(count(&after, "c") >= 2, "{after:?}");
+
+    assert!(terminate(&mut child).success());
+    let _ = std::fs::remove_dir_all(dir);
+}

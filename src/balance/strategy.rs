@@ -47,6 +47,21 @@ pub trait Strategy: Send + Sync + std::fmt::Debug + 'static {
     }
 }
 
+/// A strategy chosen at run time (from configuration, say).
+impl Strategy for Box<dyn Strategy> {
+    fn build(&self, endpoints: &[Endpoint]) -> Box<dyn Strategy> {
+        (**self).build(endpoints)
+    }
+
+    fn pick(&self, candidates: &Candidates<'_>) -> Option<usize> {
+        (**self).pick(candidates)
+    }
+
+    fn latency_decay(&self) -> Option<Duration> {
+        (**self).latency_decay()
+    }
+}
+
 /// An endpoint as the balancer tracks it.
 #[derive(Debug, Clone)]
 pub(crate) struct Tracked {

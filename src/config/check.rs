@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use super::{Config, ConfigError, Route, RouteProtocol, Service};
-use crate::proxy::Origin;
+use crate::proxy::{Origin, TrustedProxies};
 
 impl Config {
     /// Checks what the parser cannot see field by field.
@@ -57,6 +57,7 @@ impl Config {
             }
             route.check().map_err(|message| invalid(at, message))?;
         }
+        self.check_upstreams(&invalid)?;
         let mut route_names = HashSet::new();
         let all_routes = self
             .services
@@ -74,6 +75,99 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// Upstream names unique, hashing and health settings valid, each target once, top-level
+    /// targets naming an upstream.
+    fn check_upstreams(
+        &self,
+        invalid: &dyn Fn(String, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        let mut targets = HashSet::new();
+        for (i, upstream) in self.upstreams.iter().enumerate() {
+            let at = format!("upstreams[{i}]");
+            for key in [Some(&upstream.name), upstream.id.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                if !names.insert(key.as_str()) {
+                    return Err(invalid(at, format!("a second upstream is named {key:?}")));
+                }
+            }
+            let located =
+                |(field, message): (String, String)| invalid(format!("{at}.{field}"), message);
+            upstream.hashing(&TrustedProxies::none()).map_err(located)?;
+            upstream.active().map_err(located)?;
+            for (j, target) in upstream.targets.iter().enumerate() {
+                let at = format!("{at}.targets[{j}]");
+                if let Some(reference) = &target.upstream
+                    && reference.0 != upstream.name
+                    && Some(&reference.0) != upstream.id.as_ref()
+                {
+                    return Err(invalid(
+                        format!("{at}.upstream"),
+                        format!(
+                            "a nested target cannot name another upstream ({:?})",
+                            reference.0
+                        ),
+                    ));
+                }
+                if !targets.insert((upstream.name.as_str(), target.target.0.as_str())) {
+                    return Err(invalid(
+                        format!("{at}.target"),
+                        format!("target {} is listed twice", target.target.0),
+                    ));
+                }
+            }
+        }
+        for (j, target) in self.targets.iter().enumerate() {
+            let at = format!("targets[{j}]");
+            let Some(reference) = &target.upstream else {
+                return Err(invalid(
+                    format!("{at}.upstream"),
+                    "a top-level target must name its upstream".into(),
+                ));
+            };
+            let Some(upstream) = self.upstream(&reference.0) else {
+                return Err(invalid(
+                    format!("{at}.upstream"),
+                    format!("no upstream is named {:?}", reference.0),
+                ));
+            };
+            if !targets.insert((upstream.name.as_str(), target.target.0.as_str())) {
+                return Err(invalid(
+                    format!("{at}.target"),
+                    format!("target {} is listed twice", target.target.0),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The upstream with this name or id.
+    pub(crate) fn upstream(&self, key: &str) -> Option<&super::Upstream> {
+        self.upstreams
+            .iter()
+            .find(|u| u.name == key || u.id.as_deref() == Some(key))
+    }
+
+    /// An upstream's targets, nested and top-level.
+    pub(crate) fn targets_of<'a>(
+        &'a self,
+        upstream: &'a super::Upstream,
+    ) -> impl Iterator<Item = &'a super::Target> {
+        let names = move |t: &&super::Target| {
+            t.upstream
+                .as_ref()
+                .is_some_and(|r| r.0 == upstream.name || Some(&r.0) == upstream.id.as_ref())
+        };
+        upstream
+            .targets
+            .iter()
+            .chain(self.targets.iter().filter(names))
     }
 }
 

@@ -2,11 +2,25 @@
 
 use std::time::Duration;
 
+use http::Request;
 use hyper::body::Incoming;
+use tower::util::MapRequest;
 
-use super::{Config, ConfigError, Route as RouteConfig, Service};
-use crate::proxy::{ProxyConfig, ReverseProxy, TrustedProxies};
+use super::{Algorithm, Config, ConfigError, Route as RouteConfig, Service, Upstream};
+use crate::balance::{
+    BalancedBody, Balancer, ConsistentHash, Endpoint, LeastConnections, PeakEwma, Strategy,
+    WeightedRoundRobin,
+};
+use crate::proxy::{Origin, PreserveHost, ProxyConfig, ReverseProxy, TrustedProxies};
 use crate::router::{Route, Router};
+
+/// A service's upstream: a [`Balancer`] over one [`ReverseProxy`] per target (one target for
+/// a service with a plain host), all sharing the service's connection pool.
+pub type ServiceBalancer = Balancer<ReverseProxy<BalancedBody<Incoming>>>;
+
+/// What a route runs: its service's balancer, with the route's `preserve_host` set on each
+/// request.
+pub type RouteService = MapRequest<ServiceBalancer, fn(Request<Incoming>) -> Request<Incoming>>;
 
 /// Node-level settings, the equivalents of `kong.conf` entries that are not part of the
 /// declarative file.
@@ -33,8 +47,9 @@ impl Default for Settings {
 /// A configuration compiled into a [`Router`] whose routes forward through [`ReverseProxy`]s.
 #[derive(Debug, Clone)]
 pub struct Gateway {
-    router: Router<ReverseProxy<Incoming>>,
+    router: Router<RouteService>,
     routes: Vec<RouteSummary>,
+    upstreams: Vec<(String, ServiceBalancer)>,
 }
 
 /// One compiled route, for startup logs and status pages.
@@ -44,27 +59,34 @@ pub struct RouteSummary {
     pub route: String,
     /// The service's name (or id).
     pub service: String,
-    /// The origin requests are forwarded to.
+    /// The origin requests are forwarded to, or `upstream <name>` for a balanced service.
     pub origin: String,
     /// What the route matches, e.g. `GET /api/users`.
     pub matches: String,
 }
 
 impl Gateway {
-    /// Builds the router: one connection pool per service, one proxy per route (routes of a
-    /// service share its pool). Needs a tokio runtime.
+    /// Builds the router: one connection pool and one balancer per service (over the targets
+    /// of the upstream its `host` names, or over its one origin), shared by the service's
+    /// routes. Needs a tokio runtime (active health checks start here).
     pub fn from_config(config: &Config, settings: &Settings) -> Result<Self, ConfigError> {
         let mut builder = Router::builder();
         let mut routes = Vec::new();
-        let mut proxies: Vec<Option<ReverseProxy<Incoming>>> = Vec::new();
+        let mut upstreams = Vec::new();
+        let mut balancers: Vec<Option<(ServiceBalancer, String)>> = Vec::new();
 
         for (i, service) in config.services.iter().enumerate() {
             let enabled = service.enabled.unwrap_or(true);
-            let proxy = enabled
-                .then(|| service_proxy(service, settings, &config.source, i))
+            let balancer = enabled
+                .then(|| service_balancer(config, service, settings, i))
                 .transpose()?;
             if !enabled {
                 tracing::info!(service = %service.label(), "service disabled; its routes do not match");
+            }
+            if let Some((balancer, target)) = &balancer
+                && let Some(name) = target.strip_prefix("upstream ")
+            {
+                upstreams.push((name.to_owned(), balancer.clone()));
             }
             let nested = service
                 .routes
@@ -72,12 +94,12 @@ impl Gateway {
                 .enumerate()
                 .map(|(j, r)| (format!("services[{i}].routes[{j}]"), r));
             for (at, route) in nested {
-                if let Some(proxy) = &proxy {
-                    routes.push(summary(&at, route, service, proxy));
-                    builder = builder.route(router_route(route), for_route(proxy, route));
+                if let Some((balancer, target)) = &balancer {
+                    routes.push(summary(&at, route, service, target));
+                    builder = builder.route(router_route(route), for_route(balancer, route));
                 }
             }
-            proxies.push(proxy);
+            balancers.push(balancer);
         }
         for (j, route) in config.routes.iter().enumerate() {
             let reference = route.service.as_ref().map(|s| s.0.as_str());
@@ -87,10 +109,10 @@ impl Gateway {
             });
             // `check` guarantees the reference resolves.
             let Some(position) = position else { continue };
-            if let Some(proxy) = &proxies[position] {
+            if let Some((balancer, target)) = &balancers[position] {
                 let service = &config.services[position];
-                routes.push(summary(&format!("routes[{j}]"), route, service, proxy));
-                builder = builder.route(router_route(route), for_route(proxy, route));
+                routes.push(summary(&format!("routes[{j}]"), route, service, target));
+                builder = builder.route(router_route(route), for_route(balancer, route));
             }
         }
         let router = builder.build().map_err(|err| ConfigError::Invalid {
@@ -98,11 +120,15 @@ impl Gateway {
             path: "routes".into(),
             message: err.to_string(),
         })?;
-        Ok(Self { router, routes })
+        Ok(Self {
+            router,
+            routes,
+            upstreams,
+        })
     }
 
     /// The router to serve.
-    pub fn router(&self) -> Router<ReverseProxy<Incoming>> {
+    pub fn router(&self) -> Router<RouteService> {
         self.router.clone()
     }
 
@@ -110,43 +136,118 @@ impl Gateway {
     pub fn routes(&self) -> &[RouteSummary] {
         &self.routes
     }
+
+    /// The balancers of services that use an upstream, by upstream name, for status pages and
+    /// health endpoints. Each service has its own balancer (its own pool, timeouts, health
+    /// and counts), so an upstream used by two services appears twice.
+    pub fn upstreams(&self) -> &[(String, ServiceBalancer)] {
+        &self.upstreams
+    }
 }
 
-fn service_proxy(
+/// The service's balancer and a description of where it sends requests.
+fn service_balancer(
+    config: &Config,
     service: &Service,
     settings: &Settings,
-    file: &str,
     index: usize,
-) -> Result<ReverseProxy<Incoming>, ConfigError> {
+) -> Result<(ServiceBalancer, String), ConfigError> {
+    let file = &config.source;
+    let invalid = |path: String, message: String| ConfigError::Invalid {
+        file: file.clone(),
+        path,
+        message,
+    };
     let origin = service
         .origin()
-        .map_err(|(field, message)| ConfigError::Invalid {
-            file: file.to_owned(),
-            path: format!("services[{index}].{field}"),
-            message,
-        })?;
+        .map_err(|(field, message)| invalid(format!("services[{index}].{field}"), message))?;
     let ms = |t: Option<super::TimeoutMs>| {
         t.map_or(crate::proxy::DEFAULT_TIMEOUT, |t| {
             Duration::from_millis(t.0)
         })
     };
-    let config = ProxyConfig::with_origin(origin)
+    let proxy_config = ProxyConfig::with_origin(origin.clone())
         .connect_timeout(ms(service.connect_timeout))
         .read_timeout(ms(service.read_timeout))
         .write_timeout(ms(service.write_timeout))
         .trusted_proxies(settings.trusted_proxies.clone())
         .max_idle_per_host(settings.max_idle_per_host)
         .idle_timeout(settings.idle_timeout);
-    Ok(ReverseProxy::new(config))
+    let pool = ReverseProxy::new(proxy_config);
+    let retries = u32::from(service.retries.unwrap_or(5));
+
+    let host = origin.authority().host();
+    let Some((u, upstream)) = config
+        .upstreams
+        .iter()
+        .enumerate()
+        .find(|(_, u)| u.name == host)
+    else {
+        let balancer = Balancer::builder(WeightedRoundRobin::new())
+            .endpoint(origin.authority().as_str(), pool)
+            .retries(retries)
+            .build();
+        return Ok((balancer, origin.to_string()));
+    };
+
+    let at = |field: String| format!("upstreams[{u}].{field}");
+    let (hash_on, hash_fallback) = upstream
+        .hashing(&settings.trusted_proxies)
+        .map_err(|(field, message)| invalid(at(field), message))?;
+    let mut builder = Balancer::builder(strategy(upstream))
+        .retries(retries)
+        .hash_on(hash_on)
+        .hash_fallback(hash_fallback);
+    if let Some(passive) = upstream.passive() {
+        builder = builder.passive_health(passive);
+    }
+    if let Some(active) = upstream
+        .active()
+        .map_err(|(field, message)| invalid(at(field), message))?
+    {
+        builder = builder.active_health(active);
+    }
+    for target in config.targets_of(upstream) {
+        let address = &target.target.0;
+        let target_origin = Origin::parse(&format!("http://{address}{}", origin.base_path()))
+            .map_err(|err| invalid(at("targets".into()), err.to_string()))?;
+        let weight = target
+            .weight
+            .map_or(crate::balance::DEFAULT_WEIGHT, |w| w.0);
+        builder = builder.endpoint(
+            Endpoint::new(address.as_str()).weight(weight),
+            pool.with_origin(target_origin),
+        );
+    }
+    Ok((builder.build(), format!("upstream {}", upstream.label())))
 }
 
-fn for_route(proxy: &ReverseProxy<Incoming>, route: &RouteConfig) -> ReverseProxy<Incoming> {
-    let preserve = route.preserve_host.unwrap_or(false);
-    if preserve == proxy.config().preserve_host {
-        proxy.clone()
-    } else {
-        proxy.with_preserve_host(preserve)
+fn strategy(upstream: &Upstream) -> Box<dyn Strategy> {
+    match upstream.algorithm.unwrap_or(Algorithm::RoundRobin) {
+        Algorithm::RoundRobin => Box::new(WeightedRoundRobin::new()),
+        Algorithm::LeastConnections => Box::new(LeastConnections::new()),
+        Algorithm::ConsistentHashing => Box::new(ConsistentHash::new()),
+        Algorithm::Latency => Box::new(PeakEwma::new()),
     }
+}
+
+fn keep_host(mut req: Request<Incoming>) -> Request<Incoming> {
+    req.extensions_mut().insert(PreserveHost(true));
+    req
+}
+
+fn origin_host(req: Request<Incoming>) -> Request<Incoming> {
+    req
+}
+
+fn for_route(balancer: &ServiceBalancer, route: &RouteConfig) -> RouteService {
+    let rewrite: fn(Request<Incoming>) -> Request<Incoming> =
+        if route.preserve_host.unwrap_or(false) {
+            keep_host
+        } else {
+            origin_host
+        };
+    MapRequest::new(balancer.clone(), rewrite)
 }
 
 fn router_route(route: &RouteConfig) -> Route {
@@ -172,12 +273,7 @@ fn router_route(route: &RouteConfig) -> Route {
     out
 }
 
-fn summary(
-    at: &str,
-    route: &RouteConfig,
-    service: &Service,
-    proxy: &ReverseProxy<Incoming>,
-) -> RouteSummary {
+fn summary(at: &str, route: &RouteConfig, service: &Service, target: &str) -> RouteSummary {
     let mut matches = Vec::new();
     if let Some(methods) = &route.methods {
         matches.push(
@@ -212,7 +308,7 @@ fn summary(
     RouteSummary {
         route: route.name.clone().unwrap_or_else(|| at.to_owned()),
         service: service.label(),
-        origin: proxy.config().origin().to_string(),
+        origin: target.to_owned(),
         matches: matches.join(" "),
     }
 }

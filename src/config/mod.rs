@@ -4,11 +4,13 @@
 //! with decK or written for Kong's DB-less mode loads as it is, as long as it uses what this
 //! gateway implements: `services` (with `url` or `protocol`/`host`/`port`/`path`, the three
 //! timeouts, nested `routes`) and top-level `routes` naming their `service`, with `paths`,
-//! `methods`, `hosts`, `headers`, `strip_path`, `preserve_host`.
+//! `methods`, `hosts`, `headers`, `strip_path`, `preserve_host`; and `upstreams` with their
+//! `targets` (nested or top-level), `algorithm`, `hash_on` / `hash_fallback` and
+//! `healthchecks`: a service whose `host` names an upstream is balanced over its targets.
 //!
 //! Nothing is silently ignored. A field this gateway does not act on yet is accepted only at
 //! Kong's default value; sections that later releases implement (`consumers`, `plugins`,
-//! `upstreams`, `certificates`, …) are refused with "not supported yet" when they are not empty;
+//! `certificates`, …) are refused with "not supported yet" when they are not empty;
 //! unknown fields are refused. Every error names the file, the field path
 //! (`services[0].routes[1].paths[0]`) and, for errors found while parsing, the line.
 //!
@@ -42,12 +44,14 @@ mod check;
 mod error;
 mod gateway;
 mod model;
+mod upstream;
 
 use std::path::Path;
 
 pub use error::ConfigError;
-pub use gateway::{Gateway, RouteSummary, Settings};
+pub use gateway::{Gateway, RouteService, RouteSummary, ServiceBalancer, Settings};
 pub use model::*;
+pub use upstream::*;
 
 impl Config {
     /// Parses and checks a YAML document; errors name the file as `<config>`.

@@ -46,12 +46,12 @@ pub struct Config {
     /// Consumers: refused until authentication is implemented.
     #[serde(default)]
     pub consumers: NotYet<Consumers>,
-    /// Upstreams: refused until load balancing is implemented.
+    /// Upstreams: named sets of targets a service's `host` can refer to.
     #[serde(default)]
-    pub upstreams: NotYet<Upstreams>,
-    /// Targets: refused until load balancing is implemented.
+    pub upstreams: Vec<super::Upstream>,
+    /// Top-level targets, each naming its `upstream`.
     #[serde(default)]
-    pub targets: NotYet<Upstreams>,
+    pub targets: Vec<super::Target>,
     /// Certificates: refused until TLS is implemented.
     #[serde(default)]
     pub certificates: NotYet<Tls>,
@@ -115,8 +115,8 @@ pub struct Service {
     /// Milliseconds one write may wait (default 60 000).
     #[serde(default)]
     pub write_timeout: Option<TimeoutMs>,
-    /// Kong's retries (default 5). With one origin there is no other target to retry on;
-    /// retries across targets come with upstreams.
+    /// Kong's retries (default 5): how many times a connection failure is retried on another
+    /// target of the service's upstream.
     #[serde(default)]
     pub retries: Option<u16>,
     /// Upstream TLS verification: refused until upstream TLS is implemented.
@@ -294,9 +294,6 @@ pub struct NotYet<W>(std::marker::PhantomData<W>);
 /// Marker: comes with authentication.
 #[derive(Debug, Clone, Copy)]
 pub enum Consumers {}
-/// Marker: comes with load balancing.
-#[derive(Debug, Clone, Copy)]
-pub enum Upstreams {}
 /// Marker: comes with TLS.
 #[derive(Debug, Clone, Copy)]
 pub enum Tls {}
@@ -315,9 +312,6 @@ pub trait Pending {
 impl Pending for Consumers {
     const WHAT: &'static str = "consumers and credentials come with authentication";
 }
-impl Pending for Upstreams {
-    const WHAT: &'static str = "upstreams and targets come with load balancing";
-}
 impl Pending for Tls {
     const WHAT: &'static str = "TLS settings come with TLS support";
 }
@@ -332,7 +326,7 @@ impl Pending for Streams {
 
 /// Deserializes a string and checks it inside the visitor, so that an error carries the
 /// location of the value itself (serde_norway fills in the position only there).
-fn checked_str<'de, D, T>(
+pub(super) fn checked_str<'de, D, T>(
     d: D,
     expecting: &'static str,
     check: impl FnOnce(&str) -> Result<T, String>,
@@ -354,7 +348,7 @@ where
 }
 
 /// Deserializes an integer and checks it inside the visitor (see [`checked_str`]).
-fn checked_int<'de, D, T>(
+pub(super) fn checked_int<'de, D, T>(
     d: D,
     expecting: &'static str,
     check: impl FnOnce(i128) -> Result<T, String>,

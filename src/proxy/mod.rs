@@ -17,7 +17,8 @@
 //!   [`ConnectionInfo`](crate::server::ConnectionInfo) in the request's extensions.
 //! - When the router stripped a prefix, sends `X-Forwarded-Prefix` and `X-Forwarded-Path`
 //!   (the original path), as Kong does.
-//! - Sends `Host: <origin>` unless `preserve_host` is set.
+//! - Sends `Host: <origin>` unless `preserve_host` is set (per request: a [`PreserveHost`] in
+//!   the request's extensions).
 //! - The upstream path is the origin's base path joined with the (stripped) request path,
 //!   Kong's `path_handling: v0`; the query string is kept as sent.
 //!
@@ -67,7 +68,7 @@ pub use config::{
 };
 pub use error::UpstreamFailure;
 pub use future::{ResponseFuture, UpstreamLatency};
-pub use service::ReverseProxy;
+pub use service::{PreserveHost, ReverseProxy};
 pub use trusted::{InvalidTrustedProxy, TrustedProxies};
 
 pub(crate) use headers::client_ip;

@@ -23,6 +23,11 @@ use crate::body::ResponseBody;
 use crate::router::RouteMatch;
 use crate::server::ConnectionInfo;
 
+/// In a request's extensions, overrides the proxy's `preserve_host` for that request (Kong's
+/// per-route setting over a service shared by several routes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreserveHost(pub bool);
+
 /// Forwards requests to one origin over a pool of keep-alive connections, streaming bodies both
 /// ways. See the [module docs](super) for the rules it applies.
 ///
@@ -135,7 +140,11 @@ impl<B> ReverseProxy<B> {
                 parts.headers.insert(X_FORWARDED_PATH, value);
             }
         }
-        if !config.preserve_host || client_host.is_none() {
+        let preserve = parts
+            .extensions
+            .get::<PreserveHost>()
+            .map_or(config.preserve_host, |p| p.0);
+        if !preserve || client_host.is_none() {
             parts
                 .headers
                 .insert(header::HOST, config.origin.host_header().clone());
