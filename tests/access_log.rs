@@ -194,3 +194,47 @@ async fn a_client_that_leaves_before_the_answer_is_logged_as_499() {
     assert_eq!(event["status"], "499");
     assert_eq!(event["completed"], "false");
 }
+
+#[tokio::test]
+async fn a_retried_request_is_logged_with_its_tries_and_the_endpoint_that_answered() {
+    use tower_gateway::balance::{BalancedBody, Balancer, RoundRobin};
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _guard = tracing::subscriber::set_default(Capture(tx));
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (live, _seen) = ok_upstream().await;
+    let pool = ReverseProxy::<BalancedBody<Incoming>>::new(
+        ProxyConfig::new(&format!("http://{dead}")).unwrap(),
+    );
+    let balancer = Balancer::builder(RoundRobin::new())
+        .endpoint(dead.to_string(), pool.clone())
+        .endpoint(
+            live.to_string(),
+            pool.to_origin(&format!("http://{live}")).unwrap(),
+        )
+        .build();
+    let router = Router::builder()
+        .route(Route::new().name("users").path("/api/users"), balancer)
+        .build()
+        .unwrap();
+    let (gw, _stop) = serve(
+        ServiceBuilder::new()
+            .layer(AccessLogLayer::json())
+            .service(router),
+    )
+    .await;
+    let res = send(gw, get("/api/users")).await;
+    assert_eq!(res.status(), 200);
+    res.into_body().collect().await.unwrap();
+    let event = loop {
+        let event = next_event(&mut rx).await;
+        if event.contains_key("status") {
+            break event;
+        }
+    };
+    assert_eq!(event["tries"], "2");
+    assert_eq!(event["upstream"], live.to_string());
+}

@@ -417,7 +417,8 @@ async fn wait_for(lb: &Balancer<Proxy>, expected: &[bool]) {
     }
 }
 
-#[tokio::test]
+// Multi-threaded, so the checks task may start before `build` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_checks_take_an_endpoint_down_and_bring_it_back() {
     let (flaky, switch) = switchable_upstream().await;
     let (steady, _) = switchable_upstream().await;

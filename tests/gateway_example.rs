@@ -293,13 +293,22 @@ async fn named_upstream(
     (addr, stop, task)
 }
 
-/// Writes `yaml` to a fresh file and starts the gateway on it.
-fn start_config(tag: &str, yaml: &str) -> (Child, SocketAddr, SocketAddr, PathBuf) {
+/// Writes `yaml` to a fresh file and starts the gateway on it; also hands over its log lines.
+fn start_config(
+    tag: &str,
+    yaml: &str,
+) -> (
+    Child,
+    SocketAddr,
+    SocketAddr,
+    PathBuf,
+    std::sync::mpsc::Receiver<String>,
+) {
     let dir = std::env::temp_dir().join(format!("tower-gateway-test-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("kong.yaml");
     std::fs::write(&file, yaml).unwrap();
-    let (child, proxy, admin) = start(&[
+    let (child, proxy, admin, logs) = start_with_logs(&[
         "--config",
         file.to_str().unwrap(),
         "--proxy-listen",
@@ -309,7 +318,7 @@ fn start_config(tag: &str, yaml: &str) -> (Child, SocketAddr, SocketAddr, PathBu
         "--access-log",
         "off",
     ]);
-    (child, proxy, admin, dir)
+    (child, proxy, admin, dir, logs)
 }
 
 async fn served(proxy: SocketAddr, path: &str, header: Option<(&str, String)>) -> String {
@@ -352,7 +361,7 @@ async fn every_kong_algorithm_balances_over_three_real_upstreams() {
             "  - name: {name}\n    host: {name}\n    routes:\n      - paths: [/{name}]\n"
         ));
     }
-    let (mut child, proxy, _admin, dir) = start_config("algorithms", &yaml);
+    let (mut child, proxy, _admin, dir, _logs) = start_config("algorithms", &yaml);
 
     // round-robin: nginx's smooth sequence for weights 200, 100, 100.
     let mut rr = Vec::new();
@@ -409,7 +418,12 @@ async fn health_of(admin: SocketAddr, upstream: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn wait_health(admin: SocketAddr, target: SocketAddr, expected: &str) {
+async fn wait_health(
+    admin: SocketAddr,
+    target: SocketAddr,
+    expected: &str,
+    logs: &std::sync::mpsc::Receiver<String>,
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let health = health_of(admin, "pool").await;
@@ -420,10 +434,13 @@ async fn wait_health(admin: SocketAddr, target: SocketAddr, expected: &str) {
         if state.as_deref() == Some(expected) {
             return;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{target} still {state:?}: {health:?}"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            let logs: Vec<String> = logs.try_iter().collect();
+            panic!(
+                "{target} still {state:?}: {health:?}; gateway logs:\n{}",
+                logs.join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -461,7 +478,7 @@ services:
       - paths: [/]
 "
     );
-    let (mut child, proxy, admin, dir) = start_config("eject", &yaml);
+    let (mut child, proxy, admin, dir, logs) = start_config("eject", &yaml);
     let mut before = Vec::new();
     for _ in 0..9 {
         before.push(served(proxy, "/", None).await);
@@ -476,12 +493,12 @@ services:
         during.push(served(proxy, "/", None).await);
     }
     assert_eq!(count(&during, "c"), 0);
-    wait_health(admin, c, "UNHEALTHY").await;
+    wait_health(admin, c, "UNHEALTHY", &logs).await;
 
     // c comes back on the same address: active checks bring it back into rotation.
     let listener = tokio::net::TcpListener::bind(c).await.unwrap();
     let (_stop_c, _task_c) = named_server(listener, "c");
-    wait_health(admin, c, "HEALTHY").await;
+    wait_health(admin, c, "HEALTHY", &logs).await;
     let mut after = Vec::new();
     for _ in 0..9 {
         after.push(served(proxy, "/", None).await);

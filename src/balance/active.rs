@@ -24,6 +24,9 @@ use super::strategy::Tracked;
 /// successes in a row bring it back, ending a passive ejection too. The task stops when the
 /// balancer is dropped.
 ///
+/// Probes go to `http://{endpoint name}{http_path}`, so endpoints must be named by their
+/// `host:port` (as the gateway names targets).
+///
 /// ```
 /// use std::time::Duration;
 /// use tower_gateway::balance::ActiveHealth;
@@ -255,6 +258,7 @@ fn apply(config: &ActiveHealth, t: &Tracked, c: &mut Counters, outcome: Probe) {
     let reached = |count: u32, threshold: u32| threshold > 0 && count >= threshold;
     let name = t.endpoint.name();
     let down = t.state.is_probed_down();
+    tracing::debug!(endpoint = name, probe = ?outcome, down, "health probe");
     match outcome {
         Probe::Neutral => {}
         Probe::Success => {

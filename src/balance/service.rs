@@ -76,7 +76,7 @@ pub(crate) struct Shared<S> {
     /// Serializes membership changes.
     update: Mutex<()>,
     /// Stops the active health checks when the last clone is dropped.
-    _checks: Option<super::active::Handle>,
+    checks: std::sync::OnceLock<super::active::Handle>,
 }
 
 /// One immutable snapshot of the endpoints.
@@ -349,16 +349,17 @@ impl<S> BalancerBuilder<S> {
             })
             .unzip();
         let members = Members::new(&*self.strategy, tracked, services, self.settings);
-        let members = ArcSwap::from_pointee(members);
-        Balancer {
-            shared: Arc::new_cyclic(|weak| Shared {
-                members,
-                update: Mutex::new(()),
-                _checks: self
-                    .active
-                    .map(|active| super::active::spawn(active, weak.clone())),
-            }),
+        let shared = Arc::new(Shared {
+            members: ArcSwap::from_pointee(members),
+            update: Mutex::new(()),
+            checks: std::sync::OnceLock::new(),
+        });
+        // Spawned once the balancer exists: the task gives up when it cannot reach it.
+        if let Some(active) = self.active {
+            let handle = super::active::spawn(active, Arc::downgrade(&shared));
+            let _ = shared.checks.set(handle);
         }
+        Balancer { shared }
     }
 }
 

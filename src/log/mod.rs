@@ -14,7 +14,8 @@
 //! | `bytes_in` | the request's `Content-Length` (0 for chunked uploads) |
 //! | `latency_ms` | from the request head to the end of the response body |
 //! | `upstream_latency_ms` | from sending to the upstream to its response head (-1 when the gateway answered itself) |
-//! | `route`, `upstream` | the matched route's name and the upstream address used |
+//! | `route`, `upstream` | the matched route's name and the upstream address used (the chosen endpoint's name when connecting to it failed) |
+//! | `tries` | how many endpoints the [balancer](crate::balance::Balancer) tried (Kong's `tries`; 0 without a balancer) |
 //! | `request_id` | the `X-Request-Id` header |
 //! | `completed` | whether the whole response body was sent |
 //! | `failure` | why the gateway answered 502/504 itself |

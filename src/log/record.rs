@@ -26,6 +26,8 @@ pub(crate) struct Record {
     pub(crate) status: StatusCode,
     pub(crate) route: Option<String>,
     pub(crate) upstream: Option<SocketAddr>,
+    /// The balancer's choice, when a balancer was passed.
+    pub(crate) chosen: Option<crate::balance::Chosen>,
     pub(crate) upstream_latency: Option<Duration>,
     pub(crate) failure: Option<String>,
     pub(crate) bytes_out: u64,
@@ -64,6 +66,7 @@ impl Record {
             status: StatusCode::OK,
             route: None,
             upstream: None,
+            chosen: None,
             upstream_latency: None,
             failure: None,
             bytes_out: 0,
@@ -84,7 +87,12 @@ impl Record {
                 .to_owned()
         };
         let request_id = text(&self.request_id);
-        let upstream = self.upstream.map(|a| a.to_string());
+        // The address connected to, or (when connecting failed) the endpoint chosen.
+        let upstream = self
+            .upstream
+            .map(|a| a.to_string())
+            .or_else(|| self.chosen.as_ref().map(|c| c.endpoint.to_string()));
+        let tries = self.chosen.as_ref().map_or(0, |c| c.attempt);
         let route = self.route.as_deref().unwrap_or("-");
         let failure = self.failure.as_deref().unwrap_or("-");
         match self.format {
@@ -101,6 +109,7 @@ impl Record {
                 upstream_latency_ms = self.upstream_latency.map_or(-1.0, millis),
                 route,
                 upstream = upstream.as_deref().unwrap_or("-"),
+                tries,
                 request_id = request_id.as_str(),
                 completed,
                 failure,

@@ -156,6 +156,7 @@ where
                     .get::<RouteMatch>()
                     .and_then(|m| m.name().map(str::to_owned));
                 record.upstream = ext.get::<HttpInfo>().map(HttpInfo::remote_addr);
+                record.chosen = ext.get::<crate::balance::Chosen>().cloned();
                 record.upstream_latency = ext.get::<UpstreamLatency>().map(|l| l.0);
                 record.failure = ext.get::<UpstreamFailure>().map(ToString::to_string);
                 Poll::Ready(Ok(res.map(|body| LogBody::new(body, record))))
