@@ -46,12 +46,15 @@ where
     }
 }
 
-/// A response the gateway writes itself: a status, Kong's message and perhaps one header.
+/// A response the gateway writes itself: a status, Kong's message (or a whole JSON body) and
+/// perhaps one header.
 #[derive(Debug)]
 pub(crate) struct Rejection {
     pub(crate) status: StatusCode,
     pub(crate) message: &'static str,
     pub(crate) header: Option<(HeaderName, HeaderValue)>,
+    /// A JSON body to send instead of `{"message": message}`.
+    pub(crate) json: Option<bytes::Bytes>,
 }
 
 impl<S, R> CallOrReject<S, R>
@@ -70,6 +73,7 @@ where
                 status,
                 message,
                 header: None,
+                json: None,
             }),
         }
     }
@@ -101,7 +105,10 @@ where
                     // is unkind on the request path.
                     return Poll::Pending;
                 };
-                let mut res = reject::json(rejection.status, rejection.message);
+                let mut res = match rejection.json {
+                    Some(body) => reject::json_body(rejection.status, body),
+                    None => reject::json(rejection.status, rejection.message),
+                };
                 if let Some((name, value)) = rejection.header {
                     res.headers_mut().insert(name, value);
                 }

@@ -1,7 +1,7 @@
 //! What a request is hashed on for consistent hashing (Kong's `hash_on` / `hash_fallback`).
 
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, header};
+use http::{HeaderName, HeaderValue};
 
 use super::consistent_hash::hash64;
 use super::random;
@@ -99,17 +99,8 @@ impl HashOn {
 }
 
 /// The value of cookie `name` in the request's `Cookie` lines.
-fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a [u8]> {
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .flat_map(|line| line.as_bytes().split(|&b| b == b';'))
-        .find_map(|pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|&b| b == b'=')?;
-            (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
-        })
+fn cookie<'a>(parts: &'a Parts, name: &'a str) -> Option<&'a [u8]> {
+    crate::cookie::values(&parts.headers, name).next()
 }
 
 /// The first value of argument `name` in a query string.

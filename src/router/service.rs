@@ -146,6 +146,7 @@ where
                 status: StatusCode::METHOD_NOT_ALLOWED,
                 message: reject::METHOD_NOT_ALLOWED,
                 header: allow_header(&methods).map(|allow| (header::ALLOW, allow)),
+                json: None,
             }),
             Lookup::NotFound => CallOrReject::reject(StatusCode::NOT_FOUND, reject::NO_ROUTE),
         };

@@ -1,0 +1,239 @@
+//! Kong's key-auth: an API key in a header or a query argument.
+
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::{HeaderName, HeaderValue};
+
+use super::headers::{query_values, remove_query_args};
+use super::{Authenticated, Authenticator, Consumers, Rejection};
+
+/// Kong's `key-auth`: the key is looked up under each of `key_names`, in the headers, then in
+/// the query string; keys are compared in constant time.
+///
+/// | request | answer |
+/// | --- | --- |
+/// | no key, or an empty one | 401 `No API key found in request` |
+/// | two different keys | 401 `Duplicate API key found` |
+/// | a key nobody has | 401 `Unauthorized` |
+///
+/// Every 401 carries `WWW-Authenticate: Key` (with the realm, when set).
+///
+/// ```
+/// use tower_gateway::auth::{ApiKey, Consumer, Consumers};
+///
+/// let consumers = Consumers::new();
+/// consumers.insert(Consumer::new("c-1").username("test-user"));
+/// consumers.add_api_key("test-user", "test-api-key").unwrap();
+/// let key_auth = ApiKey::new(consumers).key_names(["apikey", "x-api-key"]).hide_credentials(true);
+/// # let _ = key_auth;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    consumers: Consumers,
+    names: Arc<[(String, Option<HeaderName>)]>,
+    in_header: bool,
+    in_query: bool,
+    hide_credentials: bool,
+    challenge: HeaderValue,
+}
+
+/// Kong's message for a request without a key.
+pub const NO_API_KEY: &str = "No API key found in request";
+/// Kong's message for two different keys in one request.
+pub const DUPLICATE_API_KEY: &str = "Duplicate API key found";
+/// Kong's message for an unknown key.
+pub const UNAUTHORIZED: &str = "Unauthorized";
+
+impl ApiKey {
+    /// Keys of `consumers`, under the name `apikey`, in headers and the query string.
+    pub fn new(consumers: Consumers) -> Self {
+        Self {
+            consumers,
+            names: names(["apikey"]),
+            in_header: true,
+            in_query: true,
+            hide_credentials: false,
+            challenge: HeaderValue::from_static("Key"),
+        }
+    }
+
+    /// The header and query-argument names that carry the key (Kong's `key_names`).
+    pub fn key_names<I, N>(mut self, key_names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<str>,
+    {
+        self.names = names(key_names);
+        self
+    }
+
+    /// Whether keys are read from headers (default true).
+    pub fn in_header(mut self, yes: bool) -> Self {
+        self.in_header = yes;
+        self
+    }
+
+    /// Whether keys are read from the query string (default true).
+    pub fn in_query(mut self, yes: bool) -> Self {
+        self.in_query = yes;
+        self
+    }
+
+    /// Removes the key from the request before it goes upstream (default false).
+    pub fn hide_credentials(mut self, yes: bool) -> Self {
+        self.hide_credentials = yes;
+        self
+    }
+
+    /// The realm in the `WWW-Authenticate: Key realm="…"` challenge.
+    pub fn realm(mut self, realm: &str) -> Self {
+        if let Ok(value) = HeaderValue::try_from(format!("Key realm=\"{realm}\"")) {
+            self.challenge = value;
+        }
+        self
+    }
+
+    fn refuse(&self, message: &str) -> Rejection {
+        Rejection::unauthorized(message).challenge(self.challenge.clone())
+    }
+}
+
+fn names<I, N>(key_names: I) -> Arc<[(String, Option<HeaderName>)]>
+where
+    I: IntoIterator<Item = N>,
+    N: AsRef<str>,
+{
+    key_names
+        .into_iter()
+        .map(|n| {
+            let name = n.as_ref().to_owned();
+            let header = HeaderName::try_from(name.to_ascii_lowercase()).ok();
+            (name, header)
+        })
+        .collect()
+}
+
+impl Authenticator for ApiKey {
+    fn authenticate(&self, request: &mut Parts) -> Result<Authenticated, Rejection> {
+        let mut found: Option<Vec<u8>> = None;
+        // An empty key counts as none (Kong).
+        let mut consider = |key: &[u8]| -> Result<(), Rejection> {
+            if key.is_empty() {
+                return Ok(());
+            }
+            match &found {
+                Some(first) if first.as_slice() != key => Err(self.refuse(DUPLICATE_API_KEY)),
+                Some(_) => Ok(()),
+                None => {
+                    found = Some(key.to_vec());
+                    Ok(())
+                }
+            }
+        };
+        for (name, header) in self.names.iter() {
+            if self.in_header
+                && let Some(header) = header
+            {
+                for value in request.headers.get_all(header) {
+                    consider(value.as_bytes().trim_ascii())?;
+                }
+            }
+            if self.in_query {
+                for value in query_values(request, name) {
+                    consider(value.as_bytes())?;
+                }
+            }
+        }
+        let Some(key) = found else {
+            return Err(self.refuse(NO_API_KEY).missing());
+        };
+        let registry = self.consumers.snapshot();
+        let Some(credential) = registry.api_key(&key) else {
+            return Err(self.refuse(UNAUTHORIZED));
+        };
+        let Some(consumer) = registry.consumer(&credential.consumer) else {
+            return Err(self.refuse(UNAUTHORIZED));
+        };
+        let consumer = consumer.with_credential(&credential.id);
+        if self.hide_credentials {
+            for (_, header) in self.names.iter() {
+                if let Some(header) = header {
+                    request.headers.remove(header);
+                }
+            }
+            let names: Vec<String> = self.names.iter().map(|(n, _)| n.clone()).collect();
+            remove_query_args(request, &names);
+        }
+        Ok(Authenticated::consumer(consumer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Consumer;
+
+    fn key_auth() -> ApiKey {
+        let consumers = Consumers::new();
+        consumers.insert(Consumer::new("c-1").username("ann"));
+        consumers.add_api_key("ann", "k-1").unwrap();
+        consumers.add_api_key("ann", "k-2").unwrap();
+        ApiKey::new(consumers)
+    }
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut req = http::Request::get(uri);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(()).unwrap().into_parts().0
+    }
+
+    fn message(r: Rejection) -> String {
+        let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        body["message"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn a_key_in_the_header_or_query_finds_its_consumer() {
+        let auth = key_auth();
+        for mut p in [parts("/", &[("apikey", "k-1")]), parts("/?apikey=k-1", &[])] {
+            let ok = auth.authenticate(&mut p).unwrap();
+            let consumer = ok.consumer.unwrap();
+            assert_eq!(consumer.username.as_deref(), Some("ann"));
+            assert!(consumer.credential.is_some());
+        }
+    }
+
+    #[test]
+    fn kong_s_refusals() {
+        let auth = key_auth();
+        let refuse = |p: &mut Parts| message(auth.authenticate(p).unwrap_err());
+        assert_eq!(refuse(&mut parts("/", &[])), NO_API_KEY);
+        assert_eq!(refuse(&mut parts("/", &[("apikey", "")])), NO_API_KEY);
+        assert_eq!(refuse(&mut parts("/", &[("apikey", "nope")])), UNAUTHORIZED);
+        assert_eq!(
+            refuse(&mut parts("/?apikey=k-2", &[("apikey", "k-1")])),
+            DUPLICATE_API_KEY
+        );
+        let err = auth.authenticate(&mut parts("/", &[])).unwrap_err();
+        assert_eq!(err.challenge.unwrap(), "Key");
+        assert!(err.missing);
+        // The same key twice is one key.
+        assert!(
+            auth.authenticate(&mut parts("/?apikey=k-1", &[("apikey", "k-1")]))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn hidden_credentials_leave_the_request() {
+        let auth = key_auth().hide_credentials(true);
+        let mut p = parts("/x?a=1&apikey=k-1", &[("apikey", "k-1"), ("other", "v")]);
+        auth.authenticate(&mut p).unwrap();
+        assert!(p.headers.get("apikey").is_none());
+        assert_eq!(p.uri, "/x?a=1");
+        assert_eq!(p.headers["other"], "v");
+    }
+}

@@ -1,0 +1,131 @@
+//! What an authenticator is, and what it answers.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, StatusCode};
+
+use super::Consumer;
+
+/// Checks a request's credentials. Implemented by [`ApiKey`](super::ApiKey),
+/// [`Jwt`](super::Jwt) and by closures `Fn(&mut Parts) -> Result<Authenticated, Rejection>`.
+///
+/// An authenticator may change the request on success (Kong's `hide_credentials` removes the
+/// credential before the request goes upstream).
+pub trait Authenticator: Send + Sync + 'static {
+    /// Authenticates the request, or says how to refuse it.
+    fn authenticate(&self, request: &mut Parts) -> Result<Authenticated, Rejection>;
+}
+
+impl<F> Authenticator for F
+where
+    F: Fn(&mut Parts) -> Result<Authenticated, Rejection> + Send + Sync + 'static,
+{
+    fn authenticate(&self, request: &mut Parts) -> Result<Authenticated, Rejection> {
+        self(request)
+    }
+}
+
+/// A successful authentication: the consumer, if the credential belongs to one, and the
+/// token's claims, if it had any.
+#[derive(Debug, Clone, Default)]
+pub struct Authenticated {
+    /// The consumer the credential belongs to.
+    pub consumer: Option<Consumer>,
+    /// A verified token's claims.
+    pub claims: Option<Claims>,
+}
+
+impl Authenticated {
+    /// Authenticated as `consumer`.
+    pub fn consumer(consumer: Consumer) -> Self {
+        Self {
+            consumer: Some(consumer),
+            claims: None,
+        }
+    }
+}
+
+/// The claims of a verified token, in the request's extensions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims(pub Arc<serde_json::Map<String, serde_json::Value>>);
+
+impl Claims {
+    /// Claim `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&serde_json::Value> {
+        self.0.get(name)
+    }
+}
+
+/// A refusal: the status (401 unless said otherwise), Kong's JSON body and the
+/// `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Bytes,
+    pub(crate) challenge: Option<HeaderValue>,
+    /// No credential was presented at all (as opposed to a wrong one).
+    pub(crate) missing: bool,
+}
+
+impl Rejection {
+    /// 401 with `{"message": message}`.
+    pub fn unauthorized(message: &str) -> Self {
+        Self::with_status(StatusCode::UNAUTHORIZED, message)
+    }
+
+    /// `status` with `{"message": message}`.
+    pub fn with_status(status: StatusCode, message: &str) -> Self {
+        Self {
+            status,
+            body: Bytes::from(serde_json::json!({ "message": message }).to_string()),
+            challenge: None,
+            missing: false,
+        }
+    }
+
+    /// 401 with a JSON body of its own (Kong's jwt claim errors: `{"exp":"token expired"}`).
+    pub fn unauthorized_json(body: serde_json::Value) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            body: Bytes::from(body.to_string()),
+            challenge: None,
+            missing: false,
+        }
+    }
+
+    /// Adds a `WWW-Authenticate` challenge.
+    pub fn challenge(mut self, value: HeaderValue) -> Self {
+        self.challenge = Some(value);
+        self
+    }
+
+    /// Marks this refusal as "no credential presented": with several authenticators, the
+    /// answer to a request that presented a wrong credential wins over these.
+    pub fn missing(mut self) -> Self {
+        self.missing = true;
+        self
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    pub(crate) fn into_crate(self) -> crate::future::Rejection {
+        crate::future::Rejection {
+            status: self.status,
+            message: "",
+            header: self
+                .challenge
+                .map(|value| (http::header::WWW_AUTHENTICATE, value)),
+            json: Some(self.body),
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Consumers (Kong's entity: who a client is) and their credentials.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+/// An authenticated client, in the request's extensions after [`Auth`](super::Auth) let it
+/// through: the consumer, the credential it used, and whether it is the anonymous consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    /// The consumer's id (Kong: a UUID).
+    pub id: Arc<str>,
+    /// Its username, if it has one.
+    pub username: Option<Arc<str>>,
+    /// Its `custom_id`, if it has one.
+    pub custom_id: Option<Arc<str>>,
+    /// The id of the credential that authenticated this request (none for the anonymous
+    /// consumer).
+    pub credential: Option<Arc<str>>,
+    /// Whether authentication failed and the request goes on as the anonymous consumer.
+    pub anonymous: bool,
+}
+
+impl Consumer {
+    /// A consumer with an id and nothing else.
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        Self {
+            id: id.into(),
+            username: None,
+            custom_id: None,
+            credential: None,
+            anonymous: false,
+        }
+    }
+
+    /// Sets the username.
+    pub fn username(mut self, username: impl Into<Arc<str>>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
+    /// Sets the `custom_id`.
+    pub fn custom_id(mut self, custom_id: impl Into<Arc<str>>) -> Self {
+        self.custom_id = Some(custom_id.into());
+        self
+    }
+
+    pub(crate) fn with_credential(&self, credential: &Arc<str>) -> Self {
+        let mut consumer = self.clone();
+        consumer.credential = Some(credential.clone());
+        consumer
+    }
+}
+
+/// A registry of consumers and their credentials, shared by the authenticators that read it
+/// (clones share it; changes are atomic, readers never wait).
+///
+/// ```
+/// use tower_gateway::auth::{Consumer, Consumers};
+///
+/// let consumers = Consumers::new();
+/// consumers.insert(Consumer::new("4e8e7f0a").username("test-user"));
+/// consumers.add_api_key("test-user", "test-api-key").unwrap();
+/// assert!(consumers.add_api_key("nobody", "k").is_err());
+/// ```
+#[derive(Clone, Default)]
+pub struct Consumers {
+    registry: Arc<ArcSwap<Registry>>,
+    /// Serializes changes (readers never take it).
+    writer: Arc<std::sync::Mutex<()>>,
+}
+
+/// Why a credential could not be added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredentialError {
+    /// No consumer has this id or username.
+    #[error("no consumer {0:?}")]
+    NoConsumer(String),
+    /// Another credential already uses this key.
+    #[error("the key is already in use")]
+    DuplicateKey,
+    /// The key is empty.
+    #[error("the key is empty")]
+    EmptyKey,
+    /// The JWT credential is unusable (a bad public key, an unsupported algorithm…).
+    #[error("{0}")]
+    InvalidJwt(String),
+}
+
+/// One immutable version of the registry.
+#[derive(Clone, Default)]
+pub(crate) struct Registry {
+    consumers: HashMap<Arc<str>, Consumer>,
+    usernames: HashMap<Arc<str>, Arc<str>>,
+    keys: HashMap<SecretKey, ApiKeyCredential>,
+    #[cfg(feature = "jwt")]
+    pub(crate) jwt: HashMap<Arc<str>, Arc<super::jwt::JwtCredential>>,
+    /// Bumped on every change (token caches compare it).
+    pub(crate) version: u64,
+}
+
+/// An API key's owner.
+#[derive(Debug, Clone)]
+pub(crate) struct ApiKeyCredential {
+    pub(crate) consumer: Arc<str>,
+    pub(crate) id: Arc<str>,
+}
+
+/// Key bytes whose comparison takes the same time wherever they differ. The map hashes them
+/// with its randomly keyed SipHash, so lookups leak nothing an attacker can steer either.
+#[derive(Clone)]
+pub(crate) struct SecretKey(Box<[u8]>);
+
+impl SecretKey {
+    pub(crate) fn new(key: &[u8]) -> Self {
+        Self(key.into())
+    }
+}
+
+impl PartialEq for SecretKey {
+    fn eq(&self, other: &Self) -> bool {
+        constant_time_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SecretKey {}
+
+impl Hash for SecretKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A stable id for an entity that has none in the file: the same name always gives the same
+/// id, on every gateway instance (formatted like a UUID).
+pub(crate) fn derived_id(kind: &str, name: &str) -> String {
+    let hash = |seed: &str| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in seed.bytes().chain(kind.bytes()).chain(name.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    };
+    let (a, b) = (hash("a"), hash("b"));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        (b >> 48) & 0xfff,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+// === impl Consumers ===
+
+impl Consumers {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a consumer, or replaces the one with the same id.
+    pub fn insert(&self, consumer: Consumer) {
+        let _ = self.change(|next| {
+            if let Some(old) = next.consumers.get(&consumer.id)
+                && let Some(name) = &old.username
+            {
+                next.usernames.remove(name);
+            }
+            if let Some(name) = &consumer.username {
+                next.usernames.insert(name.clone(), consumer.id.clone());
+            }
+            next.consumers.insert(consumer.id.clone(), consumer);
+            Ok(())
+        });
+    }
+
+    /// The consumer with this id or username.
+    pub fn get(&self, id_or_username: &str) -> Option<Consumer> {
+        self.registry.load().consumer(id_or_username).cloned()
+    }
+
+    /// Gives consumer `owner` (id or username) the API key `key`; returns the credential's id.
+    pub fn add_api_key(&self, owner: &str, key: &str) -> Result<Arc<str>, CredentialError> {
+        let id: Arc<str> = derived_id("keyauth_credential", key).into();
+        self.add_api_key_with_id(owner, key, id.clone())?;
+        Ok(id)
+    }
+
+    /// As [`add_api_key`](Self::add_api_key), with the credential's id given.
+    pub fn add_api_key_with_id(
+        &self,
+        owner: &str,
+        key: &str,
+        id: Arc<str>,
+    ) -> Result<(), CredentialError> {
+        if key.is_empty() {
+            return Err(CredentialError::EmptyKey);
+        }
+        self.change(|registry| {
+            let consumer = registry
+                .consumer(owner)
+                .ok_or_else(|| CredentialError::NoConsumer(owner.to_owned()))?
+                .id
+                .clone();
+            let secret = SecretKey::new(key.as_bytes());
+            if registry.keys.contains_key(&secret) {
+                return Err(CredentialError::DuplicateKey);
+            }
+            registry.keys.insert(
+                secret,
+                ApiKeyCredential {
+                    consumer,
+                    id: id.clone(),
+                },
+            );
+            Ok(())
+        })
+    }
+
+    /// How many consumers there are.
+    pub fn len(&self) -> usize {
+        self.registry.load().consumers.len()
+    }
+
+    /// Whether there is no consumer.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Applies a fallible change atomically.
+    pub(crate) fn change<T>(
+        &self,
+        edit: impl FnOnce(&mut Registry) -> Result<T, CredentialError>,
+    ) -> Result<T, CredentialError> {
+        // Writers are rare (configuration, the Admin API): one at a time, copy on write.
+        let _serial = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.registry.load_full();
+        let mut next = Registry::clone(&current);
+        let out = edit(&mut next)?;
+        next.version += 1;
+        self.registry.store(Arc::new(next));
+        Ok(out)
+    }
+
+    pub(crate) fn snapshot(&self) -> arc_swap::Guard<Arc<Registry>> {
+        self.registry.load()
+    }
+}
+
+impl std::fmt::Debug for Consumers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let registry = self.registry.load();
+        f.debug_struct("Consumers")
+            .field("consumers", &registry.consumers.len())
+            .field("api_keys", &registry.keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Registry ===
+
+impl Registry {
+    pub(crate) fn consumer(&self, id_or_username: &str) -> Option<&Consumer> {
+        self.consumers.get(id_or_username).or_else(|| {
+            self.usernames
+                .get(id_or_username)
+                .and_then(|id| self.consumers.get(id))
+        })
+    }
+
+    pub(crate) fn api_key(&self, key: &[u8]) -> Option<&ApiKeyCredential> {
+        self.keys.get(&SecretKey::new(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_keys_compare_equal_and_others_not() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secrets"));
+    }
+
+    #[test]
+    fn derived_ids_are_stable_and_distinct() {
+        let a = derived_id("consumer", "ann");
+        assert_eq!(a, derived_id("consumer", "ann"));
+        assert_ne!(a, derived_id("consumer", "bob"));
+        assert_ne!(a, derived_id("keyauth_credential", "ann"));
+        assert_eq!(a.len(), 36);
+    }
+
+    #[test]
+    fn keys_find_their_consumer_by_id_or_username() {
+        let consumers = Consumers::new();
+        consumers.insert(Consumer::new("id-1").username("ann"));
+        let credential = consumers.add_api_key("ann", "k1").unwrap();
+        let registry = consumers.snapshot();
+        let found = registry.api_key(b"k1").unwrap();
+        assert_eq!(&*found.consumer, "id-1");
+        assert_eq!(found.id, credential);
+        assert!(registry.api_key(b"k2").is_none());
+        assert_eq!(
+            consumers.add_api_key("id-1", "k1"),
+            Err(CredentialError::DuplicateKey)
+        );
+        assert_eq!(consumers.get("ann").unwrap().id.as_ref(), "id-1");
+    }
+}

@@ -1,0 +1,150 @@
+//! The identity headers sent upstream, and the request details authenticators read.
+
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::Consumer;
+
+/// `X-Consumer-ID`.
+pub const X_CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
+/// `X-Consumer-Username`.
+pub const X_CONSUMER_USERNAME: HeaderName = HeaderName::from_static("x-consumer-username");
+/// `X-Consumer-Custom-ID`.
+pub const X_CONSUMER_CUSTOM_ID: HeaderName = HeaderName::from_static("x-consumer-custom-id");
+/// `X-Credential-Identifier`.
+pub const X_CREDENTIAL_IDENTIFIER: HeaderName = HeaderName::from_static("x-credential-identifier");
+/// `X-Anonymous-Consumer`.
+pub const X_ANONYMOUS_CONSUMER: HeaderName = HeaderName::from_static("x-anonymous-consumer");
+
+/// Every identity header, removed from every request before authentication.
+pub(crate) const IDENTITY: [HeaderName; 5] = [
+    X_CONSUMER_ID,
+    X_CONSUMER_USERNAME,
+    X_CONSUMER_CUSTOM_ID,
+    X_CREDENTIAL_IDENTIFIER,
+    X_ANONYMOUS_CONSUMER,
+];
+
+/// Sets the identity headers of `consumer` (those it has; the others stay removed).
+pub(crate) fn set_identity(headers: &mut HeaderMap, consumer: &Consumer) {
+    let mut set = |name: HeaderName, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    };
+    set(X_CONSUMER_ID, &consumer.id);
+    if let Some(username) = &consumer.username {
+        set(X_CONSUMER_USERNAME, username);
+    }
+    if let Some(custom_id) = &consumer.custom_id {
+        set(X_CONSUMER_CUSTOM_ID, custom_id);
+    }
+    if let Some(credential) = &consumer.credential {
+        set(X_CREDENTIAL_IDENTIFIER, credential);
+    }
+    if consumer.anonymous {
+        headers.insert(X_ANONYMOUS_CONSUMER, HeaderValue::from_static("true"));
+    }
+}
+
+/// The values of query argument `name`, percent-decoded (`+` is a space, as nginx reads it).
+pub(crate) fn query_values<'a>(
+    parts: &'a Parts,
+    name: &'a str,
+) -> impl Iterator<Item = String> + 'a {
+    parts
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(move |pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key).as_deref() == Some(name)).then(|| percent_decode(value))?
+        })
+}
+
+/// Removes every query argument named in `names` from the request URI.
+pub(crate) fn remove_query_args(parts: &mut Parts, names: &[String]) {
+    let Some(query) = parts.uri.query() else {
+        return;
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            !percent_decode(key).is_some_and(|k| names.contains(&k))
+        })
+        .collect();
+    if kept.len() == query.split('&').count() {
+        return;
+    }
+    let mut path_and_query = parts.uri.path().to_owned();
+    if !kept.is_empty() {
+        path_and_query.push('?');
+        path_and_query.push_str(&kept.join("&"));
+    }
+    let mut uri = http::uri::Parts::from(parts.uri.clone());
+    if let Ok(pq) = path_and_query.parse() {
+        uri.path_and_query = Some(pq);
+        if let Ok(rebuilt) = http::Uri::from_parts(uri) {
+            parts.uri = rebuilt;
+        }
+    }
+}
+
+/// `%XX` and `+` decoding; `None` for invalid UTF-8 or a broken escape.
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
+    if !text.contains(['%', '+']) {
+        return Some(text.to_owned());
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str) -> Parts {
+        http::Request::get(uri).body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn query_arguments_are_decoded_and_removable() {
+        let mut p = parts("/a?x=1&apikey=k%2B1&y=2&api%6Bey=z");
+        let found: Vec<String> = query_values(&p, "apikey").collect();
+        assert_eq!(found, ["k+1", "z"]);
+        remove_query_args(&mut p, &["apikey".into()]);
+        assert_eq!(p.uri, "/a?x=1&y=2");
+        let mut only = parts("/a?apikey=k");
+        remove_query_args(&mut only, &["apikey".into()]);
+        assert_eq!(only.uri, "/a");
+    }
+
+    #[test]
+    fn broken_escapes_are_not_decoded() {
+        assert_eq!(percent_decode("a%2"), None);
+        assert_eq!(percent_decode("a%zz"), None);
+        assert_eq!(percent_decode("a+b%21").as_deref(), Some("a b!"));
+    }
+}

@@ -1,0 +1,141 @@
+//! The `Auth` service.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::request::Parts;
+use http::{HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower::Service;
+
+use super::headers::{IDENTITY, set_identity};
+use super::layer::Policy;
+use super::{Authenticated, Claims};
+use crate::body::ResponseBody;
+use crate::future::CallOrReject;
+
+/// A service behind authentication; built by [`AuthLayer`](super::AuthLayer).
+///
+/// Every request loses its client-sent identity headers (and mapped claim headers) first, so
+/// they cannot be spoofed; then the authenticators run. A refused request is answered 401
+/// (Kong's messages) without reaching the inner service; an accepted one carries the
+/// [`Consumer`](super::Consumer) and [`Claims`] in its extensions and the identity headers.
+#[derive(Clone)]
+pub struct Auth<S> {
+    inner: S,
+    policy: Arc<Policy>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Auth<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// Response future of [`Auth`].
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        inner: CallOrReject<S, Request<B>>,
+    }
+}
+
+impl<S, B> std::fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<S> Auth<S> {
+    pub(crate) fn new(inner: S, policy: Arc<Policy>) -> Self {
+        Self { inner, policy }
+    }
+
+    inner_service_accessors!();
+}
+
+/// Writes what authentication found into the request.
+fn admit(parts: &mut Parts, policy: &Policy, authenticated: Authenticated) {
+    if let Some(consumer) = &authenticated.consumer {
+        set_identity(&mut parts.headers, consumer);
+    }
+    if let Some(claims) = &authenticated.claims {
+        for (claim, header) in &policy.claim_headers {
+            let value = match claims.get(claim) {
+                Some(serde_json::Value::String(s)) => HeaderValue::from_str(s).ok(),
+                Some(serde_json::Value::Null) | None => None,
+                Some(other) => HeaderValue::from_str(&other.to_string()).ok(),
+            };
+            if let Some(value) = value {
+                parts.headers.insert(header.clone(), value);
+            }
+        }
+    }
+    if let Some(consumer) = authenticated.consumer {
+        parts.extensions.insert(consumer);
+    }
+    if let Some(claims) = authenticated.claims {
+        parts.extensions.insert::<Claims>(claims);
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for Auth<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+{
+    type Response = Response<ResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let (mut parts, body) = req.into_parts();
+        for name in &IDENTITY {
+            parts.headers.remove(name);
+        }
+        for (_, name) in &self.policy.claim_headers {
+            parts.headers.remove(name);
+        }
+        if !self.policy.is_empty() && !self.policy.skips(&parts) {
+            match self.policy.evaluate(&mut parts) {
+                Ok(authenticated) => admit(&mut parts, &self.policy, authenticated),
+                Err(refused) => {
+                    return ResponseFuture {
+                        inner: CallOrReject::reject_with(refused.into_crate()),
+                    };
+                }
+            }
+        }
+        let req = Request::from_parts(parts, body);
+        // `poll_ready` was answered by the inner service itself.
+        ResponseFuture {
+            inner: CallOrReject::Called {
+                future: self.inner.call(req),
+            },
+        }
+    }
+}
+
+impl<S, B, ResB> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+{
+    type Output = Result<Response<ResponseBody<ResB>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
