@@ -252,6 +252,9 @@ async fn run(args: Args, config: Config) -> ExitCode {
             route.matches
         );
     }
+    if !gateway.consumers().is_empty() {
+        tracing::info!("{} consumers", gateway.consumers().len());
+    }
     if args.check {
         println!("configuration OK: {} routes", gateway.routes().len());
         return ExitCode::SUCCESS;
@@ -301,6 +304,7 @@ async fn run(args: Args, config: Config) -> ExitCode {
         gateway.routes().len(),
         metrics.clone(),
         gateway.upstreams().to_vec(),
+        enabled_plugins(&config),
     ));
     let admin_service = service_fn(move |req| admin::handle(req, info.clone()));
     tokio::spawn(
@@ -391,6 +395,7 @@ mod admin {
             routes: usize,
             metrics: Option<Metrics>,
             upstreams: Vec<(String, ServiceBalancer)>,
+            enabled: Vec<&'static str>,
         ) -> Self {
             let hostname = std::env::var("HOSTNAME").unwrap_or_default();
             let body = serde_json::json!({
@@ -408,7 +413,10 @@ mod admin {
                     "upstream_keepalive_idle_timeout": args.settings.idle_timeout.as_secs(),
                     "routes": routes,
                 },
-                "plugins": { "available_on_server": {}, "enabled_in_cluster": [] },
+                "plugins": {
+                    "available_on_server": { "key-auth": true, "jwt": cfg!(feature = "jwt") },
+                    "enabled_in_cluster": enabled,
+                },
             });
             Self {
                 body: body.to_string(),
@@ -463,6 +471,29 @@ mod admin {
             _ => json(StatusCode::NOT_FOUND, r#"{"message":"Not found"}"#.into()),
         })
     }
+}
+
+/// The names of the plugins the configuration uses, once each (Kong's `enabled_in_cluster`).
+fn enabled_plugins(config: &Config) -> Vec<&'static str> {
+    let scoped = config
+        .services
+        .iter()
+        .flat_map(|s| {
+            s.plugins
+                .iter()
+                .chain(s.routes.iter().flat_map(|r| &r.plugins))
+        })
+        .chain(config.routes.iter().flat_map(|r| &r.plugins));
+    let mut names: Vec<&'static str> = config
+        .plugins
+        .iter()
+        .chain(scoped)
+        .filter(|p| p.enabled)
+        .map(|p| p.config.name())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
 }
 
 /// `name` from `/upstreams/{name}/health`.

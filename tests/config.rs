@@ -79,7 +79,7 @@ fn later_sections_are_refused_when_not_empty_and_accepted_when_empty() {
     ))
     .unwrap();
     for (section, what) in [
-        ("consumers:\n  - username: ann\n", "authentication"),
+        ("plugins:\n  - name: rate-limiting\n", "rate-limiting"),
         ("certificates:\n  - cert: x\n", "TLS"),
     ] {
         let err = error(&format!("{HEAD}{section}"));
@@ -316,11 +316,6 @@ fn upstream_rules_are_checked_across_fields() {
             "takes no fallback",
         ),
         (
-            "upstreams:\n  - name: u\n    hash_on: consumer\n",
-            "upstreams[0].hash_on",
-            "comes with authentication",
-        ),
-        (
             "upstreams:\n  - name: u\n    targets:\n      - target: a:1\n      - target: a:1\n",
             "upstreams[0].targets[1].target",
             "listed twice",
@@ -385,4 +380,158 @@ async fn a_service_naming_an_upstream_is_balanced_over_its_targets() {
     // The target's address is the Host, the service's path the base path.
     assert_eq!(seen.headers["host"], a.to_string());
     assert_eq!(seen.uri, "/v1/7");
+}
+
+#[cfg(feature = "jwt")]
+#[tokio::test]
+async fn the_seed_s_key_auth_and_jwt_behave_as_kong() {
+    let (users, mut seen_users) = ok_upstream().await;
+    let (orders, mut seen_orders) = ok_upstream().await;
+    let config = Config::from_yaml(&seed_config(users, orders)).unwrap();
+    let gateway = Gateway::from_config(&config, &Settings::default()).unwrap();
+    assert!(gateway.consumers().get("test-user").is_some());
+    let (gw, _stop) = serve(gateway.router()).await;
+
+    let res = send(gw, get("/api/users")).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        text(res).await,
+        r#"{"message":"No API key found in request"}"#
+    );
+    let req = http::Request::get("/api/users")
+        .header("host", "gateway.test")
+        .header("apikey", "test-api-key")
+        .body(Default::default())
+        .unwrap();
+    assert_eq!(send(gw, req).await.status(), 200);
+    let seen = seen_users.recv().await.unwrap();
+    assert_eq!(seen.headers["x-consumer-username"], "test-user");
+
+    let res = send(gw, get("/api/orders")).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(text(res).await, r#"{"message":"Unauthorized"}"#);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({ "iss": "myapikey", "exp": exp }),
+        &jsonwebtoken::EncodingKey::from_secret(b"mysecret"),
+    )
+    .unwrap();
+    let req = http::Request::get("/api/orders")
+        .header("host", "gateway.test")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Default::default())
+        .unwrap();
+    assert_eq!(send(gw, req).await.status(), 200);
+    assert_eq!(
+        seen_orders.recv().await.unwrap().headers["x-consumer-username"],
+        "test-user"
+    );
+    // The key of one service does not open the other.
+    let req = http::Request::get("/api/orders")
+        .header("host", "gateway.test")
+        .header("apikey", "test-api-key")
+        .body(Default::default())
+        .unwrap();
+    assert_eq!(send(gw, req).await.status(), 401);
+}
+
+#[tokio::test]
+async fn the_most_specific_plugin_wins_and_unauthenticated_routes_drop_identity_headers() {
+    let (up, mut seen) = ok_upstream().await;
+    let yaml = format!(
+        "{HEAD}plugins:\n  - name: key-auth\n\
+         services:\n  - name: s\n    url: http://{up}\n    routes:\n      - name: locked\n        paths: [/locked]\n      - name: open\n        paths: [/open]\n        plugins:\n          - name: key-auth\n            config:\n              anonymous: guest\n\
+         consumers:\n  - username: guest\n  - username: ann\n    keyauth_credentials:\n      - key: k-ann\n"
+    );
+    let gateway =
+        Gateway::from_config(&Config::from_yaml(&yaml).unwrap(), &Settings::default()).unwrap();
+    let (gw, _stop) = serve(gateway.router()).await;
+    assert_eq!(send(gw, get("/locked")).await.status(), 401);
+    let req = http::Request::get("/open")
+        .header("host", "gateway.test")
+        .header("x-consumer-username", "ann")
+        .body(Default::default())
+        .unwrap();
+    assert_eq!(send(gw, req).await.status(), 200);
+    let seen = seen.recv().await.unwrap();
+    assert_eq!(seen.headers["x-consumer-username"], "guest");
+    assert_eq!(seen.headers["x-anonymous-consumer"], "true");
+}
+
+#[test]
+fn consumer_and_plugin_errors_name_the_field() {
+    let cases = [
+        (
+            "consumers:\n  - username: a\n    jwt_secrets:\n      - key: k\n        algorithm: RS256\n",
+            "consumers[0].jwt_secrets[0].rsa_public_key",
+            "needs rsa_public_key",
+        ),
+        (
+            "consumers:\n  - username: a\n    jwt_secrets:\n      - key: k\n        algorithm: RS256\n        rsa_public_key: not-a-pem\n",
+            "consumers[0].jwt_secrets[0].rsa_public_key",
+            "invalid public key",
+        ),
+        (
+            "consumers:\n  - username: a\n    jwt_secrets:\n      - key: k\n        algorithm: ES512\n",
+            "consumers[0].jwt_secrets[0].algorithm",
+            "ES512",
+        ),
+        (
+            "consumers:\n  - custom_id: \"\"\n",
+            "consumers[0]",
+            "username or a custom_id",
+        ),
+        (
+            "consumers:\n  - username: a\n    keyauth_credentials:\n      - key: k\n  - username: b\n    keyauth_credentials:\n      - key: k\n",
+            "consumers[1].keyauth_credentials[0].key",
+            "already in use",
+        ),
+        (
+            "keyauth_credentials:\n  - key: k\n    consumer: nobody\n",
+            "keyauth_credentials[0].consumer",
+            "no consumer is named \"nobody\"",
+        ),
+        (
+            "plugins:\n  - name: key-auth\n    config:\n      anonymous: ghost\n",
+            "plugins[0].config.anonymous",
+            "doesn't exist",
+        ),
+        (
+            "plugins:\n  - name: key-auth\n    config:\n      key_in_body: true\n",
+            "plugins[0].config.key_in_body",
+            "not supported yet",
+        ),
+        (
+            "plugins:\n  - name: jwt\n    config:\n      maximum_expiration: 60\n",
+            "plugins[0].config.claims_to_verify",
+            "needs exp",
+        ),
+        (
+            "plugins:\n  - name: key-auth\n    service: nowhere\n",
+            "plugins[0].service",
+            "no service is named",
+        ),
+    ];
+    for (yaml, path, message) in cases {
+        let err = error(&format!("{HEAD}{yaml}"));
+        assert_eq!(err.path(), Some(path), "{err}");
+        assert!(err.to_string().contains(message), "{err}");
+    }
+    // An unknown option, with the line when `name` comes first.
+    let err = error(&format!(
+        "{HEAD}plugins:\n  - name: key-auth\n    config:\n      key_nmes: [k]\n"
+    ));
+    assert!(err.to_string().contains("key_nmes"), "{err}");
+    assert_eq!(err.line(), Some(5));
+    // And with `config` first (decK's order), still named.
+    let err = error(&format!(
+        "{HEAD}plugins:\n  - config:\n      key_nmes: [k]\n    name: key-auth\n"
+    ));
+    assert!(err.to_string().contains("key_nmes"), "{err}");
+    assert_eq!(err.path(), Some("plugins[0]"), "{err}");
 }

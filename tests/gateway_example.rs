@@ -508,3 +508,80 @@ services:
     assert!(terminate(&mut child).success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[cfg(feature = "jwt")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_s_consumers_authenticate_through_the_gateway() {
+    use base64::Engine;
+    let (users, mut seen_users) = ok_upstream().await;
+    let (orders, mut seen_orders) = ok_upstream().await;
+    let yaml = seed_config(users, orders);
+    let (mut child, proxy, _admin, dir, _logs) = start_config("seed-auth", &yaml);
+    let with = |path: &str, name: &str, value: &str| {
+        http::Request::get(path)
+            .header("host", "gateway.test")
+            .header(name, value)
+            .body(http_body_util::Full::<bytes::Bytes>::default())
+            .unwrap()
+    };
+
+    // key-auth: 401 without, 200 with, identity upstream, spoofing replaced.
+    assert_eq!(send(proxy, get("/api/users")).await.status(), 401);
+    let mut req = with("/api/users", "apikey", "test-api-key");
+    req.headers_mut()
+        .insert("x-consumer-username", "admin".parse().unwrap());
+    assert_eq!(send(proxy, req).await.status(), 200);
+    let seen = seen_users.recv().await.unwrap();
+    assert_eq!(seen.headers["x-consumer-username"], "test-user");
+    assert!(seen.headers.contains_key("x-consumer-id"));
+
+    // jwt: a token whose iss is the credential key.
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({ "iss": "myapikey", "user_id": "7", "exp": exp }),
+        &jsonwebtoken::EncodingKey::from_secret(b"mysecret"),
+    )
+    .unwrap();
+    assert_eq!(send(proxy, get("/api/orders")).await.status(), 401);
+    let res = send(
+        proxy,
+        with("/api/orders", "authorization", &format!("Bearer {token}")),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        seen_orders.recv().await.unwrap().headers["x-consumer-username"],
+        "test-user"
+    );
+
+    // Attacks never reach the upstream.
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let none = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none"}"#),
+        b64(r#"{"iss":"myapikey"}"#)
+    );
+    let wrong = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({ "iss": "myapikey" }),
+        &jsonwebtoken::EncodingKey::from_secret(b"guess"),
+    )
+    .unwrap();
+    for attack in [none, wrong, "garbage".to_owned()] {
+        let res = send(
+            proxy,
+            with("/api/orders", "authorization", &format!("Bearer {attack}")),
+        )
+        .await;
+        assert_eq!(res.status(), 401, "{attack}");
+    }
+    assert!(seen_orders.try_recv().is_err());
+
+    assert!(terminate(&mut child).success());
+    let _ = std::fs::remove_dir_all(dir);
+}

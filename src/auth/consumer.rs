@@ -174,17 +174,9 @@ impl Consumers {
 
     /// Adds a consumer, or replaces the one with the same id.
     pub fn insert(&self, consumer: Consumer) {
-        let _ = self.change(|next| {
-            if let Some(old) = next.consumers.get(&consumer.id)
-                && let Some(name) = &old.username
-            {
-                next.usernames.remove(name);
-            }
-            if let Some(name) = &consumer.username {
-                next.usernames.insert(name.clone(), consumer.id.clone());
-            }
-            next.consumers.insert(consumer.id.clone(), consumer);
-            Ok(())
+        let _ = self.edit(|edit| {
+            edit.insert(consumer);
+            Ok::<_, CredentialError>(())
         });
     }
 
@@ -195,40 +187,44 @@ impl Consumers {
 
     /// Gives consumer `owner` (id or username) the API key `key`; returns the credential's id.
     pub fn add_api_key(&self, owner: &str, key: &str) -> Result<Arc<str>, CredentialError> {
-        let id: Arc<str> = derived_id("keyauth_credential", key).into();
-        self.add_api_key_with_id(owner, key, id.clone())?;
-        Ok(id)
+        self.edit(|edit| edit.add_api_key(owner, key, None))
     }
 
-    /// As [`add_api_key`](Self::add_api_key), with the credential's id given.
-    pub fn add_api_key_with_id(
+    /// Applies several changes at once: one copy of the registry, published when `changes`
+    /// returns `Ok`, dropped when it fails (readers never see half of it). Loading thousands
+    /// of credentials goes through one edit.
+    ///
+    /// ```
+    /// use tower_gateway::auth::{Consumer, Consumers, CredentialError};
+    ///
+    /// let consumers = Consumers::new();
+    /// consumers
+    ///     .edit(|edit| {
+    ///         edit.insert(Consumer::new("c-1").username("ann"));
+    ///         for i in 0..1000 {
+    ///             edit.add_api_key("ann", &format!("key-{i}"), None)?;
+    ///         }
+    ///         Ok::<_, CredentialError>(())
+    ///     })
+    ///     .unwrap();
+    /// ```
+    pub fn edit<T, E>(
         &self,
-        owner: &str,
-        key: &str,
-        id: Arc<str>,
-    ) -> Result<(), CredentialError> {
-        if key.is_empty() {
-            return Err(CredentialError::EmptyKey);
-        }
-        self.change(|registry| {
-            let consumer = registry
-                .consumer(owner)
-                .ok_or_else(|| CredentialError::NoConsumer(owner.to_owned()))?
-                .id
-                .clone();
-            let secret = SecretKey::new(key.as_bytes());
-            if registry.keys.contains_key(&secret) {
-                return Err(CredentialError::DuplicateKey);
-            }
-            registry.keys.insert(
-                secret,
-                ApiKeyCredential {
-                    consumer,
-                    id: id.clone(),
-                },
-            );
-            Ok(())
-        })
+        changes: impl FnOnce(&mut Editor<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        // Writers are rare (configuration, the Admin API): one at a time, copy on write.
+        let _serial = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.registry.load_full();
+        let mut next = Registry::clone(&current);
+        let out = changes(&mut Editor {
+            registry: &mut next,
+        })?;
+        next.version += 1;
+        self.registry.store(Arc::new(next));
+        Ok(out)
     }
 
     /// How many consumers there are.
@@ -239,24 +235,6 @@ impl Consumers {
     /// Whether there is no consumer.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Applies a fallible change atomically.
-    pub(crate) fn change<T>(
-        &self,
-        edit: impl FnOnce(&mut Registry) -> Result<T, CredentialError>,
-    ) -> Result<T, CredentialError> {
-        // Writers are rare (configuration, the Admin API): one at a time, copy on write.
-        let _serial = self
-            .writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let current = self.registry.load_full();
-        let mut next = Registry::clone(&current);
-        let out = edit(&mut next)?;
-        next.version += 1;
-        self.registry.store(Arc::new(next));
-        Ok(out)
     }
 
     pub(crate) fn snapshot(&self) -> arc_swap::Guard<Arc<Registry>> {
@@ -271,6 +249,70 @@ impl std::fmt::Debug for Consumers {
             .field("consumers", &registry.consumers.len())
             .field("api_keys", &registry.keys.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// Changes to a [`Consumers`] registry, applied together by [`Consumers::edit`].
+pub struct Editor<'a> {
+    pub(crate) registry: &'a mut Registry,
+}
+
+impl std::fmt::Debug for Editor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Editor").finish_non_exhaustive()
+    }
+}
+
+impl Editor<'_> {
+    /// Adds a consumer, or replaces the one with the same id.
+    pub fn insert(&mut self, consumer: Consumer) {
+        let next = &mut *self.registry;
+        if let Some(old) = next.consumers.get(&consumer.id)
+            && let Some(name) = &old.username
+        {
+            next.usernames.remove(name);
+        }
+        if let Some(name) = &consumer.username {
+            next.usernames.insert(name.clone(), consumer.id.clone());
+        }
+        next.consumers.insert(consumer.id.clone(), consumer);
+    }
+
+    /// The consumer with this id or username, as edited so far.
+    pub fn get(&self, id_or_username: &str) -> Option<&Consumer> {
+        self.registry.consumer(id_or_username)
+    }
+
+    /// Gives consumer `owner` (id or username) the API key `key`, with the credential id `id`
+    /// (default: derived from the key); returns the id.
+    pub fn add_api_key(
+        &mut self,
+        owner: &str,
+        key: &str,
+        id: Option<Arc<str>>,
+    ) -> Result<Arc<str>, CredentialError> {
+        if key.is_empty() {
+            return Err(CredentialError::EmptyKey);
+        }
+        let consumer = self
+            .registry
+            .consumer(owner)
+            .ok_or_else(|| CredentialError::NoConsumer(owner.to_owned()))?
+            .id
+            .clone();
+        let secret = SecretKey::new(key.as_bytes());
+        if self.registry.keys.contains_key(&secret) {
+            return Err(CredentialError::DuplicateKey);
+        }
+        let id = id.unwrap_or_else(|| derived_id("keyauth_credential", key).into());
+        self.registry.keys.insert(
+            secret,
+            ApiKeyCredential {
+                consumer,
+                id: id.clone(),
+            },
+        );
+        Ok(id)
     }
 }
 

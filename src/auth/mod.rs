@@ -56,7 +56,8 @@ mod service;
 
 pub use api_key::{ApiKey, DUPLICATE_API_KEY, NO_API_KEY, UNAUTHORIZED};
 pub use authenticator::{Authenticated, Authenticator, Claims, Rejection};
-pub use consumer::{Consumer, Consumers, CredentialError};
+pub(crate) use consumer::derived_id;
+pub use consumer::{Consumer, Consumers, CredentialError, Editor};
 pub use headers::{
     X_ANONYMOUS_CONSUMER, X_CONSUMER_CUSTOM_ID, X_CONSUMER_ID, X_CONSUMER_USERNAME,
     X_CREDENTIAL_IDENTIFIER,

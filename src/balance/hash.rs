@@ -32,6 +32,9 @@ pub enum HashOn {
     Path,
     /// A query-string argument, as sent (not percent-decoded).
     QueryArg(String),
+    /// The authenticated [`Consumer`](crate::auth::Consumer)'s id (an auth layer must run
+    /// before the balancer).
+    Consumer,
 }
 
 /// A request's key, and the cookie to set when the key was generated.
@@ -90,6 +93,10 @@ impl HashOn {
                     .map_or(parts.uri.path(), |m| m.original_uri().path());
                 hash(path.as_bytes())
             }
+            HashOn::Consumer => match parts.extensions.get::<crate::auth::Consumer>() {
+                Some(consumer) => hash(consumer.id.as_bytes()),
+                None => Key::default(),
+            },
             HashOn::QueryArg(name) => match query_arg(parts.uri.query(), name) {
                 Some(value) => hash(value.as_bytes()),
                 None => Key::default(),
@@ -152,6 +159,16 @@ mod tests {
         let again = on.key(&parts("/", &[("cookie", &cookie_value)]));
         assert_eq!(again.hash, key.hash);
         assert!(again.set_cookie.is_none());
+    }
+
+    #[test]
+    fn the_consumer_s_id_is_hashed() {
+        let mut p = parts("/", &[]);
+        assert!(HashOn::Consumer.key(&p).hash.is_none());
+        p.extensions.insert(crate::auth::Consumer::new("c-1"));
+        let one = HashOn::Consumer.key(&p).hash;
+        p.extensions.insert(crate::auth::Consumer::new("c-2"));
+        assert!(one.is_some() && one != HashOn::Consumer.key(&p).hash);
     }
 
     #[test]

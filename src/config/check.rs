@@ -58,6 +58,11 @@ impl Config {
             route.check().map_err(|message| invalid(at, message))?;
         }
         self.check_upstreams(&invalid)?;
+        let consumers = self
+            .consumers()
+            .map_err(|(path, message)| invalid(path, message))?;
+        self.check_plugins(&consumers)
+            .map_err(|(path, message)| invalid(path, message))?;
         let mut route_names = HashSet::new();
         let all_routes = self
             .services

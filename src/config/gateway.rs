@@ -4,9 +4,11 @@ use std::time::Duration;
 
 use http::Request;
 use hyper::body::Incoming;
+use tower::Layer;
 use tower::util::MapRequest;
 
 use super::{Algorithm, Config, ConfigError, Route as RouteConfig, Service, Upstream};
+use crate::auth::{Auth, Consumers};
 use crate::balance::{
     BalancedBody, Balancer, ConsistentHash, Endpoint, LeastConnections, PeakEwma, Strategy,
     WeightedRoundRobin,
@@ -18,9 +20,13 @@ use crate::router::{Route, Router};
 /// a service with a plain host), all sharing the service's connection pool.
 pub type ServiceBalancer = Balancer<ReverseProxy<BalancedBody<Incoming>>>;
 
-/// What a route runs: its service's balancer, with the route's `preserve_host` set on each
-/// request.
-pub type RouteService = MapRequest<ServiceBalancer, fn(Request<Incoming>) -> Request<Incoming>>;
+/// What a route runs: authentication (the route's `key-auth` / `jwt` plugins; identity headers
+/// are removed from every request), then its service's balancer, with the route's
+/// `preserve_host` set on each request.
+pub type RouteService = Auth<HostRewrite>;
+
+/// A service's balancer with a route's `preserve_host` set on each request.
+pub type HostRewrite = MapRequest<ServiceBalancer, fn(Request<Incoming>) -> Request<Incoming>>;
 
 /// Node-level settings, the equivalents of `kong.conf` entries that are not part of the
 /// declarative file.
@@ -50,6 +56,7 @@ pub struct Gateway {
     router: Router<RouteService>,
     routes: Vec<RouteSummary>,
     upstreams: Vec<(String, ServiceBalancer)>,
+    consumers: Consumers,
 }
 
 /// One compiled route, for startup logs and status pages.
@@ -73,6 +80,13 @@ impl Gateway {
         let mut builder = Router::builder();
         let mut routes = Vec::new();
         let mut upstreams = Vec::new();
+        let consumers = config
+            .consumers()
+            .map_err(|(path, message)| ConfigError::Invalid {
+                file: config.source.clone(),
+                path,
+                message,
+            })?;
         let mut balancers: Vec<Option<(ServiceBalancer, String)>> = Vec::new();
 
         for (i, service) in config.services.iter().enumerate() {
@@ -96,7 +110,9 @@ impl Gateway {
             for (at, route) in nested {
                 if let Some((balancer, target)) = &balancer {
                     routes.push(summary(&at, route, service, target));
-                    builder = builder.route(router_route(route), for_route(balancer, route));
+                    let auth = config.auth_layer(service, route, &consumers);
+                    builder =
+                        builder.route(router_route(route), auth.layer(for_route(balancer, route)));
                 }
             }
             balancers.push(balancer);
@@ -112,7 +128,9 @@ impl Gateway {
             if let Some((balancer, target)) = &balancers[position] {
                 let service = &config.services[position];
                 routes.push(summary(&format!("routes[{j}]"), route, service, target));
-                builder = builder.route(router_route(route), for_route(balancer, route));
+                let auth = config.auth_layer(service, route, &consumers);
+                builder =
+                    builder.route(router_route(route), auth.layer(for_route(balancer, route)));
             }
         }
         let router = builder.build().map_err(|err| ConfigError::Invalid {
@@ -124,6 +142,7 @@ impl Gateway {
             router,
             routes,
             upstreams,
+            consumers,
         })
     }
 
@@ -135,6 +154,11 @@ impl Gateway {
     /// The compiled routes, in configuration order.
     pub fn routes(&self) -> &[RouteSummary] {
         &self.routes
+    }
+
+    /// The consumers and credentials of the configuration (shared by the routes' plugins).
+    pub fn consumers(&self) -> &Consumers {
+        &self.consumers
     }
 
     /// The balancers of services that use an upstream, by upstream name, for status pages and
@@ -240,7 +264,7 @@ fn origin_host(req: Request<Incoming>) -> Request<Incoming> {
     req
 }
 
-fn for_route(balancer: &ServiceBalancer, route: &RouteConfig) -> RouteService {
+fn for_route(balancer: &ServiceBalancer, route: &RouteConfig) -> HostRewrite {
     let rewrite: fn(Request<Incoming>) -> Request<Incoming> =
         if route.preserve_host.unwrap_or(false) {
             keep_host

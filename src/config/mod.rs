@@ -40,17 +40,20 @@
 //! assert_eq!(err.line(), Some(7));
 //! ```
 
+mod auth;
 mod check;
 mod error;
 mod gateway;
 mod model;
+mod plugins;
 mod upstream;
 
 use std::path::Path;
 
 pub use error::ConfigError;
-pub use gateway::{Gateway, RouteService, RouteSummary, ServiceBalancer, Settings};
+pub use gateway::{Gateway, HostRewrite, RouteService, RouteSummary, ServiceBalancer, Settings};
 pub use model::*;
+pub use plugins::*;
 pub use upstream::*;
 
 impl Config {

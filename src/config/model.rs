@@ -40,12 +40,12 @@ pub struct Config {
     /// Top-level routes, each naming its service.
     #[serde(default)]
     pub routes: Vec<Route>,
-    /// Plugins (global or scoped): refused until plugins are implemented.
+    /// Plugins: global, or scoped with `service:` / `route:`.
     #[serde(default)]
-    pub plugins: Plugins,
-    /// Consumers: refused until authentication is implemented.
+    pub plugins: Vec<super::Plugin>,
+    /// Consumers with their credentials.
     #[serde(default)]
-    pub consumers: NotYet<Consumers>,
+    pub consumers: Vec<super::Consumer>,
     /// Upstreams: named sets of targets a service's `host` can refer to.
     #[serde(default)]
     pub upstreams: Vec<super::Upstream>,
@@ -64,12 +64,12 @@ pub struct Config {
     /// Vaults: not supported.
     #[serde(default)]
     pub vaults: NotYet<Vaults>,
-    /// key-auth credentials: refused until authentication is implemented.
+    /// Top-level API keys, each naming its `consumer`.
     #[serde(default)]
-    pub keyauth_credentials: NotYet<Consumers>,
-    /// JWT secrets: refused until authentication is implemented.
+    pub keyauth_credentials: Vec<super::KeyAuthCredential>,
+    /// Top-level JWT credentials, each naming its `consumer`.
     #[serde(default)]
-    pub jwt_secrets: NotYet<Consumers>,
+    pub jwt_secrets: Vec<super::JwtSecret>,
     /// The file this configuration was read from (`<config>` for a string).
     #[serde(skip)]
     pub source: String,
@@ -140,9 +140,9 @@ pub struct Service {
     /// Routes of this service.
     #[serde(default)]
     pub routes: Vec<Route>,
-    /// Plugins scoped to this service: refused until plugins are implemented.
+    /// Plugins scoped to this service.
     #[serde(default)]
-    pub plugins: Plugins,
+    pub plugins: Vec<super::Plugin>,
 }
 
 /// A Kong route: which requests go to a service.
@@ -212,9 +212,9 @@ pub struct Route {
     /// Update time (Kong metadata).
     #[serde(default)]
     pub updated_at: Option<u64>,
-    /// Plugins scoped to this route: refused until plugins are implemented.
+    /// Plugins scoped to this route.
     #[serde(default)]
-    pub plugins: Plugins,
+    pub plugins: Vec<super::Plugin>,
 }
 
 /// `_format_version`.
@@ -282,18 +282,11 @@ pub struct ZeroOnly;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RedirectCode;
 
-/// A `plugins` list; every entry is refused for now, naming the plugin.
-#[derive(Debug, Clone, Default)]
-pub struct Plugins;
-
 /// A section or field that a later part of the gateway implements: accepted when absent,
 /// null or empty, refused with "not supported yet" otherwise.
 #[derive(Debug, Clone, Copy)]
 pub struct NotYet<W>(std::marker::PhantomData<W>);
 
-/// Marker: comes with authentication.
-#[derive(Debug, Clone, Copy)]
-pub enum Consumers {}
 /// Marker: comes with TLS.
 #[derive(Debug, Clone, Copy)]
 pub enum Tls {}
@@ -308,9 +301,6 @@ pub enum Streams {}
 pub trait Pending {
     /// The feature that will implement it.
     const WHAT: &'static str;
-}
-impl Pending for Consumers {
-    const WHAT: &'static str = "consumers and credentials come with authentication";
 }
 impl Pending for Tls {
     const WHAT: &'static str = "TLS settings come with TLS support";
@@ -540,58 +530,6 @@ impl<'de> Deserialize<'de> for RedirectCode {
                 "https_redirect_status_code {n} is not supported yet: HTTPS redirects come with TLS support"
             )),
         })
-    }
-}
-
-impl<'de> Deserialize<'de> for Plugins {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> de::Visitor<'de> for Visitor {
-            type Value = Plugins;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of plugins")
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Plugins, E> {
-                Ok(Plugins)
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Plugins, A::Error> {
-                match seq.next_element::<PluginName>()? {
-                    None => Ok(Plugins),
-                    Some(PluginName(name)) => Err(de::Error::custom(format_args!(
-                        "plugin {name:?} is not supported yet: plugins come with later releases"
-                    ))),
-                }
-            }
-        }
-        d.deserialize_any(Visitor)
-    }
-}
-
-/// A plugin entry, read only far enough to name it.
-struct PluginName(String);
-
-impl<'de> Deserialize<'de> for PluginName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> de::Visitor<'de> for Visitor {
-            type Value = PluginName;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a plugin: {name: ..., config: ...}")
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<PluginName, A::Error> {
-                let mut name = None;
-                while let Some(key) = map.next_key::<String>()? {
-                    if key == "name" {
-                        name = Some(map.next_value::<String>()?);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                name.map(PluginName)
-                    .ok_or_else(|| de::Error::missing_field("name"))
-            }
-        }
-        d.deserialize_map(Visitor)
     }
 }
 

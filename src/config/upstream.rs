@@ -129,7 +129,7 @@ pub enum Algorithm {
 pub enum HashInput {
     /// No hashing.
     None,
-    /// The authenticated consumer (not supported until authentication).
+    /// The authenticated consumer.
     Consumer,
     /// The client IP.
     Ip,
@@ -475,13 +475,7 @@ impl Upstream {
                     .clone()
                     .unwrap_or_else(|| "/".into()),
             },
-            HashInput::Consumer => {
-                return Err((
-                    field.to_owned(),
-                    "hashing on the consumer is not supported yet: it comes with authentication"
-                        .into(),
-                ));
-            }
+            HashInput::Consumer => HashOn::Consumer,
             HashInput::UriCapture => {
                 return Err((
                     field.to_owned(),

@@ -195,3 +195,38 @@ impl http_body::Body for ChannelBody {
             .map(|chunk| chunk.map(|b| Ok(http_body::Frame::data(b))))
     }
 }
+
+/// The seed's DB-less file: key-auth on user-service, jwt on order-service, consumer
+/// `test-user` with the key `test-api-key` and the JWT key `myapikey`.
+pub fn seed_config(users: SocketAddr, orders: SocketAddr) -> String {
+    format!(
+        r#"_format_version: "3.0"
+services:
+  - name: user-service
+    url: http://{users}
+    routes:
+      - name: user-routes
+        paths: [/api/users]
+        strip_path: false
+    plugins:
+      - name: key-auth
+  - name: order-service
+    url: http://{orders}
+    routes:
+      - name: order-routes
+        paths: [/api/orders]
+        strip_path: false
+    plugins:
+      - config:
+          claims_to_verify: [exp]
+        name: jwt
+consumers:
+  - username: test-user
+    keyauth_credentials:
+      - key: test-api-key
+    jwt_secrets:
+      - key: myapikey
+        secret: mysecret
+"#
+    )
+}

@@ -19,7 +19,7 @@ pub use cache::{MAX_ENTRIES as CACHE_ENTRIES, MAX_TOKEN as CACHE_MAX_TOKEN};
 use cache::{SharedCache, TokenCache, Verified};
 use token::Token;
 
-use super::consumer::{CredentialError, derived_id};
+use super::consumer::{CredentialError, Editor, derived_id};
 use super::{Authenticated, Authenticator, Claims, Consumers, Rejection};
 use crate::ratelimit::Clock;
 
@@ -152,26 +152,36 @@ impl Consumers {
     pub fn add_jwt(
         &self,
         owner: &str,
+        credential: JwtCredential,
+    ) -> Result<Arc<str>, CredentialError> {
+        self.edit(|edit| edit.add_jwt(owner, credential))
+    }
+}
+
+impl Editor<'_> {
+    /// Gives consumer `owner` (id or username) a JWT credential; returns its id.
+    pub fn add_jwt(
+        &mut self,
+        owner: &str,
         mut credential: JwtCredential,
     ) -> Result<Arc<str>, CredentialError> {
         if credential.key.is_empty() {
             return Err(CredentialError::EmptyKey);
         }
-        self.change(|registry| {
-            credential.consumer = registry
-                .consumer(owner)
-                .ok_or_else(|| CredentialError::NoConsumer(owner.to_owned()))?
-                .id
-                .clone();
-            if registry.jwt.contains_key(&credential.key) {
-                return Err(CredentialError::DuplicateKey);
-            }
-            let id = credential.id.clone();
-            registry
-                .jwt
-                .insert(credential.key.clone(), Arc::new(credential));
-            Ok(id)
-        })
+        let registry = &mut *self.registry;
+        credential.consumer = registry
+            .consumer(owner)
+            .ok_or_else(|| CredentialError::NoConsumer(owner.to_owned()))?
+            .id
+            .clone();
+        if registry.jwt.contains_key(&credential.key) {
+            return Err(CredentialError::DuplicateKey);
+        }
+        let id = credential.id.clone();
+        registry
+            .jwt
+            .insert(credential.key.clone(), Arc::new(credential));
+        Ok(id)
     }
 }
 

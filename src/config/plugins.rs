@@ -1,0 +1,358 @@
+//! Kong's plugins (`key-auth`, `jwt`) and consumers with their credentials.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny};
+
+use super::ServiceRef;
+
+/// A plugin instance: global (top level, no scope), or scoped to a service or a route (nested
+/// under it, or naming it with `service:` / `route:`).
+#[derive(Debug, Clone)]
+pub struct Plugin {
+    /// Kong's entity id.
+    pub id: Option<String>,
+    /// The plugin and its checked configuration.
+    pub config: PluginConfig,
+    /// A disabled plugin does nothing (default enabled).
+    pub enabled: bool,
+    /// For top-level plugins: the service it applies to.
+    pub service: Option<ServiceRef>,
+    /// For top-level plugins: the route it applies to.
+    pub route: Option<ServiceRef>,
+}
+
+/// The plugins this gateway runs, with their configuration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum PluginConfig {
+    /// Kong's `key-auth`.
+    KeyAuth(KeyAuthConfig),
+    /// Kong's `jwt`.
+    Jwt(JwtConfig),
+}
+
+impl PluginConfig {
+    /// The plugin's name, as in the file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PluginConfig::KeyAuth(_) => "key-auth",
+            PluginConfig::Jwt(_) => "jwt",
+        }
+    }
+
+    fn parse<'de, D: Deserializer<'de>>(name: &str, d: D) -> Result<Self, D::Error> {
+        match name {
+            "key-auth" => KeyAuthConfig::deserialize(d).map(PluginConfig::KeyAuth),
+            "jwt" => JwtConfig::deserialize(d).map(PluginConfig::Jwt),
+            other => Err(de::Error::custom(not_supported(other))),
+        }
+    }
+
+    fn default_for(name: &str) -> Result<Self, String> {
+        Self::from_value(name, serde_norway::Value::Mapping(Default::default()))
+    }
+
+    fn from_value(name: &str, value: serde_norway::Value) -> Result<Self, String> {
+        fn typed<T: DeserializeOwned>(value: serde_norway::Value) -> Result<T, String> {
+            serde_norway::from_value(value).map_err(|e| format!("config: {e}"))
+        }
+        match name {
+            "key-auth" => typed(value).map(PluginConfig::KeyAuth),
+            "jwt" => typed(value).map(PluginConfig::Jwt),
+            other => Err(not_supported(other)),
+        }
+    }
+}
+
+fn not_supported(name: &str) -> String {
+    format!(
+        "plugin {name:?} is not supported yet (this release runs key-auth and jwt; the others come with later releases)"
+    )
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Kong's `key-auth` configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyAuthConfig {
+    /// Header and query-argument names of the key (default `apikey`).
+    #[serde(default = "default_key_names")]
+    pub key_names: Vec<String>,
+    /// Read keys from headers (default true).
+    #[serde(default = "yes")]
+    pub key_in_header: bool,
+    /// Read keys from the query string (default true).
+    #[serde(default = "yes")]
+    pub key_in_query: bool,
+    /// Read keys from the body: only `false` (the default) is supported.
+    #[serde(default)]
+    pub key_in_body: bool,
+    /// Remove the key before proxying (default false).
+    #[serde(default)]
+    pub hide_credentials: bool,
+    /// The consumer (id or username) to continue as when authentication fails.
+    #[serde(default)]
+    pub anonymous: Option<String>,
+    /// Authenticate CORS preflight requests too (default true).
+    #[serde(default = "yes")]
+    pub run_on_preflight: bool,
+    /// The realm of the `WWW-Authenticate` challenge.
+    #[serde(default)]
+    pub realm: Option<String>,
+}
+
+fn default_key_names() -> Vec<String> {
+    vec!["apikey".into()]
+}
+
+/// Kong's `jwt` configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Query arguments that carry the token (default `jwt`).
+    #[serde(default = "default_uri_params")]
+    pub uri_param_names: Vec<String>,
+    /// Cookies that carry the token (default none).
+    #[serde(default)]
+    pub cookie_names: Vec<String>,
+    /// Headers that carry `Bearer <token>` (default `authorization`).
+    #[serde(default = "default_header_names")]
+    pub header_names: Vec<String>,
+    /// The claim naming the credential (default `iss`).
+    #[serde(default = "default_key_claim")]
+    pub key_claim_name: String,
+    /// HMAC secrets are base64 (default false).
+    #[serde(default)]
+    pub secret_is_base64: bool,
+    /// `exp` and/or `nbf`.
+    #[serde(default)]
+    pub claims_to_verify: Vec<TimeClaimName>,
+    /// Seconds a token may live at most (0–31 536 000; 0 = no limit; needs `exp` verified).
+    #[serde(default)]
+    pub maximum_expiration: u32,
+    /// The consumer (id or username) to continue as when authentication fails.
+    #[serde(default)]
+    pub anonymous: Option<String>,
+    /// Authenticate CORS preflight requests too (default true).
+    #[serde(default = "yes")]
+    pub run_on_preflight: bool,
+    /// The realm of the `WWW-Authenticate` challenge.
+    #[serde(default)]
+    pub realm: Option<String>,
+}
+
+fn default_uri_params() -> Vec<String> {
+    vec!["jwt".into()]
+}
+fn default_header_names() -> Vec<String> {
+    vec!["authorization".into()]
+}
+fn default_key_claim() -> String {
+    "iss".into()
+}
+
+/// A claim `claims_to_verify` may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeClaimName {
+    /// `exp`.
+    Exp,
+    /// `nbf`.
+    Nbf,
+}
+
+/// A Kong consumer with its credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Consumer {
+    /// Kong's entity id (derived from the username or custom id when absent).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The username (this or `custom_id` is required).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// An id from another system.
+    #[serde(default)]
+    pub custom_id: Option<String>,
+    /// Free-form tags.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// Creation time (Kong metadata).
+    #[serde(default)]
+    pub created_at: Option<u64>,
+    /// Update time (Kong metadata).
+    #[serde(default)]
+    pub updated_at: Option<u64>,
+    /// API keys (Kong's `keyauth_credentials`).
+    #[serde(default)]
+    pub keyauth_credentials: Vec<KeyAuthCredential>,
+    /// JWT credentials (Kong's `jwt_secrets`).
+    #[serde(default)]
+    pub jwt_secrets: Vec<JwtSecret>,
+    /// Consumer-scoped plugins: not supported yet.
+    #[serde(default)]
+    pub plugins: super::NotYet<ConsumerPlugins>,
+}
+
+/// Marker: plugins scoped to a consumer.
+#[derive(Debug, Clone, Copy)]
+pub enum ConsumerPlugins {}
+
+impl super::Pending for ConsumerPlugins {
+    const WHAT: &'static str = "consumer-scoped plugins come with the plugin registry";
+}
+
+/// An API key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyAuthCredential {
+    /// Kong's entity id (derived from the key when absent).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The key.
+    pub key: String,
+    /// For top-level credentials: the consumer, by id or username.
+    #[serde(default)]
+    pub consumer: Option<ServiceRef>,
+    /// Free-form tags.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// Creation time (Kong metadata).
+    #[serde(default)]
+    pub created_at: Option<u64>,
+}
+
+/// A JWT credential.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSecret {
+    /// Kong's entity id (derived from the key when absent).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The value tokens carry in their key claim (Kong generates one when absent; here it is
+    /// required, since clients must know it).
+    pub key: String,
+    /// `HS256` (default) … `EdDSA`.
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// The HMAC secret (HS*).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// The public key in PEM (RS*, PS*, ES*, EdDSA).
+    #[serde(default)]
+    pub rsa_public_key: Option<String>,
+    /// For top-level credentials: the consumer, by id or username.
+    #[serde(default)]
+    pub consumer: Option<ServiceRef>,
+    /// Free-form tags.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// Creation time (Kong metadata).
+    #[serde(default)]
+    pub created_at: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for Plugin {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = Plugin;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a plugin: {name: ..., config: ...}")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Plugin, A::Error> {
+                let mut name: Option<String> = None;
+                let mut config: Option<PluginConfig> = None;
+                // `config` before `name` (decK sorts keys): parsed once the name is known.
+                let mut pending: Option<serde_norway::Value> = None;
+                let mut plugin = Plugin {
+                    id: None,
+                    config: PluginConfig::KeyAuth(KeyAuthConfig {
+                        key_names: Vec::new(),
+                        key_in_header: true,
+                        key_in_query: true,
+                        key_in_body: false,
+                        hide_credentials: false,
+                        anonymous: None,
+                        run_on_preflight: true,
+                        realm: None,
+                    }),
+                    enabled: true,
+                    service: None,
+                    route: None,
+                };
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "name" => {
+                            let value = map.next_value::<String>()?;
+                            if PluginConfig::default_for(&value).is_err() {
+                                return Err(de::Error::custom(not_supported(&value)));
+                            }
+                            name = Some(value);
+                        }
+                        "config" => match &name {
+                            Some(name) => {
+                                config = Some(map.next_value_seed(ConfigSeed(name))?);
+                            }
+                            None => pending = Some(map.next_value()?),
+                        },
+                        "id" => plugin.id = Some(map.next_value()?),
+                        "enabled" => plugin.enabled = map.next_value()?,
+                        "service" => plugin.service = map.next_value()?,
+                        "route" => plugin.route = map.next_value()?,
+                        "consumer" => {
+                            map.next_value::<IgnoredAny>()?;
+                            return Err(de::Error::custom(
+                                "consumer-scoped plugins are not supported yet",
+                            ));
+                        }
+                        "protocols" | "tags" | "instance_name" | "created_at" | "updated_at" => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                        other => {
+                            return Err(de::Error::unknown_field(
+                                other,
+                                &[
+                                    "name",
+                                    "config",
+                                    "id",
+                                    "enabled",
+                                    "service",
+                                    "route",
+                                    "protocols",
+                                    "tags",
+                                    "instance_name",
+                                ],
+                            ));
+                        }
+                    }
+                }
+                let name = name.ok_or_else(|| de::Error::missing_field("name"))?;
+                plugin.config = match (config, pending) {
+                    (Some(config), _) => config,
+                    (None, Some(value)) => {
+                        PluginConfig::from_value(&name, value).map_err(de::Error::custom)?
+                    }
+                    (None, None) => PluginConfig::default_for(&name).map_err(de::Error::custom)?,
+                };
+                Ok(plugin)
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+/// Parses a plugin's `config` by the plugin's name, keeping the parser's locations.
+struct ConfigSeed<'a>(&'a str);
+
+impl<'de> de::DeserializeSeed<'de> for ConfigSeed<'_> {
+    type Value = PluginConfig;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<PluginConfig, D::Error> {
+        PluginConfig::parse(self.0, d)
+    }
+}
