@@ -62,11 +62,11 @@ fn unknown_fields_are_refused_not_ignored() {
 #[test]
 fn plugins_are_refused_by_name_until_implemented() {
     let err = error(&format!(
-        "{HEAD}services:\n  - name: a\n    url: http://127.0.0.1:1\n    plugins:\n      - name: rate-limiting\n        config: {{minute: 5}}\n"
+        "{HEAD}services:\n  - name: a\n    url: http://127.0.0.1:1\n    plugins:\n      - name: file-log\n        config: {{path: /tmp/x}}\n"
     ));
     let text = err.to_string();
     assert!(
-        text.contains("plugin \"rate-limiting\" is not supported yet"),
+        text.contains("plugin \"file-log\" is not supported yet"),
         "{text}"
     );
     assert!(text.contains("services[0].plugins"), "{text}");
@@ -79,7 +79,7 @@ fn later_sections_are_refused_when_not_empty_and_accepted_when_empty() {
     ))
     .unwrap();
     for (section, what) in [
-        ("plugins:\n  - name: rate-limiting\n", "rate-limiting"),
+        ("plugins:\n  - name: file-log\n", "file-log"),
         ("certificates:\n  - cert: x\n", "TLS"),
     ] {
         let err = error(&format!("{HEAD}{section}"));
@@ -534,4 +534,102 @@ fn consumer_and_plugin_errors_name_the_field() {
     ));
     assert!(err.to_string().contains("key_nmes"), "{err}");
     assert_eq!(err.path(), Some("plugins[0]"), "{err}");
+}
+
+#[test]
+fn rate_limiting_errors_name_the_field() {
+    let plugin =
+        |config: &str| format!("{HEAD}plugins:\n  - name: rate-limiting\n    config:\n{config}");
+    let cases = [
+        (
+            "      minute: 10\n      hour: 5\n",
+            "plugins[0].config.hour",
+            "cannot be lower",
+        ),
+        (
+            "      policy: local\n",
+            "plugins[0].config",
+            "at least one of second",
+        ),
+        (
+            "      minute: 10\n      policy: redis\n",
+            "plugins[0].config.policy",
+            "cluster release",
+        ),
+        (
+            "      minute: 10\n      limit_by: header\n",
+            "plugins[0].config.header_name",
+            "needs header_name",
+        ),
+        (
+            "      minute: 10\n      burst: 5\n",
+            "plugins[0].config.burst",
+            "token-bucket",
+        ),
+        (
+            "      second: 1\n      minute: 10\n      algorithm: token-bucket\n",
+            "plugins[0].config",
+            "exactly one period",
+        ),
+    ];
+    for (config, path, message) in cases {
+        let err = error(&plugin(config));
+        assert_eq!(err.path(), Some(path), "{err}");
+        assert!(err.to_string().contains(message), "{err}");
+    }
+    let err = error(&plugin("      minute: 10\n      algorithm: fastest\n"));
+    assert!(err.to_string().contains("fastest"), "{err}");
+    assert_eq!(err.line(), Some(6));
+}
+
+#[test]
+fn the_seed_s_openresty_and_go_limits_are_expressible() {
+    use tower_gateway::config::PluginConfig;
+    use tower_gateway::ratelimit::{LeakyBucket, Limit, Rate, TokenBucket};
+    // OpenResty: limit_req rate=100r/s burst=200 (delayed, not nodelay).
+    let openresty = Config::from_yaml(&format!(
+        "{HEAD}plugins:\n  - name: rate-limiting\n    config:\n      second: 100\n      algorithm: leaky-bucket\n      burst: 200\n      limit_by: ip\n"
+    ))
+    .unwrap();
+    // Go: a token bucket per user, 100 QPS, burst 200.
+    let go = Config::from_yaml(&format!(
+        "{HEAD}plugins:\n  - name: rate-limiting\n    config:\n      second: 100\n      algorithm: token-bucket\n      burst: 200\n      limit_by: consumer\n"
+    ))
+    .unwrap();
+    let limits = |config: &Config| match &config.plugins[0].config {
+        PluginConfig::RateLimiting(c) => c.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(limits(&openresty).burst, Some(200));
+    assert_eq!(limits(&go).burst, Some(200));
+    // The same limits built by hand, for comparison with the library's own API.
+    let _ = (
+        Limit::LeakyBucket(LeakyBucket::new(Rate::per_second(100), 200)),
+        Limit::TokenBucket(TokenBucket::new(Rate::per_second(100), 200)),
+    );
+}
+
+#[tokio::test]
+async fn a_token_bucket_per_header_limits_each_client_alone() {
+    let (up, _seen) = ok_upstream().await;
+    let yaml = format!(
+        "{HEAD}services:\n  - name: s\n    url: http://{up}\n    routes:\n      - paths: [/]\n        plugins:\n          - name: rate-limiting\n            config:\n              second: 1\n              algorithm: token-bucket\n              burst: 3\n              limit_by: header\n              header_name: x-user\n              error_code: 503\n              error_message: slow down\n"
+    );
+    let gateway =
+        Gateway::from_config(&Config::from_yaml(&yaml).unwrap(), &Settings::default()).unwrap();
+    let (gw, _stop) = serve(gateway.router()).await;
+    let as_user = |user: &str| {
+        http::Request::get("/")
+            .header("host", "gateway.test")
+            .header("x-user", user)
+            .body(Default::default())
+            .unwrap()
+    };
+    for _ in 0..3 {
+        assert_eq!(send(gw, as_user("ann")).await.status(), 200);
+    }
+    let res = send(gw, as_user("ann")).await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(text(res).await, r#"{"message":"slow down"}"#);
+    assert_eq!(send(gw, as_user("bob")).await.status(), 200);
 }

@@ -585,3 +585,69 @@ async fn the_seed_s_consumers_authenticate_through_the_gateway() {
     assert!(terminate(&mut child).success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kong_rate_limit_of_100_a_minute_admits_exactly_100_of_110() {
+    let (up, mut seen) = ok_upstream().await;
+    let yaml = format!(
+        "_format_version: \"3.0\"
+services:
+  - name: users
+    url: http://{up}
+    routes:
+      - name: users
+        paths: [/api/users]
+    plugins:
+      - name: rate-limiting
+        config:
+          minute: 100
+          policy: local
+"
+    );
+    let (mut child, proxy, _admin, dir, _logs) = start_config("ratelimit", &yaml);
+    // The window is the calendar minute: start well inside one, so all 110 fall in it.
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if second > 45 {
+        tokio::time::sleep(Duration::from_secs(61 - second)).await;
+    }
+    let mut ok = 0;
+    let mut limited = Vec::new();
+    for i in 0..110 {
+        let res = send(proxy, get("/api/users")).await;
+        match res.status().as_u16() {
+            200 => {
+                ok += 1;
+                assert_eq!(res.headers()["x-ratelimit-limit-minute"], "100");
+                assert_eq!(
+                    res.headers()["x-ratelimit-remaining-minute"],
+                    (99 - i).to_string().as_str()
+                );
+            }
+            429 => limited.push(res),
+            other => panic!("status {other}"),
+        }
+    }
+    assert_eq!(ok, 100);
+    assert_eq!(limited.len(), 10);
+    for res in limited {
+        let retry_after: u64 = res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry_after), "{retry_after}");
+        assert_eq!(res.headers()["x-ratelimit-remaining-minute"], "0");
+        assert_eq!(text(res).await, r#"{"message":"API rate limit exceeded"}"#);
+    }
+    let mut reached = 0;
+    while seen.try_recv().is_ok() {
+        reached += 1;
+    }
+    assert_eq!(reached, 100, "a rejected request reached the upstream");
+    assert!(terminate(&mut child).success());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -113,6 +113,11 @@ impl Config {
                 ));
             }
             let (anonymous, max_exp) = match &plugin.config {
+                PluginConfig::RateLimiting(c) => {
+                    c.limits()
+                        .map_err(|(field, message)| (format!("{at}.config{field}"), message))?;
+                    (&None, 0)
+                }
                 PluginConfig::KeyAuth(c) => {
                     if c.key_in_body {
                         return Err((
@@ -172,14 +177,14 @@ impl Config {
             .chain(&self.routes)
     }
 
-    /// The authentication of a route of `service`: for each plugin, the most specific enabled
+    /// The plugin `name` that applies to a route of `service`: the most specific enabled
     /// instance (route, then service, then global), as Kong picks it.
-    pub(crate) fn auth_layer(
-        &self,
-        service: &Service,
-        route: &Route,
-        consumers: &Consumers,
-    ) -> AuthLayer {
+    pub(crate) fn plugin_for<'a>(
+        &'a self,
+        service: &'a Service,
+        route: &'a Route,
+        name: &str,
+    ) -> Option<&'a Plugin> {
         let of_route = |p: &&Plugin| {
             p.route
                 .as_ref()
@@ -192,25 +197,31 @@ impl Config {
                     .is_some_and(|s| names(service.name.as_deref(), service.id.as_deref(), &s.0))
         };
         let global = |p: &&Plugin| p.route.is_none() && p.service.is_none();
-        let scopes: [Vec<&Plugin>; 3] = [
-            route
-                .plugins
-                .iter()
-                .chain(self.plugins.iter().filter(of_route))
-                .collect(),
-            service
-                .plugins
-                .iter()
-                .chain(self.plugins.iter().filter(of_service))
-                .collect(),
-            self.plugins.iter().filter(global).collect(),
-        ];
-        let pick = |name: &str| {
-            scopes
-                .iter()
-                .find_map(|scope| scope.iter().find(|p| p.enabled && p.config.name() == name))
-                .copied()
-        };
+        let enabled = |p: &&Plugin| p.enabled && p.config.name() == name;
+        route
+            .plugins
+            .iter()
+            .chain(self.plugins.iter().filter(of_route))
+            .find(enabled)
+            .or_else(|| {
+                service
+                    .plugins
+                    .iter()
+                    .chain(self.plugins.iter().filter(of_service))
+                    .find(enabled)
+            })
+            .or_else(|| self.plugins.iter().filter(global).find(enabled))
+    }
+
+    /// The authentication of a route of `service`: for each plugin, the most specific enabled
+    /// instance (route, then service, then global), as Kong picks it.
+    pub(crate) fn auth_layer(
+        &self,
+        service: &Service,
+        route: &Route,
+        consumers: &Consumers,
+    ) -> AuthLayer {
+        let pick = |name: &str| self.plugin_for(service, route, name);
         // Kong's priorities: jwt (1450) runs before key-auth (1250).
         let chosen: Vec<&Plugin> = ["jwt", "key-auth"].into_iter().filter_map(pick).collect();
         if chosen.is_empty() {
@@ -240,6 +251,7 @@ impl Config {
                     anonymous.push(c.anonymous.clone());
                     preflight.push(c.run_on_preflight);
                 }
+                PluginConfig::RateLimiting(_) => {}
             }
         }
         // With `anonymous` on every plugin, Kong's plugins run as "either"; otherwise every

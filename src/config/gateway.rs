@@ -14,16 +14,18 @@ use crate::balance::{
     WeightedRoundRobin,
 };
 use crate::proxy::{Origin, PreserveHost, ProxyConfig, ReverseProxy, TrustedProxies};
+use crate::ratelimit::{KeyBy, RateLimit, RateLimitLayer};
 use crate::router::{Route, Router};
 
 /// A service's upstream: a [`Balancer`] over one [`ReverseProxy`] per target (one target for
 /// a service with a plain host), all sharing the service's connection pool.
 pub type ServiceBalancer = Balancer<ReverseProxy<BalancedBody<Incoming>>>;
 
-/// What a route runs: authentication (the route's `key-auth` / `jwt` plugins; identity headers
-/// are removed from every request), then its service's balancer, with the route's
+/// What a route runs, in Kong's plugin order: authentication (the route's `key-auth` / `jwt`
+/// plugins; identity headers are removed from every request), rate limiting (its
+/// `rate-limiting` plugin, per route), then its service's balancer with the route's
 /// `preserve_host` set on each request.
-pub type RouteService = Auth<HostRewrite>;
+pub type RouteService = Auth<RateLimit<HostRewrite>>;
 
 /// A service's balancer with a route's `preserve_host` set on each request.
 pub type HostRewrite = MapRequest<ServiceBalancer, fn(Request<Incoming>) -> Request<Incoming>>;
@@ -110,9 +112,8 @@ impl Gateway {
             for (at, route) in nested {
                 if let Some((balancer, target)) = &balancer {
                     routes.push(summary(&at, route, service, target));
-                    let auth = config.auth_layer(service, route, &consumers);
-                    builder =
-                        builder.route(router_route(route), auth.layer(for_route(balancer, route)));
+                    let stack = route_stack(config, settings, service, route, &consumers);
+                    builder = builder.route(router_route(route), stack(for_route(balancer, route)));
                 }
             }
             balancers.push(balancer);
@@ -128,9 +129,8 @@ impl Gateway {
             if let Some((balancer, target)) = &balancers[position] {
                 let service = &config.services[position];
                 routes.push(summary(&format!("routes[{j}]"), route, service, target));
-                let auth = config.auth_layer(service, route, &consumers);
-                builder =
-                    builder.route(router_route(route), auth.layer(for_route(balancer, route)));
+                let stack = route_stack(config, settings, service, route, &consumers);
+                builder = builder.route(router_route(route), stack(for_route(balancer, route)));
             }
         }
         let router = builder.build().map_err(|err| ConfigError::Invalid {
@@ -244,6 +244,26 @@ fn service_balancer(
         );
     }
     Ok((builder.build(), format!("upstream {}", upstream.label())))
+}
+
+/// The plugins of one route around its upstream: authentication, then rate limiting.
+fn route_stack(
+    config: &Config,
+    settings: &Settings,
+    service: &Service,
+    route: &RouteConfig,
+    consumers: &Consumers,
+) -> impl FnOnce(HostRewrite) -> RouteService {
+    let auth = config.auth_layer(service, route, consumers);
+    let limit = match config
+        .plugin_for(service, route, "rate-limiting")
+        .map(|p| &p.config)
+    {
+        Some(super::PluginConfig::RateLimiting(c)) => c.layer(&settings.trusted_proxies),
+        // No limit: the layer passes requests straight through.
+        _ => RateLimitLayer::builder(KeyBy::Global).max_keys(1).build(),
+    };
+    move |upstream| auth.layer(limit.layer(upstream))
 }
 
 fn strategy(upstream: &Upstream) -> Box<dyn Strategy> {

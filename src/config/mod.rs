@@ -46,6 +46,7 @@ mod error;
 mod gateway;
 mod model;
 mod plugins;
+mod ratelimit;
 mod upstream;
 
 use std::path::Path;

@@ -31,6 +31,8 @@ pub enum PluginConfig {
     KeyAuth(KeyAuthConfig),
     /// Kong's `jwt`.
     Jwt(JwtConfig),
+    /// Kong's `rate-limiting`, with this gateway's `algorithm` extension.
+    RateLimiting(RateLimitingConfig),
 }
 
 impl PluginConfig {
@@ -39,6 +41,7 @@ impl PluginConfig {
         match self {
             PluginConfig::KeyAuth(_) => "key-auth",
             PluginConfig::Jwt(_) => "jwt",
+            PluginConfig::RateLimiting(_) => "rate-limiting",
         }
     }
 
@@ -46,6 +49,7 @@ impl PluginConfig {
         match name {
             "key-auth" => KeyAuthConfig::deserialize(d).map(PluginConfig::KeyAuth),
             "jwt" => JwtConfig::deserialize(d).map(PluginConfig::Jwt),
+            "rate-limiting" => RateLimitingConfig::deserialize(d).map(PluginConfig::RateLimiting),
             other => Err(de::Error::custom(not_supported(other))),
         }
     }
@@ -61,6 +65,7 @@ impl PluginConfig {
         match name {
             "key-auth" => typed(value).map(PluginConfig::KeyAuth),
             "jwt" => typed(value).map(PluginConfig::Jwt),
+            "rate-limiting" => typed(value).map(PluginConfig::RateLimiting),
             other => Err(not_supported(other)),
         }
     }
@@ -68,7 +73,7 @@ impl PluginConfig {
 
 fn not_supported(name: &str) -> String {
     format!(
-        "plugin {name:?} is not supported yet (this release runs key-auth and jwt; the others come with later releases)"
+        "plugin {name:?} is not supported yet (this release runs key-auth, jwt and rate-limiting; the others come with later releases)"
     )
 }
 
@@ -154,6 +159,109 @@ fn default_header_names() -> Vec<String> {
 }
 fn default_key_claim() -> String {
     "iss".into()
+}
+
+/// Kong's `rate-limiting` configuration, plus `algorithm`, `burst` and `delay`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitingConfig {
+    /// Requests per second.
+    #[serde(default)]
+    pub second: Option<u64>,
+    /// Requests per minute.
+    #[serde(default)]
+    pub minute: Option<u64>,
+    /// Requests per hour.
+    #[serde(default)]
+    pub hour: Option<u64>,
+    /// Requests per day.
+    #[serde(default)]
+    pub day: Option<u64>,
+    /// Requests per calendar month.
+    #[serde(default)]
+    pub month: Option<u64>,
+    /// Requests per calendar year.
+    #[serde(default)]
+    pub year: Option<u64>,
+    /// What requests are counted by (default `consumer`); a missing key falls back to the
+    /// client IP, as in Kong.
+    #[serde(default)]
+    pub limit_by: Option<LimitBy>,
+    /// The header for `limit_by: header`.
+    #[serde(default)]
+    pub header_name: Option<String>,
+    /// The path for `limit_by: path`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `local` (default); `redis` and `cluster` are refused until the cluster release.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Accepted: the local store cannot fail.
+    #[serde(default = "yes")]
+    pub fault_tolerant: bool,
+    /// Omit the `X-RateLimit-*` and `RateLimit-*` headers.
+    #[serde(default)]
+    pub hide_client_headers: bool,
+    /// The rejection status (default 429).
+    #[serde(default)]
+    pub error_code: Option<u16>,
+    /// The rejection message (default "API rate limit exceeded").
+    #[serde(default)]
+    pub error_message: Option<String>,
+    /// Redis settings: refused until the cluster release.
+    #[serde(default)]
+    pub redis: Option<serde_norway::Value>,
+    /// Only `-1` (synchronous; Kong's default) until the cluster release.
+    #[serde(default)]
+    pub sync_rate: Option<f64>,
+    /// Extension: `fixed-window` (Kong's, the default), `sliding-window` (weighted two-window
+    /// counter per period), `token-bucket` or `leaky-bucket` (nginx `limit_req`; one period
+    /// gives the rate).
+    #[serde(default)]
+    pub algorithm: Option<RateAlgorithm>,
+    /// Extension: the bucket size of `token-bucket` (default: the limit) or the queue depth of
+    /// `leaky-bucket` (default 0).
+    #[serde(default)]
+    pub burst: Option<u64>,
+    /// Extension, `leaky-bucket`: `nodelay` (`true`: requests within the burst pass at once) …
+    #[serde(default)]
+    pub nodelay: bool,
+    /// … or `delay: N`: the first N excess requests pass at once, the rest of the burst waits
+    /// (nginx's two-stage mode). Without either, excess requests wait until they conform.
+    #[serde(default)]
+    pub delay: Option<u64>,
+}
+
+/// Kong's `limit_by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitBy {
+    /// The authenticated consumer (then its credential, then the client IP).
+    Consumer,
+    /// The credential (then the client IP).
+    Credential,
+    /// The client IP.
+    Ip,
+    /// The service (counters are per route, as Kong's keys include the route).
+    Service,
+    /// A header (`header_name`; then the client IP).
+    Header,
+    /// The exact `path` (then the client IP).
+    Path,
+}
+
+/// The `algorithm` extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RateAlgorithm {
+    /// Kong's calendar-aligned fixed windows.
+    FixedWindow,
+    /// The weighted two-window counter, per period.
+    SlidingWindow,
+    /// A token bucket.
+    TokenBucket,
+    /// nginx's leaky bucket.
+    LeakyBucket,
 }
 
 /// A claim `claims_to_verify` may name.

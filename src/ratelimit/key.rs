@@ -21,6 +21,18 @@ pub enum KeyBy {
     /// One counter for all requests (Kong's `service`/`route` when the layer is applied per
     /// service or route).
     Global,
+    /// The authenticated [`Consumer`](crate::auth::Consumer)'s id (Kong's `consumer`; the
+    /// anonymous consumer counts as one consumer).
+    Consumer,
+    /// The id of the credential that authenticated the request (Kong's `credential`).
+    Credential,
+    /// The request path, but only when it is exactly this one (Kong's `path`).
+    Path(String),
+    /// The matched route's name (one layer in front of a router, a counter per route).
+    Route,
+    /// The first rule that yields a key (Kong falls back to the client IP:
+    /// `KeyBy::Consumer.or(KeyBy::ClientIp(trusted))`).
+    Either(Box<KeyBy>, Box<KeyBy>),
     /// Any rule: a function of the request's headers and extensions.
     Custom(KeyRule),
 }
@@ -47,8 +59,33 @@ impl KeyBy {
                 .filter(|v| !v.is_empty())
                 .map(|v| Key::Text(v.into())),
             Self::Global => Some(Key::Global),
+            Self::Consumer => req
+                .extensions()
+                .get::<crate::auth::Consumer>()
+                .map(|c| Key::Text(format!("consumer:{}", c.id).into())),
+            Self::Credential => req
+                .extensions()
+                .get::<crate::auth::Consumer>()
+                .and_then(|c| c.credential.as_ref())
+                .map(|id| Key::Text(format!("credential:{id}").into())),
+            Self::Path(path) => {
+                (req.uri().path() == path).then(|| Key::Text(format!("path:{path}").into()))
+            }
+            Self::Route => req
+                .extensions()
+                .get::<crate::router::RouteMatch>()
+                .and_then(|m| m.name())
+                .map(|name| Key::Text(format!("route:{name}").into())),
+            Self::Either(first, second) => first.key(req).or_else(|| second.key(req)),
             Self::Custom(rule) => rule(req.headers(), req.extensions()),
         }
+    }
+}
+
+impl KeyBy {
+    /// This rule, or `other` when this one yields no key.
+    pub fn or(self, other: KeyBy) -> KeyBy {
+        KeyBy::Either(Box::new(self), Box::new(other))
     }
 }
 
@@ -58,7 +95,60 @@ impl fmt::Debug for KeyBy {
             Self::ClientIp(t) => f.debug_tuple("ClientIp").field(t).finish(),
             Self::Header(h) => f.debug_tuple("Header").field(h).finish(),
             Self::Global => f.write_str("Global"),
+            Self::Consumer => f.write_str("Consumer"),
+            Self::Credential => f.write_str("Credential"),
+            Self::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            Self::Route => f.write_str("Route"),
+            Self::Either(a, b) => f.debug_tuple("Either").field(a).field(b).finish(),
             Self::Custom(_) => f.write_str("Custom(..)"),
         }
+    }
+}
+
+#[cfg(test)]
+mod keys {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn request(path: &str) -> Request<()> {
+        let mut req = Request::get(path).body(()).unwrap();
+        let peer: SocketAddr = "10.0.0.9:5000".parse().unwrap();
+        req.extensions_mut()
+            .insert(ConnectionInfo::new(peer, "127.0.0.1:8000".parse().unwrap()));
+        req
+    }
+
+    #[test]
+    fn kong_s_keys_fall_back_to_the_client_ip() {
+        let kong_consumer = KeyBy::Consumer
+            .or(KeyBy::Credential)
+            .or(KeyBy::ClientIp(TrustedProxies::none()));
+        let mut req = request("/a");
+        assert_eq!(
+            kong_consumer.key(&req),
+            Some(Key::Ip("10.0.0.9".parse().unwrap()))
+        );
+        let mut consumer = crate::auth::Consumer::new("c-1");
+        consumer.credential = Some("k-1".into());
+        req.extensions_mut().insert(consumer);
+        assert_eq!(
+            kong_consumer.key(&req),
+            Some(Key::Text("consumer:c-1".into()))
+        );
+        assert_eq!(
+            KeyBy::Credential.key(&req),
+            Some(Key::Text("credential:k-1".into()))
+        );
+    }
+
+    #[test]
+    fn a_path_key_is_the_exact_path_only() {
+        let by_path = KeyBy::Path("/login".into());
+        assert_eq!(
+            by_path.key(&request("/login")),
+            Some(Key::Text("path:/login".into()))
+        );
+        assert_eq!(by_path.key(&request("/login/x")), None);
+        assert_eq!(KeyBy::Route.key(&request("/x")), None);
     }
 }

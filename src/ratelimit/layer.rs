@@ -30,7 +30,7 @@ pub(crate) struct Shared {
     pub(crate) store: MemoryStore,
     pub(crate) clock: Clock,
     pub(crate) status: StatusCode,
-    pub(crate) message: &'static str,
+    pub(crate) message: std::sync::Arc<str>,
     pub(crate) hide_client_headers: bool,
     pub(crate) ietf_headers: bool,
 }
@@ -43,7 +43,7 @@ pub struct RateLimitBuilder {
     max_keys: usize,
     clock: Option<Clock>,
     status: StatusCode,
-    message: &'static str,
+    message: std::sync::Arc<str>,
     hide_client_headers: bool,
     ietf_headers: bool,
 }
@@ -57,7 +57,7 @@ impl RateLimitLayer {
             max_keys: 1_000_000,
             clock: None,
             status: StatusCode::TOO_MANY_REQUESTS,
-            message: RATE_LIMIT_EXCEEDED,
+            message: RATE_LIMIT_EXCEEDED.into(),
             hide_client_headers: false,
             ietf_headers: false,
         }
@@ -90,8 +90,8 @@ impl RateLimitBuilder {
     }
 
     /// The message of a rejection (default "API rate limit exceeded"; Kong's `error_message`).
-    pub fn message(mut self, message: &'static str) -> Self {
-        self.message = message;
+    pub fn message(mut self, message: impl Into<std::sync::Arc<str>>) -> Self {
+        self.message = message.into();
         self
     }
 

@@ -49,7 +49,7 @@ pin_project! {
         Called { #[pin] future: S::Future },
         Delayed { #[pin] sleep: Sleep, waiting: Option<(S, Request<B>)> },
         Released { #[pin] call: Oneshot<S, Request<B>> },
-        Rejected { retry_after: Duration, status: http::StatusCode, message: &'static str },
+        Rejected { retry_after: Duration, status: http::StatusCode, message: std::sync::Arc<str> },
     }
 }
 
@@ -77,7 +77,12 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let shared = &*self.shared;
-        let Some(key) = shared.key.key(&req) else {
+        let key = if shared.limits.is_empty() {
+            None
+        } else {
+            shared.key.key(&req)
+        };
+        let Some(key) = key else {
             return ResponseFuture {
                 kind: Kind::Called {
                     future: self.inner.call(req),
@@ -104,7 +109,7 @@ where
             Kind::Rejected {
                 retry_after,
                 status: shared.status,
-                message: shared.message,
+                message: shared.message.clone(),
             }
         } else {
             let delay = outcome

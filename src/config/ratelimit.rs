@@ -1,0 +1,243 @@
+//! Kong's `rate-limiting` plugin turned into a [`RateLimitLayer`].
+
+use std::time::Duration;
+
+use http::{HeaderName, StatusCode};
+
+use super::{LimitBy, RateAlgorithm, RateLimitingConfig};
+use crate::proxy::TrustedProxies;
+use crate::ratelimit::{
+    FixedWindow, KeyBy, LeakyBucket, Limit, Period, Rate, RateLimitLayer, SlidingWindow,
+    TokenBucket,
+};
+
+/// A field below `config` (as `.minute`) and what is wrong there.
+type Invalid = (String, String);
+
+/// How many keys one route's limiter tracks at most.
+pub(crate) const MAX_KEYS: usize = 100_000;
+
+impl RateLimitingConfig {
+    fn periods(&self) -> Vec<(Period, u64)> {
+        [
+            (Period::Second, self.second),
+            (Period::Minute, self.minute),
+            (Period::Hour, self.hour),
+            (Period::Day, self.day),
+            (Period::Month, self.month),
+            (Period::Year, self.year),
+        ]
+        .into_iter()
+        .filter_map(|(p, n)| n.map(|n| (p, n)))
+        .collect()
+    }
+
+    /// The limits, checked by Kong's rules and this gateway's extension.
+    pub(crate) fn limits(&self) -> Result<Vec<Limit>, Invalid> {
+        let periods = self.periods();
+        if periods.is_empty() {
+            return Err((
+                String::new(),
+                "at least one of second, minute, hour, day, month, year is required".into(),
+            ));
+        }
+        for (period, n) in &periods {
+            if *n == 0 {
+                return Err((
+                    format!(".{}", field(*period)),
+                    "must be greater than 0".into(),
+                ));
+            }
+        }
+        // Kong: a longer period may not allow fewer requests than a shorter one.
+        for pair in periods.windows(2) {
+            let ((short, a), (long, b)) = (pair[0], pair[1]);
+            if b < a {
+                return Err((
+                    format!(".{}", field(long)),
+                    format!(
+                        "the limit for {} ({b}) cannot be lower than the limit for {} ({a})",
+                        field(long),
+                        field(short)
+                    ),
+                ));
+            }
+        }
+        match self.policy.as_deref().unwrap_or("local") {
+            "local" => {}
+            "redis" | "cluster" => {
+                return Err((
+                    ".policy".into(),
+                    "only policy local is supported yet: redis comes with the cluster release"
+                        .into(),
+                ));
+            }
+            other => return Err((".policy".into(), format!("unknown policy {other:?}"))),
+        }
+        if self.redis.is_some() {
+            return Err((
+                ".redis".into(),
+                "redis settings come with the cluster release".into(),
+            ));
+        }
+        if self.sync_rate.is_some_and(|r| r != -1.0) {
+            return Err((".sync_rate".into(), "sync_rate needs policy redis".into()));
+        }
+        if let Some(code) = self.error_code
+            && StatusCode::from_u16(code).is_err()
+        {
+            return Err((
+                ".error_code".into(),
+                format!("{code} is not an HTTP status"),
+            ));
+        }
+        match self.limit_by {
+            Some(LimitBy::Header) if self.header_name.as_deref().is_none_or(str::is_empty) => {
+                return Err((
+                    ".header_name".into(),
+                    "limit_by header needs header_name".into(),
+                ));
+            }
+            Some(LimitBy::Path) if self.path.as_deref().is_none_or(|p| !p.starts_with('/')) => {
+                return Err((
+                    ".path".into(),
+                    "limit_by path needs a path starting with `/`".into(),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(name) = &self.header_name
+            && HeaderName::try_from(name.as_str()).is_err()
+        {
+            return Err((
+                ".header_name".into(),
+                format!("invalid header name {name:?}"),
+            ));
+        }
+        let algorithm = self.algorithm.unwrap_or(RateAlgorithm::FixedWindow);
+        let bucket_only = |field: &str| {
+            (
+                format!(".{field}"),
+                format!("{field} is for the token-bucket and leaky-bucket algorithms"),
+            )
+        };
+        if !matches!(
+            algorithm,
+            RateAlgorithm::TokenBucket | RateAlgorithm::LeakyBucket
+        ) && self.burst.is_some()
+        {
+            return Err(bucket_only("burst"));
+        }
+        if algorithm != RateAlgorithm::LeakyBucket && (self.nodelay || self.delay.is_some()) {
+            return Err(bucket_only(if self.nodelay { "nodelay" } else { "delay" }));
+        }
+        Ok(match algorithm {
+            RateAlgorithm::FixedWindow => vec![Limit::FixedWindow(FixedWindow::new(periods))],
+            RateAlgorithm::SlidingWindow => {
+                let mut limits = Vec::new();
+                for (period, n) in periods {
+                    let window = match period {
+                        Period::Second => 1,
+                        Period::Minute => 60,
+                        Period::Hour => 3_600,
+                        Period::Day => 86_400,
+                        Period::Month | Period::Year => {
+                            return Err((
+                                format!(".{}", field(period)),
+                                "sliding windows go up to a day".into(),
+                            ));
+                        }
+                    };
+                    limits.push(Limit::SlidingWindow(SlidingWindow::new(
+                        n,
+                        Duration::from_secs(window),
+                    )));
+                }
+                limits
+            }
+            RateAlgorithm::TokenBucket | RateAlgorithm::LeakyBucket => {
+                let [(period, n)] = periods[..] else {
+                    return Err((
+                        String::new(),
+                        "token-bucket and leaky-bucket take exactly one period (the rate)".into(),
+                    ));
+                };
+                let per = match period {
+                    Period::Second => 1,
+                    Period::Minute => 60,
+                    Period::Hour => 3_600,
+                    Period::Day => 86_400,
+                    _ => {
+                        return Err((
+                            format!(".{}", field(period)),
+                            "bucket rates go up to a day".into(),
+                        ));
+                    }
+                };
+                let rate = Rate::new(n, Duration::from_secs(per));
+                if algorithm == RateAlgorithm::TokenBucket {
+                    vec![Limit::TokenBucket(TokenBucket::new(
+                        rate,
+                        self.burst.unwrap_or(n),
+                    ))]
+                } else {
+                    let mut bucket = LeakyBucket::new(rate, self.burst.unwrap_or(0));
+                    if self.nodelay {
+                        bucket = bucket.nodelay();
+                    } else if let Some(delay) = self.delay {
+                        bucket = bucket.delay(delay);
+                    }
+                    vec![Limit::LeakyBucket(bucket)]
+                }
+            }
+        })
+    }
+
+    /// The key rule, with Kong's fallback to the client IP.
+    fn key(&self, trusted: &TrustedProxies) -> KeyBy {
+        let ip = || KeyBy::ClientIp(trusted.clone());
+        match self.limit_by.unwrap_or(LimitBy::Consumer) {
+            LimitBy::Consumer => KeyBy::Consumer.or(KeyBy::Credential).or(ip()),
+            LimitBy::Credential => KeyBy::Credential.or(ip()),
+            LimitBy::Ip => ip(),
+            LimitBy::Service => KeyBy::Global,
+            LimitBy::Header => match self
+                .header_name
+                .as_deref()
+                .and_then(|h| HeaderName::try_from(h).ok())
+            {
+                Some(name) => KeyBy::Header(name).or(ip()),
+                None => ip(),
+            },
+            LimitBy::Path => KeyBy::Path(self.path.clone().unwrap_or_default()).or(ip()),
+        }
+    }
+
+    /// The layer for one route (checked configurations only: `Config::check` ran `limits`).
+    pub(crate) fn layer(&self, trusted: &TrustedProxies) -> RateLimitLayer {
+        let mut builder = RateLimitLayer::builder(self.key(trusted))
+            .max_keys(MAX_KEYS)
+            .hide_client_headers(self.hide_client_headers);
+        for limit in self.limits().unwrap_or_default() {
+            builder = builder.limit(limit);
+        }
+        if let Some(status) = self.error_code.and_then(|c| StatusCode::from_u16(c).ok()) {
+            builder = builder.status(status);
+        }
+        if let Some(message) = &self.error_message {
+            builder = builder.message(message.as_str());
+        }
+        builder.build()
+    }
+}
+
+fn field(period: Period) -> &'static str {
+    match period {
+        Period::Second => "second",
+        Period::Minute => "minute",
+        Period::Hour => "hour",
+        Period::Day => "day",
+        Period::Month => "month",
+        Period::Year => "year",
+    }
+}
