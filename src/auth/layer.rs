@@ -38,8 +38,9 @@ pub(crate) enum Mode {
     Any,
 }
 
+#[derive(Clone)]
 pub(crate) struct Policy {
-    authenticators: Vec<Box<dyn Authenticator>>,
+    authenticators: Vec<Arc<dyn Authenticator>>,
     mode: Mode,
     anonymous: Option<Consumer>,
     skip_paths: Vec<String>,
@@ -87,7 +88,7 @@ impl AuthLayer {
     fn with(authenticators: Vec<Box<dyn Authenticator>>, mode: Mode) -> Self {
         Self {
             policy: Arc::new(Policy {
-                authenticators,
+                authenticators: authenticators.into_iter().map(Arc::from).collect(),
                 mode,
                 anonymous: None,
                 skip_paths: Vec::new(),
@@ -98,8 +99,8 @@ impl AuthLayer {
     }
 
     fn policy_mut(&mut self) -> &mut Policy {
-        // Built before use: the layer is not shared yet.
-        Arc::get_mut(&mut self.policy).expect("AuthLayer is configured before it is cloned")
+        // A clone configured further gets its own copy; services already built keep theirs.
+        Arc::make_mut(&mut self.policy)
     }
 
     /// When authentication fails, continue as this consumer (with `X-Anonymous-Consumer:
@@ -205,5 +206,33 @@ impl Policy {
             }
         }
         Err(first.unwrap_or_else(|| Rejection::unauthorized("Unauthorized")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(path: &str) -> Parts {
+        http::Request::get(path).body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn a_configured_clone_does_not_change_the_original() {
+        let refuse = |_: &mut Parts| Err(Rejection::unauthorized("no"));
+        let base = AuthLayer::new(refuse);
+        let open_health = base.clone().skip_path("/health");
+        assert!(open_health.policy.skips(&parts("/health")));
+        assert!(!base.policy.skips(&parts("/health")));
+    }
+
+    #[test]
+    fn any_of_answers_with_the_refusal_of_a_presented_credential() {
+        let missing = |_: &mut Parts| Err(Rejection::unauthorized("none").missing());
+        let wrong = |_: &mut Parts| Err(Rejection::unauthorized("wrong"));
+        let layer =
+            AuthLayer::any_of([Box::new(missing) as Box<dyn Authenticator>, Box::new(wrong)]);
+        let refused = layer.policy.evaluate(&mut parts("/")).unwrap_err();
+        assert_eq!(refused.body(), r#"{"message":"wrong"}"#);
     }
 }
