@@ -5,11 +5,14 @@ mod support;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use std::sync::Arc;
 use support::*;
 use tower::ServiceBuilder;
 use tower_gateway::proxy::{ProxyConfig, ReverseProxy, TrustedProxies};
+
 use tower_gateway::ratelimit::{
-    Clock, FixedWindow, KeyBy, LeakyBucket, Limit, ManualClock, Period, Rate, RateLimitLayer,
+    Clock, Decided, FixedWindow, Key, KeyBy, LeakyBucket, Limit, ManualClock, MemoryStore, Nanos,
+    Period, Rate, RateLimitLayer, Store, StoreError,
 };
 
 /// 2026-11-28T09:00:30Z, in the middle of a minute.
@@ -23,23 +26,73 @@ async fn gateway(layer: RateLimitLayer, up: std::net::SocketAddr) -> std::net::S
 }
 
 fn kong_minute(limit: u64, key: KeyBy) -> RateLimitLayer {
+    kong_minute_in(limit, key, MemoryStore::new(1_000_000))
+}
+
+fn kong_minute_in(limit: u64, key: KeyBy, store: impl Store) -> RateLimitLayer {
     RateLimitLayer::builder(key)
         .limit(Limit::FixedWindow(FixedWindow::new([(
             Period::Minute,
             limit,
         )])))
         .clock(Clock::Manual(ManualClock::at(MID_MINUTE)))
+        .store(store)
         .build()
+}
+
+/// A store that answers later, as one across the network does: the in-memory store behind
+/// a task switch.
+#[derive(Debug)]
+struct Deferred(Arc<MemoryStore>);
+
+impl Store for Deferred {
+    fn decide(&self, key: &Key, limits: &[Limit], now: Nanos) -> Decided {
+        let (store, key, limits) = (self.0.clone(), key.clone(), limits.to_vec());
+        Decided::Pending(Box::pin(async move {
+            tokio::task::yield_now().await;
+            Ok(store.decide(&key, &limits, now))
+        }))
+    }
+}
+
+/// A store whose server is down.
+#[derive(Debug)]
+struct Down;
+
+impl Store for Down {
+    fn decide(&self, _: &Key, _: &[Limit], _: Nanos) -> Decided {
+        Decided::Pending(Box::pin(async {
+            Err(StoreError::Unavailable("connection refused".into()))
+        }))
+    }
+}
+
+/// Builds a per-minute layer over one kind of store.
+type LayerIn = Box<dyn Fn(u64, KeyBy) -> RateLimitLayer>;
+
+/// Every store the layer tests run against (a shared store joins this list).
+fn stores() -> Vec<(&'static str, LayerIn)> {
+    vec![
+        ("memory", Box::new(kong_minute)),
+        (
+            "deferred",
+            Box::new(|limit, key| {
+                kong_minute_in(limit, key, Deferred(Arc::new(MemoryStore::new(1_000_000))))
+            }),
+        ),
+    ]
 }
 
 #[tokio::test]
 async fn kong_minute_100_admits_exactly_100_of_110_with_kong_headers() {
+    for (store, layer) in stores() {
+        admits_100_of_110(layer(100, KeyBy::ClientIp(TrustedProxies::none())), store).await;
+    }
+}
+
+async fn admits_100_of_110(layer: RateLimitLayer, store: &str) {
     let (up, _seen) = ok_upstream().await;
-    let gw = gateway(
-        kong_minute(100, KeyBy::ClientIp(TrustedProxies::none())),
-        up,
-    )
-    .await;
+    let gw = gateway(layer, up).await;
     let mut statuses = Vec::new();
     for i in 0..110u64 {
         let res = send(gw, get("/")).await;
@@ -63,15 +116,44 @@ async fn kong_minute_100_admits_exactly_100_of_110_with_kong_headers() {
     }
     assert_eq!(
         statuses.iter().filter(|s| **s == StatusCode::OK).count(),
-        100
+        100,
+        "{store}"
     );
     assert_eq!(
         statuses
             .iter()
             .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
             .count(),
-        10
+        10,
+        "{store}"
     );
+}
+
+#[tokio::test]
+async fn a_failed_store_lets_requests_through_when_fault_tolerant_and_refuses_otherwise() {
+    let (up, mut seen) = ok_upstream().await;
+    let tolerant = RateLimitLayer::builder(KeyBy::Global)
+        .limit(Limit::FixedWindow(FixedWindow::new([(Period::Minute, 1)])))
+        .store(Down)
+        .build();
+    let gw = gateway(tolerant, up).await;
+    for _ in 0..3 {
+        assert_eq!(send(gw, get("/")).await.status(), StatusCode::OK);
+        seen.recv().await.unwrap();
+    }
+    let strict = RateLimitLayer::builder(KeyBy::Global)
+        .limit(Limit::FixedWindow(FixedWindow::new([(Period::Minute, 1)])))
+        .store(Down)
+        .fault_tolerant(false)
+        .build();
+    let gw = gateway(strict, up).await;
+    let res = send(gw, get("/")).await;
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        text(res).await,
+        r#"{"message":"An unexpected error occurred"}"#
+    );
+    assert!(seen.try_recv().is_err());
 }
 
 #[tokio::test]
@@ -101,18 +183,20 @@ async fn the_ietf_draft_fields_are_sent_when_asked_for() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_never_overshoot_the_limit() {
-    let (up, _seen) = ok_upstream().await;
-    let gw = gateway(kong_minute(10, KeyBy::Global), up).await;
-    let tasks: Vec<_> = (0..100)
-        .map(|_| tokio::spawn(async move { send(gw, get("/")).await.status() }))
-        .collect();
-    let mut ok = 0;
-    for task in tasks {
-        if task.await.unwrap() == StatusCode::OK {
-            ok += 1;
+    for (store, layer) in stores() {
+        let (up, _seen) = ok_upstream().await;
+        let gw = gateway(layer(10, KeyBy::Global), up).await;
+        let tasks: Vec<_> = (0..100)
+            .map(|_| tokio::spawn(async move { send(gw, get("/")).await.status() }))
+            .collect();
+        let mut ok = 0;
+        for task in tasks {
+            if task.await.unwrap() == StatusCode::OK {
+                ok += 1;
+            }
         }
+        assert_eq!(ok, 10, "{store}");
     }
-    assert_eq!(ok, 10);
 }
 
 #[tokio::test]
@@ -157,12 +241,22 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_the_key() {
 
 #[tokio::test(start_paused = true)]
 async fn a_leaky_bucket_delays_requests_until_they_conform() {
+    leaky_delays(MemoryStore::new(1_000)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_answers_later_delays_leaky_bucket_requests_alike() {
+    leaky_delays(Deferred(Arc::new(MemoryStore::new(1_000)))).await;
+}
+
+async fn leaky_delays(store: impl Store) {
     let (up, mut seen) = ok_upstream().await;
     let layer = RateLimitLayer::builder(KeyBy::Global)
         .limit(Limit::LeakyBucket(LeakyBucket::new(
             Rate::per_second(10),
             5,
         )))
+        .store(store)
         .build();
     let gw = gateway(layer, up).await;
     let started = tokio::time::Instant::now();

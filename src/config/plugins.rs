@@ -196,7 +196,8 @@ pub struct RateLimitingConfig {
     /// `local` (default); `redis` and `cluster` are refused until the cluster release.
     #[serde(default)]
     pub policy: Option<String>,
-    /// Accepted: the local store cannot fail.
+    /// When the store fails, let requests through (default true) or answer 500. The local
+    /// store does not fail; this matters with shared stores.
     #[serde(default = "yes")]
     pub fault_tolerant: bool,
     /// Omit the `X-RateLimit-*` and `RateLimit-*` headers.

@@ -217,6 +217,7 @@ impl RateLimitingConfig {
     pub(crate) fn layer(&self, trusted: &TrustedProxies) -> RateLimitLayer {
         let mut builder = RateLimitLayer::builder(self.key(trusted))
             .max_keys(MAX_KEYS)
+            .fault_tolerant(self.fault_tolerant)
             .hide_client_headers(self.hide_client_headers);
         for limit in self.limits().unwrap_or_default() {
             builder = builder.limit(limit);

@@ -9,7 +9,7 @@ use super::clock::Clock;
 use super::key::KeyBy;
 use super::limit::Limit;
 use super::service::RateLimit;
-use super::store::MemoryStore;
+use super::store::{MemoryStore, Store};
 
 /// Kong's default message for a rejected request.
 pub const RATE_LIMIT_EXCEEDED: &str = "API rate limit exceeded";
@@ -27,7 +27,8 @@ pub struct RateLimitLayer {
 pub(crate) struct Shared {
     pub(crate) limits: Vec<Limit>,
     pub(crate) key: KeyBy,
-    pub(crate) store: MemoryStore,
+    pub(crate) store: std::sync::Arc<dyn Store>,
+    pub(crate) fault_tolerant: bool,
     pub(crate) clock: Clock,
     pub(crate) status: StatusCode,
     pub(crate) message: std::sync::Arc<str>,
@@ -46,6 +47,8 @@ pub struct RateLimitBuilder {
     message: std::sync::Arc<str>,
     hide_client_headers: bool,
     ietf_headers: bool,
+    store: Option<std::sync::Arc<dyn Store>>,
+    fault_tolerant: bool,
 }
 
 impl RateLimitLayer {
@@ -60,6 +63,8 @@ impl RateLimitLayer {
             message: RATE_LIMIT_EXCEEDED.into(),
             hide_client_headers: false,
             ietf_headers: false,
+            store: None,
+            fault_tolerant: true,
         }
     }
 }
@@ -68,6 +73,19 @@ impl RateLimitBuilder {
     /// Adds a limit; a request passes only if every limit admits it.
     pub fn limit(mut self, limit: Limit) -> Self {
         self.limits.push(limit);
+        self
+    }
+
+    /// Where the state lives (default: a [`MemoryStore`] of `max_keys` keys).
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(std::sync::Arc::new(store));
+        self
+    }
+
+    /// When the store fails: let requests through uncounted (`true`, the default, as Kong) or
+    /// answer 500 (`false`).
+    pub fn fault_tolerant(mut self, tolerant: bool) -> Self {
+        self.fault_tolerant = tolerant;
         self
     }
 
@@ -114,7 +132,10 @@ impl RateLimitBuilder {
             shared: Arc::new(Shared {
                 limits: self.limits,
                 key: self.key,
-                store: MemoryStore::new(self.max_keys),
+                store: self
+                    .store
+                    .unwrap_or_else(|| std::sync::Arc::new(MemoryStore::new(self.max_keys))),
+                fault_tolerant: self.fault_tolerant,
                 clock: self.clock.unwrap_or_else(Clock::runtime),
                 status: self.status,
                 message: self.message,

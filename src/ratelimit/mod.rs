@@ -48,8 +48,11 @@
 //! Opt in to the IETF draft's `RateLimit-Policy` and `RateLimit` fields with
 //! [`RateLimitBuilder::ietf_headers`].
 //!
-//! Not yet: a `Store` trait (Redis), key extractors by consumer, credential or path, the
-//! declarative `rate-limiting` plugin and the sliding log in the layer.
+//! State lives in a [`Store`]: the bounded [`MemoryStore`] by default; a store may answer
+//! later (a shared store over the network), and with `fault_tolerant` (the default, as Kong)
+//! a store that fails lets requests through uncounted.
+//!
+//! Not yet: the sliding log in the layer (its per-key state grows with the limit).
 
 mod clock;
 mod decision;
@@ -72,5 +75,5 @@ pub use leaky_bucket::{LeakyBucket, LeakyBucketState, LeakyState};
 pub use limit::{Limit, LimitState};
 pub use service::{RateLimit, ResponseFuture};
 pub use sliding_window::{SlidingLog, SlidingLogState, SlidingWindow, SlidingWindowState};
-pub use store::{Key, MemoryStore, Outcome};
+pub use store::{Decided, Key, MemoryStore, Outcome, Store, StoreError};
 pub use token_bucket::{TokenBucket, TokenBucketState};

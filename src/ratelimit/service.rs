@@ -17,7 +17,7 @@ use super::decision::{Decision, Nanos};
 use super::layer::Shared;
 use super::limit::Limit;
 use super::limit::longest_wait;
-use super::store::Outcome;
+use super::store::{Decided, Outcome, StoreError};
 use crate::body::ResponseBody;
 use crate::reject;
 
@@ -47,9 +47,10 @@ pin_project! {
         S: Service<Request<B>>,
     {
         Called { #[pin] future: S::Future },
+        Deciding { decided: PendingOutcome, waiting: Option<(S, Request<B>)>, shared: Arc<Shared>, now: Nanos },
         Delayed { #[pin] sleep: Sleep, waiting: Option<(S, Request<B>)> },
         Released { #[pin] call: Oneshot<S, Request<B>> },
-        Rejected { retry_after: Duration, status: http::StatusCode, message: std::sync::Arc<str> },
+        Rejected { retry_after: Option<Duration>, status: http::StatusCode, message: std::sync::Arc<str> },
     }
 }
 
@@ -91,51 +92,113 @@ where
             };
         };
         let now = shared.clock.now();
-        let outcome = shared.store.decide(&key, &shared.limits, now);
         let mut headers = HeaderMap::new();
-        if !shared.hide_client_headers {
-            client_headers(&outcome, &mut headers);
-            if shared.ietf_headers {
-                ietf_headers(&shared.limits, &outcome, now, &mut headers);
-            }
-        }
-        let admitted = !outcome.full && outcome.decisions.iter().all(Decision::admitted);
-        let kind = if !admitted {
-            let retry_after = if outcome.full {
-                Duration::from_secs(1)
-            } else {
-                longest_wait(&outcome.decisions)
-            };
-            Kind::Rejected {
-                retry_after,
-                status: shared.status,
-                message: shared.message.clone(),
-            }
-        } else {
-            let delay = outcome
-                .decisions
-                .iter()
-                .filter_map(|d| match d.verdict {
-                    Verdict::Delay(delay) => Some(delay),
-                    _ => None,
-                })
-                .max();
-            match delay {
-                None => Kind::Called {
+        let kind = match shared.store.decide(&key, &shared.limits, now) {
+            Decided::Ready(result) => match plan(shared, result, now, &mut headers) {
+                Plan::Call => Kind::Called {
                     future: self.inner.call(req),
                 },
-                Some(delay) => {
-                    // The ready handle answers this request later; a clone takes its place.
-                    let clone = self.inner.clone();
-                    let ready = std::mem::replace(&mut self.inner, clone);
-                    Kind::Delayed {
-                        sleep: tokio::time::sleep(delay),
-                        waiting: Some((ready, req)),
-                    }
-                }
-            }
+                Plan::Delay(delay) => Kind::Delayed {
+                    sleep: tokio::time::sleep(delay),
+                    waiting: Some((self.take_ready(), req)),
+                },
+                Plan::Answer {
+                    retry_after,
+                    status,
+                    message,
+                } => Kind::Rejected {
+                    retry_after,
+                    status,
+                    message,
+                },
+            },
+            // The ready handle answers this request once the store has; a clone takes its
+            // place.
+            Decided::Pending(decided) => Kind::Deciding {
+                decided,
+                waiting: Some((self.take_ready(), req)),
+                shared: self.shared.clone(),
+                now,
+            },
         };
         ResponseFuture { kind, headers }
+    }
+}
+
+impl<S: Clone> RateLimit<S> {
+    /// The ready inner service, for a call made later; a clone takes its place.
+    fn take_ready(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+}
+
+/// A store's answer still on its way.
+type PendingOutcome = Pin<Box<dyn Future<Output = Result<Outcome, StoreError>> + Send>>;
+
+/// What to do with a request once the store has decided.
+enum Plan {
+    Call,
+    Delay(Duration),
+    Answer {
+        retry_after: Option<Duration>,
+        status: http::StatusCode,
+        message: Arc<str>,
+    },
+}
+
+/// Turns the store's outcome into the response headers and what to do with the request.
+fn plan(
+    shared: &Shared,
+    result: Result<Outcome, StoreError>,
+    now: Nanos,
+    headers: &mut HeaderMap,
+) -> Plan {
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(err) if shared.fault_tolerant => {
+            tracing::warn!(%err, "rate limiting off for this request: the store failed");
+            return Plan::Call;
+        }
+        Err(err) => {
+            tracing::error!(%err, "request refused: the rate-limit store failed");
+            return Plan::Answer {
+                retry_after: None,
+                status: http::StatusCode::INTERNAL_SERVER_ERROR,
+                message: Arc::from(reject::INTERNAL_ERROR),
+            };
+        }
+    };
+    if !shared.hide_client_headers {
+        client_headers(&outcome, headers);
+        if shared.ietf_headers {
+            ietf_headers(&shared.limits, &outcome, now, headers);
+        }
+    }
+    let admitted = !outcome.full && outcome.decisions.iter().all(Decision::admitted);
+    if !admitted {
+        let retry_after = if outcome.full {
+            Duration::from_secs(1)
+        } else {
+            longest_wait(&outcome.decisions)
+        };
+        return Plan::Answer {
+            retry_after: Some(retry_after),
+            status: shared.status,
+            message: shared.message.clone(),
+        };
+    }
+    let delay = outcome
+        .decisions
+        .iter()
+        .filter_map(|d| match d.verdict {
+            Verdict::Delay(delay) => Some(delay),
+            _ => None,
+        })
+        .max();
+    match delay {
+        Some(delay) => Plan::Delay(delay),
+        None => Plan::Call,
     }
 }
 
@@ -251,11 +314,47 @@ where
                     message,
                 } => {
                     let mut res = reject::json(*status, message);
-                    res.headers_mut().insert(
-                        header::RETRY_AFTER,
-                        HeaderValue::from(whole_seconds(*retry_after).max(1)),
-                    );
+                    if let Some(retry_after) = retry_after {
+                        res.headers_mut().insert(
+                            header::RETRY_AFTER,
+                            HeaderValue::from(whole_seconds(*retry_after).max(1)),
+                        );
+                    }
                     return Poll::Ready(Ok(with_headers(res, this.headers)));
+                }
+                KindProj::Deciding {
+                    decided,
+                    waiting,
+                    shared,
+                    now,
+                } => {
+                    let result = std::task::ready!(decided.as_mut().poll(cx));
+                    let Some(waiting) = waiting.take() else {
+                        // Polled after completion.
+                        return Poll::Pending;
+                    };
+                    match plan(shared, result, *now, this.headers) {
+                        Plan::Call => waiting,
+                        Plan::Delay(delay) => {
+                            this.kind.set(Kind::Delayed {
+                                sleep: tokio::time::sleep(delay),
+                                waiting: Some(waiting),
+                            });
+                            continue;
+                        }
+                        Plan::Answer {
+                            retry_after,
+                            status,
+                            message,
+                        } => {
+                            this.kind.set(Kind::Rejected {
+                                retry_after,
+                                status,
+                                message,
+                            });
+                            continue;
+                        }
+                    }
                 }
                 KindProj::Delayed { sleep, waiting } => {
                     std::task::ready!(sleep.poll(cx));

@@ -236,3 +236,65 @@ mod tests {
         assert!(!store.decide(&key(20_000), &limits, t + 60 * SEC).full);
     }
 }
+
+/// Where per-key limit state lives: in this process ([`MemoryStore`]) or shared by several
+/// gateways (Redis, in the cluster release). A store decides a request against every limit
+/// atomically: it counts the request in all of them, or, when any refuses, in none.
+///
+/// A store answers at once ([`Decided::Ready`], no allocation: the in-memory store) or later
+/// ([`Decided::Pending`], a network round trip); the layer awaits it either way.
+///
+/// ```
+/// use tower_gateway::ratelimit::{Decided, Key, Limit, MemoryStore, Nanos, Store};
+///
+/// /// Every decision from the in-memory store, logged.
+/// #[derive(Debug)]
+/// struct Logged(MemoryStore);
+///
+/// impl Store for Logged {
+///     fn decide(&self, key: &Key, limits: &[Limit], now: Nanos) -> Decided {
+///         let outcome = self.0.decide(key, limits, now);
+///         println!("{key:?}: {:?}", outcome.decisions);
+///         Decided::Ready(Ok(outcome))
+///     }
+/// }
+/// ```
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Decides a request under `key` against `limits` at `now`.
+    fn decide(&self, key: &Key, limits: &[Limit], now: Nanos) -> Decided;
+}
+
+/// A store's answer: now, or once its round trip completes.
+pub enum Decided {
+    /// The outcome, known at once.
+    Ready(Result<Outcome, StoreError>),
+    /// The outcome, known later.
+    Pending(
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Outcome, StoreError>> + Send>>,
+    ),
+}
+
+impl std::fmt::Debug for Decided {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decided::Ready(result) => f.debug_tuple("Ready").field(result).finish(),
+            Decided::Pending(_) => f.write_str("Pending(..)"),
+        }
+    }
+}
+
+/// A store could not decide (its server is unreachable, say). With `fault_tolerant` (the
+/// default, as Kong) the request passes uncounted; otherwise it is answered 500.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store did not answer.
+    #[error("the rate-limit store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl Store for MemoryStore {
+    fn decide(&self, key: &Key, limits: &[Limit], now: Nanos) -> Decided {
+        Decided::Ready(Ok(MemoryStore::decide(self, key, limits, now)))
+    }
+}
