@@ -216,8 +216,8 @@ pub struct RateLimitingConfig {
     #[serde(default)]
     pub sync_rate: Option<f64>,
     /// Extension: `fixed-window` (Kong's, the default), `sliding-window` (weighted two-window
-    /// counter per period), `token-bucket` or `leaky-bucket` (nginx `limit_req`; one period
-    /// gives the rate).
+    /// counter per period), `sliding-log` (exact, per period), `token-bucket` or
+    /// `leaky-bucket` (nginx `limit_req`; one period gives the rate).
     #[serde(default)]
     pub algorithm: Option<RateAlgorithm>,
     /// Extension: the bucket size of `token-bucket` (default: the limit) or the queue depth of
@@ -259,6 +259,8 @@ pub enum RateAlgorithm {
     FixedWindow,
     /// The weighted two-window counter, per period.
     SlidingWindow,
+    /// The exact sliding log, per period (a key keeps up to `limit` timestamps).
+    SlidingLog,
     /// A token bucket.
     TokenBucket,
     /// nginx's leaky bucket.

@@ -7,8 +7,8 @@ use http::{HeaderName, StatusCode};
 use super::{LimitBy, RateAlgorithm, RateLimitingConfig};
 use crate::proxy::TrustedProxies;
 use crate::ratelimit::{
-    FixedWindow, KeyBy, LeakyBucket, Limit, Period, Rate, RateLimitLayer, SlidingWindow,
-    TokenBucket,
+    FixedWindow, KeyBy, LeakyBucket, Limit, Period, Rate, RateLimitLayer, SlidingLog,
+    SlidingWindow, TokenBucket,
 };
 
 /// A field below `config` (as `.minute`) and what is wrong there.
@@ -133,7 +133,7 @@ impl RateLimitingConfig {
         }
         Ok(match algorithm {
             RateAlgorithm::FixedWindow => vec![Limit::FixedWindow(FixedWindow::new(periods))],
-            RateAlgorithm::SlidingWindow => {
+            RateAlgorithm::SlidingWindow | RateAlgorithm::SlidingLog => {
                 let mut limits = Vec::new();
                 for (period, n) in periods {
                     let window = match period {
@@ -148,10 +148,12 @@ impl RateLimitingConfig {
                             ));
                         }
                     };
-                    limits.push(Limit::SlidingWindow(SlidingWindow::new(
-                        n,
-                        Duration::from_secs(window),
-                    )));
+                    let window = Duration::from_secs(window);
+                    limits.push(if algorithm == RateAlgorithm::SlidingLog {
+                        Limit::SlidingLog(SlidingLog::new(n, window))
+                    } else {
+                        Limit::SlidingWindow(SlidingWindow::new(n, window))
+                    });
                 }
                 limits
             }

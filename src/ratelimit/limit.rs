@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use super::decision::{Decision, Nanos};
 use super::{
-    FixedWindow, FixedWindowState, LeakyBucket, LeakyBucketState, Period, SlidingWindow,
-    SlidingWindowState, TokenBucket, TokenBucketState,
+    FixedWindow, FixedWindowState, LeakyBucket, LeakyBucketState, Period, SlidingLog,
+    SlidingLogState, SlidingWindow, SlidingWindowState, TokenBucket, TokenBucketState,
 };
 
 /// A limit the [`RateLimitLayer`](super::RateLimitLayer) enforces.
@@ -19,10 +19,12 @@ pub enum Limit {
     FixedWindow(FixedWindow),
     /// A weighted [`SlidingWindow`] counter.
     SlidingWindow(SlidingWindow),
+    /// The exact [`SlidingLog`]: a key keeps up to `limit` timestamps.
+    SlidingLog(SlidingLog),
 }
 
 /// The per-key state of one [`Limit`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LimitState {
     /// State of a [`TokenBucket`].
     TokenBucket(TokenBucketState),
@@ -32,6 +34,8 @@ pub enum LimitState {
     FixedWindow(FixedWindowState),
     /// State of a [`SlidingWindow`].
     SlidingWindow(SlidingWindowState),
+    /// State of a [`SlidingLog`].
+    SlidingLog(SlidingLogState),
 }
 
 impl Limit {
@@ -42,6 +46,30 @@ impl Limit {
             Self::LeakyBucket(_) => LimitState::LeakyBucket(None),
             Self::FixedWindow(_) => LimitState::FixedWindow(Default::default()),
             Self::SlidingWindow(_) => LimitState::SlidingWindow(Default::default()),
+            Self::SlidingLog(_) => LimitState::SlidingLog(Default::default()),
+        }
+    }
+
+    /// What admitting a request at `now` would give, without changing `state`.
+    pub fn check(&self, state: &LimitState, now: Nanos) -> Decision {
+        match (self, state) {
+            (Self::SlidingLog(a), LimitState::SlidingLog(log)) => a.check(log, now),
+            (Self::SlidingLog(a), _) => a.check(&SlidingLogState::new(), now),
+            _ => self.decide(state, now).0,
+        }
+    }
+
+    /// Records a request admitted at `now` (after every limit's [`check`](Self::check)
+    /// admitted it).
+    pub fn commit(&self, state: &mut LimitState, now: Nanos) {
+        match (self, &mut *state) {
+            (Self::SlidingLog(a), LimitState::SlidingLog(log)) => a.commit(log, now),
+            (Self::SlidingLog(a), other) => {
+                let mut log = SlidingLogState::new();
+                a.commit(&mut log, now);
+                *other = LimitState::SlidingLog(log);
+            }
+            _ => *state = self.decide(state, now).1,
         }
     }
 
@@ -81,6 +109,15 @@ impl Limit {
                 let (d, next) = a.decide(&s, now);
                 (d, LimitState::SlidingWindow(next))
             }
+            // Copies the log: stores use `check` and `commit` instead.
+            Self::SlidingLog(a) => {
+                let mut log = match state {
+                    LimitState::SlidingLog(log) => log.clone(),
+                    _ => SlidingLogState::new(),
+                };
+                let d = a.decide(&mut log, now);
+                (d, LimitState::SlidingLog(log))
+            }
         }
     }
 
@@ -102,6 +139,10 @@ impl Limit {
                 Self::SlidingWindow(a) => a.expired(s, now),
                 _ => true,
             },
+            LimitState::SlidingLog(log) => match self {
+                Self::SlidingLog(a) => a.expired(log, now),
+                _ => true,
+            },
         }
     }
 
@@ -121,6 +162,10 @@ impl Limit {
             Self::SlidingWindow(a) => {
                 let (q, w) = a.quota_window();
                 vec![("sliding-window".into(), q, w)]
+            }
+            Self::SlidingLog(a) => {
+                let (q, w) = a.quota_window();
+                vec![("sliding-log".into(), q, w)]
             }
             Self::FixedWindow(a) => a
                 .limits()

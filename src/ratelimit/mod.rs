@@ -51,8 +51,6 @@
 //! State lives in a [`Store`]: the bounded [`MemoryStore`] by default; a store may answer
 //! later (a shared store over the network), and with `fault_tolerant` (the default, as Kong)
 //! a store that fails lets requests through uncounted.
-//!
-//! Not yet: the sliding log in the layer (its per-key state grows with the limit).
 
 mod clock;
 mod decision;

@@ -125,6 +125,17 @@ impl SlidingLog {
         log.push_back(now);
     }
 
+    /// Whether every logged request has left the window (the log decides as an empty one).
+    pub(crate) fn expired(&self, log: &SlidingLogState, now: Nanos) -> bool {
+        log.back()
+            .is_none_or(|t| u128::from(*t) + self.window.as_nanos() <= u128::from(now))
+    }
+
+    /// `(quota, window in whole seconds)` for the IETF policy field.
+    pub(crate) fn quota_window(&self) -> (u64, u64) {
+        (self.limit, self.window.as_secs().max(1))
+    }
+
     /// [`check`](Self::check), then [`commit`](Self::commit) if admitted.
     pub fn decide(&self, log: &mut SlidingLogState, now: Nanos) -> Decision {
         let decision = self.check(log, now);

@@ -88,27 +88,27 @@ impl MemoryStore {
         let shard = &self.shards[hasher.finish() as usize % SHARDS];
         let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
 
-        // Decide every limit first; the states change only if all of them admit. The
-        // algorithms are pure, so deciding again to obtain the next states is exact and saves
-        // holding them aside.
+        // Check every limit first; the states change only if all of them admit.
         let known = shard.keys.get(key);
-        let state_of = |i: usize, limit: &Limit| {
-            known
-                .and_then(|states| states.get(i).copied())
-                .unwrap_or_else(|| limit.fresh())
-        };
         let decisions: Vec<Decision> = limits
             .iter()
             .enumerate()
-            .map(|(i, limit)| limit.decide(&state_of(i, limit), now).0)
+            .map(|(i, limit)| match known.and_then(|states| states.get(i)) {
+                Some(state) => limit.check(state, now),
+                None => limit.check(&limit.fresh(), now),
+            })
             .collect();
         if !decisions.iter().all(Decision::admitted) {
-            let current: Vec<LimitState> = match known {
-                Some(states) => states.clone(),
-                None => limits.iter().map(Limit::fresh).collect(),
+            let periods = match known {
+                Some(states) => periods(limits, states, now),
+                None => periods(
+                    limits,
+                    &limits.iter().map(Limit::fresh).collect::<Vec<_>>(),
+                    now,
+                ),
             };
             return Outcome {
-                periods: periods(limits, &current, now),
+                periods,
                 decisions,
                 full: false,
             };
@@ -138,7 +138,7 @@ impl MemoryStore {
         };
         states.resize_with(limits.len(), || LimitState::TokenBucket(Default::default()));
         for (limit, state) in limits.iter().zip(states.iter_mut()) {
-            *state = limit.decide(state, now).1;
+            limit.commit(state, now);
         }
         Outcome {
             periods: periods(limits, states, now),
@@ -190,6 +190,38 @@ mod tests {
 
     fn key(i: u32) -> Key {
         Key::Text(i.to_string().into())
+    }
+
+    #[test]
+    fn a_sliding_log_admits_exactly_its_limit_in_any_window_and_is_forgotten_when_idle() {
+        use std::time::Duration;
+        let limits = [Limit::SlidingLog(crate::ratelimit::SlidingLog::new(
+            3,
+            Duration::from_secs(10),
+        ))];
+        let store = MemoryStore::new(16);
+        let s = 1_000_000_000u64;
+        let admitted = |t: u64| store.decide(&Key::Global, &limits, t).decisions[0].admitted();
+        assert!(admitted(0));
+        assert!(admitted(4 * s));
+        assert!(admitted(8 * s));
+        // A refusal is not logged, so the window moves on from the first request.
+        assert!(!admitted(9 * s));
+        assert!(admitted(10 * s));
+        assert!(!admitted(13 * s));
+        assert!(admitted(14 * s));
+        // Idle for a whole window: forgotten to make room.
+        let limits_one = [Limit::SlidingLog(crate::ratelimit::SlidingLog::new(
+            1,
+            Duration::from_secs(1),
+        ))];
+        let small = MemoryStore::new(1);
+        for i in 0..64u32 {
+            let key = Key::Text(format!("k{i}").into());
+            let outcome = small.decide(&key, &limits_one, u64::from(i) * 2 * s);
+            assert!(outcome.decisions[0].admitted() && !outcome.full, "key {i}");
+        }
+        assert!(small.len() <= 16);
     }
 
     #[test]
