@@ -483,7 +483,8 @@ fn enabled_plugins(config: &Config) -> Vec<&'static str> {
                 .iter()
                 .chain(s.routes.iter().flat_map(|r| &r.plugins))
         })
-        .chain(config.routes.iter().flat_map(|r| &r.plugins));
+        .chain(config.routes.iter().flat_map(|r| &r.plugins))
+        .chain(config.consumers.iter().flat_map(|c| &c.plugins));
     let mut names: Vec<&'static str> = config
         .plugins
         .iter()

@@ -633,3 +633,56 @@ async fn a_token_bucket_per_header_limits_each_client_alone() {
     assert_eq!(text(res).await, r#"{"message":"slow down"}"#);
     assert_eq!(send(gw, as_user("bob")).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_consumer_s_own_rate_limit_replaces_the_route_s_for_that_consumer() {
+    let (up, _seen) = ok_upstream().await;
+    let yaml = format!(
+        "{HEAD}plugins:\n  - name: key-auth\n  - name: rate-limiting\n    config:\n      minute: 5\n  - name: rate-limiting\n    consumer: bob\n    config:\n      minute: 1\n\
+         services:\n  - name: s\n    url: http://{up}\n    routes:\n      - paths: [/]\n\
+         consumers:\n  - username: ann\n    keyauth_credentials:\n      - key: k-ann\n    plugins:\n      - name: rate-limiting\n        config:\n          minute: 2\n  - username: bob\n    keyauth_credentials:\n      - key: k-bob\n  - username: cy\n    keyauth_credentials:\n      - key: k-cy\n"
+    );
+    let gateway =
+        Gateway::from_config(&Config::from_yaml(&yaml).unwrap(), &Settings::default()).unwrap();
+    let (gw, _stop) = serve(gateway.router()).await;
+    let statuses = |key: &'static str, n: usize| async move {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let req = http::Request::get("/")
+                .header("host", "gateway.test")
+                .header("apikey", key)
+                .body(Default::default())
+                .unwrap();
+            let res = send(gw, req).await;
+            out.push((
+                res.status().as_u16(),
+                res.headers()
+                    .get("x-ratelimit-limit-minute")
+                    .map(|v| v.to_str().unwrap().to_owned()),
+            ));
+        }
+        out
+    };
+    let ann = statuses("k-ann", 3).await;
+    assert_eq!(ann.iter().map(|s| s.0).collect::<Vec<_>>(), [200, 200, 429]);
+    assert_eq!(ann[0].1.as_deref(), Some("2"));
+    let bob = statuses("k-bob", 2).await;
+    assert_eq!(bob.iter().map(|s| s.0).collect::<Vec<_>>(), [200, 429]);
+    let cy = statuses("k-cy", 3).await;
+    assert!(
+        cy.iter().all(|s| s.0 == 200 && s.1.as_deref() == Some("5")),
+        "{cy:?}"
+    );
+}
+
+#[test]
+fn only_rate_limiting_can_be_scoped_to_a_consumer() {
+    let err = error(&format!(
+        "{HEAD}consumers:\n  - username: ann\n    plugins:\n      - name: key-auth\n"
+    ));
+    assert_eq!(err.path(), Some("consumers[0].plugins[0].name"), "{err}");
+    let err = error(&format!(
+        "{HEAD}plugins:\n  - name: rate-limiting\n    consumer: ghost\n    config:\n      minute: 1\n"
+    ));
+    assert_eq!(err.path(), Some("plugins[0].consumer"), "{err}");
+}

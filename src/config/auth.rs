@@ -90,7 +90,38 @@ impl Config {
                 all.push((format!("routes[{j}].plugins[{k}]"), p));
             }
         }
+        for (i, c) in self.consumers.iter().enumerate() {
+            for (k, p) in c.plugins.iter().enumerate() {
+                if !matches!(p.config, PluginConfig::RateLimiting(_)) {
+                    return Err((
+                        format!("consumers[{i}].plugins[{k}].name"),
+                        format!(
+                            "{} cannot be scoped to a consumer (only rate-limiting)",
+                            p.config.name()
+                        ),
+                    ));
+                }
+                all.push((format!("consumers[{i}].plugins[{k}]"), p));
+            }
+        }
         for (at, plugin) in all {
+            if let Some(consumer) = &plugin.consumer {
+                if consumers.get(&consumer.0).is_none() {
+                    return Err((
+                        format!("{at}.consumer"),
+                        format!("no consumer is named {:?}", consumer.0),
+                    ));
+                }
+                if !matches!(plugin.config, PluginConfig::RateLimiting(_)) {
+                    return Err((
+                        format!("{at}.consumer"),
+                        format!(
+                            "{} cannot be scoped to a consumer (only rate-limiting)",
+                            plugin.config.name()
+                        ),
+                    ));
+                }
+            }
             if let Some(service) = &plugin.service
                 && !self
                     .services
@@ -186,17 +217,19 @@ impl Config {
         name: &str,
     ) -> Option<&'a Plugin> {
         let of_route = |p: &&Plugin| {
-            p.route
-                .as_ref()
-                .is_some_and(|r| names(route.name.as_deref(), route.id.as_deref(), &r.0))
+            p.consumer.is_none()
+                && p.route
+                    .as_ref()
+                    .is_some_and(|r| names(route.name.as_deref(), route.id.as_deref(), &r.0))
         };
         let of_service = |p: &&Plugin| {
             p.route.is_none()
+                && p.consumer.is_none()
                 && p.service
                     .as_ref()
                     .is_some_and(|s| names(service.name.as_deref(), service.id.as_deref(), &s.0))
         };
-        let global = |p: &&Plugin| p.route.is_none() && p.service.is_none();
+        let global = |p: &&Plugin| p.route.is_none() && p.service.is_none() && p.consumer.is_none();
         let enabled = |p: &&Plugin| p.enabled && p.config.name() == name;
         route
             .plugins
@@ -211,6 +244,63 @@ impl Config {
                     .find(enabled)
             })
             .or_else(|| self.plugins.iter().filter(global).find(enabled))
+    }
+
+    /// For each consumer with an instance of plugin `name` of its own that applies to this
+    /// route: the consumer's id and the most specific such instance (consumer and route, then
+    /// consumer and service, then consumer alone), as Kong picks it.
+    pub(crate) fn consumer_plugins_for<'a>(
+        &'a self,
+        service: &'a Service,
+        route: &'a Route,
+        name: &str,
+        consumers: &Consumers,
+    ) -> Vec<(std::sync::Arc<str>, &'a Plugin)> {
+        let mut out = Vec::new();
+        for c in &self.consumers {
+            let key = c
+                .username
+                .as_deref()
+                .or(c.custom_id.as_deref())
+                .unwrap_or_default();
+            let Some(consumer) = c.id.as_deref().or(Some(key)).and_then(|k| consumers.get(k))
+            else {
+                continue;
+            };
+            let mine = |p: &&Plugin| {
+                p.enabled
+                    && p.config.name() == name
+                    && p.consumer.as_ref().is_some_and(|r| {
+                        r.0 == *consumer.id || consumer.username.as_deref() == Some(r.0.as_str())
+                    })
+            };
+            let for_route = |p: &&Plugin| {
+                p.route
+                    .as_ref()
+                    .is_some_and(|r| names(route.name.as_deref(), route.id.as_deref(), &r.0))
+            };
+            let for_service = |p: &&Plugin| {
+                p.route.is_none()
+                    && p.service.as_ref().is_some_and(|s| {
+                        names(service.name.as_deref(), service.id.as_deref(), &s.0)
+                    })
+            };
+            let alone = |p: &&Plugin| p.route.is_none() && p.service.is_none();
+            let top = || self.plugins.iter().filter(mine);
+            let chosen = top()
+                .find(for_route)
+                .or_else(|| top().find(for_service))
+                .or_else(|| top().find(alone))
+                .or_else(|| {
+                    c.plugins
+                        .iter()
+                        .find(|p| p.enabled && p.config.name() == name)
+                });
+            if let Some(plugin) = chosen {
+                out.push((consumer.id.clone(), plugin));
+            }
+        }
+        out
     }
 
     /// The authentication of a route of `service`: for each plugin, the most specific enabled

@@ -14,7 +14,7 @@ use crate::balance::{
     WeightedRoundRobin,
 };
 use crate::proxy::{Origin, PreserveHost, ProxyConfig, ReverseProxy, TrustedProxies};
-use crate::ratelimit::{KeyBy, RateLimit, RateLimitLayer};
+use crate::ratelimit::{ByConsumer, KeyBy, RateLimitLayer};
 use crate::router::{Route, Router};
 
 /// A service's upstream: a [`Balancer`] over one [`ReverseProxy`] per target (one target for
@@ -25,7 +25,7 @@ pub type ServiceBalancer = Balancer<ReverseProxy<BalancedBody<Incoming>>>;
 /// plugins; identity headers are removed from every request), rate limiting (its
 /// `rate-limiting` plugin, per route), then its service's balancer with the route's
 /// `preserve_host` set on each request.
-pub type RouteService = Auth<RateLimit<HostRewrite>>;
+pub type RouteService = Auth<ByConsumer<HostRewrite>>;
 
 /// A service's balancer with a route's `preserve_host` set on each request.
 pub type HostRewrite = MapRequest<ServiceBalancer, fn(Request<Incoming>) -> Request<Incoming>>;
@@ -263,7 +263,15 @@ fn route_stack(
         // No limit: the layer passes requests straight through.
         _ => RateLimitLayer::builder(KeyBy::Global).max_keys(1).build(),
     };
-    move |upstream| auth.layer(limit.layer(upstream))
+    let own: Vec<_> = config
+        .consumer_plugins_for(service, route, "rate-limiting", consumers)
+        .into_iter()
+        .filter_map(|(id, plugin)| match &plugin.config {
+            super::PluginConfig::RateLimiting(c) => Some((id, c.layer(&settings.trusted_proxies))),
+            _ => None,
+        })
+        .collect();
+    move |upstream| auth.layer(ByConsumer::new(limit.layer(upstream), own))
 }
 
 fn strategy(upstream: &Upstream) -> Box<dyn Strategy> {

@@ -21,6 +21,8 @@ pub struct Plugin {
     pub service: Option<ServiceRef>,
     /// For top-level plugins: the route it applies to.
     pub route: Option<ServiceRef>,
+    /// For top-level plugins: the consumer it applies to (only `rate-limiting`).
+    pub consumer: Option<ServiceRef>,
 }
 
 /// The plugins this gateway runs, with their configuration.
@@ -305,17 +307,9 @@ pub struct Consumer {
     /// JWT credentials (Kong's `jwt_secrets`).
     #[serde(default)]
     pub jwt_secrets: Vec<JwtSecret>,
-    /// Consumer-scoped plugins: not supported yet.
+    /// Plugins scoped to this consumer (only `rate-limiting`).
     #[serde(default)]
-    pub plugins: super::NotYet<ConsumerPlugins>,
-}
-
-/// Marker: plugins scoped to a consumer.
-#[derive(Debug, Clone, Copy)]
-pub enum ConsumerPlugins {}
-
-impl super::Pending for ConsumerPlugins {
-    const WHAT: &'static str = "consumer-scoped plugins come with the plugin registry";
+    pub plugins: Vec<Plugin>,
 }
 
 /// An API key.
@@ -396,6 +390,7 @@ impl<'de> Deserialize<'de> for Plugin {
                     enabled: true,
                     service: None,
                     route: None,
+                    consumer: None,
                 };
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
@@ -416,12 +411,7 @@ impl<'de> Deserialize<'de> for Plugin {
                         "enabled" => plugin.enabled = map.next_value()?,
                         "service" => plugin.service = map.next_value()?,
                         "route" => plugin.route = map.next_value()?,
-                        "consumer" => {
-                            map.next_value::<IgnoredAny>()?;
-                            return Err(de::Error::custom(
-                                "consumer-scoped plugins are not supported yet",
-                            ));
-                        }
+                        "consumer" => plugin.consumer = map.next_value()?,
                         "protocols" | "tags" | "instance_name" | "created_at" | "updated_at" => {
                             map.next_value::<IgnoredAny>()?;
                         }

@@ -71,7 +71,7 @@ pub use key::{KeyBy, KeyRule};
 pub use layer::{RATE_LIMIT_EXCEEDED, RateLimitBuilder, RateLimitLayer};
 pub use leaky_bucket::{LeakyBucket, LeakyBucketState, LeakyState};
 pub use limit::{Limit, LimitState};
-pub use service::{RateLimit, ResponseFuture};
+pub use service::{ByConsumer, RateLimit, ResponseFuture};
 pub use sliding_window::{SlidingLog, SlidingLogState, SlidingWindow, SlidingWindowState};
 pub use store::{Decided, Key, MemoryStore, Outcome, Store, StoreError};
 pub use token_bucket::{TokenBucket, TokenBucketState};

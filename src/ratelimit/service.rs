@@ -125,6 +125,60 @@ where
     }
 }
 
+/// Rate limits chosen by the authenticated [`Consumer`](crate::auth::Consumer): a consumer
+/// with limits of its own is counted by those, everybody else by the default ones (Kong's
+/// consumer-scoped `rate-limiting`). Build it with [`ByConsumer::new`] around a
+/// [`RateLimit`]; an authentication layer must run before it.
+#[derive(Debug, Clone)]
+pub struct ByConsumer<S> {
+    default: RateLimit<S>,
+    consumers: Arc<std::collections::HashMap<Arc<str>, Arc<Shared>>>,
+}
+
+impl<S> ByConsumer<S> {
+    /// `default` for everybody, and each consumer id's own layer for that consumer.
+    pub fn new(
+        default: RateLimit<S>,
+        consumers: impl IntoIterator<Item = (Arc<str>, super::RateLimitLayer)>,
+    ) -> Self {
+        Self {
+            default,
+            consumers: Arc::new(
+                consumers
+                    .into_iter()
+                    .map(|(id, layer)| (id, layer.shared))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for ByConsumer<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
+{
+    type Response = Response<ResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.default.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let own = req
+            .extensions()
+            .get::<crate::auth::Consumer>()
+            .and_then(|c| self.consumers.get(&c.id))
+            .cloned();
+        match own {
+            None => self.default.call(req),
+            // The ready inner service goes to the consumer's limiter.
+            Some(shared) => RateLimit::new(self.default.take_ready(), shared).call(req),
+        }
+    }
+}
+
 impl<S: Clone> RateLimit<S> {
     /// The ready inner service, for a call made later; a clone takes its place.
     fn take_ready(&mut self) -> S {
