@@ -244,3 +244,63 @@ fn field(period: Period) -> &'static str {
         Period::Year => "year",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, PluginConfig};
+
+    fn plugin(config: &str) -> RateLimitingConfig {
+        let yaml = format!(
+            "_format_version: \"3.0\"\nplugins:\n  - name: rate-limiting\n    config:\n{config}"
+        );
+        match Config::from_yaml(&yaml).unwrap().plugins.remove(0).config {
+            PluginConfig::RateLimiting(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_seed_s_openresty_limit_req_is_a_delaying_leaky_bucket_per_ip() {
+        // limit_req zone=$binary_remote_addr rate=100r/s; limit_req burst=200;
+        let c = plugin(
+            "      second: 100\n      algorithm: leaky-bucket\n      burst: 200\n      limit_by: ip\n",
+        );
+        assert_eq!(
+            c.limits().unwrap(),
+            [Limit::LeakyBucket(LeakyBucket::new(
+                Rate::per_second(100),
+                200
+            ))]
+        );
+        assert!(matches!(c.key(&TrustedProxies::none()), KeyBy::ClientIp(_)));
+    }
+
+    #[test]
+    fn the_seed_s_go_limiter_is_a_token_bucket_per_user() {
+        // rate.NewLimiter(100, 200) per user id.
+        let c = plugin(
+            "      second: 100\n      algorithm: token-bucket\n      burst: 200\n      limit_by: consumer\n",
+        );
+        assert_eq!(
+            c.limits().unwrap(),
+            [Limit::TokenBucket(TokenBucket::new(
+                Rate::per_second(100),
+                200
+            ))]
+        );
+        assert!(matches!(c.key(&TrustedProxies::none()), KeyBy::Either(..)));
+    }
+
+    #[test]
+    fn kong_s_default_is_fixed_calendar_windows() {
+        let c = plugin("      minute: 100\n      hour: 1000\n");
+        assert_eq!(
+            c.limits().unwrap(),
+            [Limit::FixedWindow(FixedWindow::new([
+                (Period::Minute, 100),
+                (Period::Hour, 1000)
+            ]))]
+        );
+    }
+}
