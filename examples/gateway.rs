@@ -299,6 +299,11 @@ async fn run(args: Args, config: Config) -> ExitCode {
     );
 
     let metrics = args.metrics.then(Metrics::new);
+    if let Some(metrics) = &metrics {
+        for (name, breaker) in gateway.breakers() {
+            metrics.watch_breaker(name.clone(), breaker.clone());
+        }
+    }
     let info = Arc::new(admin::NodeInfo::new(
         &args,
         gateway.routes().len(),

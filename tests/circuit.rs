@@ -129,7 +129,7 @@ async fn only_one_probe_reaches_the_upstream_among_concurrent_requests() {
     let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(&format!("http://{up}")).unwrap());
     let layer = CircuitBreakerLayer::new(Policy::default());
     let service = ServiceBuilder::new().layer(layer).service(proxy);
-    let breaker = service.breaker().clone();
+    let breaker = service.breaker().cloned().unwrap();
     let (gw, _stop) = serve(service).await;
 
     for _ in 0..5 {

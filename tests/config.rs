@@ -686,3 +686,47 @@ fn only_rate_limiting_can_be_scoped_to_a_consumer() {
     ));
     assert_eq!(err.path(), Some("plugins[0].consumer"), "{err}");
 }
+
+#[test]
+fn circuit_breaker_errors_name_the_field() {
+    let plugin =
+        |config: &str| format!("{HEAD}plugins:\n  - name: circuit-breaker\n    config:\n{config}");
+    let cases = [
+        (
+            "      failures: 0\n",
+            "plugins[0].config.failures",
+            "at least 1",
+        ),
+        (
+            "      failures: 3\n      failure_rate: 0.5\n",
+            "plugins[0].config.failure_rate",
+            "not both",
+        ),
+        (
+            "      failure_rate: 1.5\n",
+            "plugins[0].config.failure_rate",
+            "out of range",
+        ),
+        (
+            "      open_time: -1\n",
+            "plugins[0].config.open_time",
+            "out of range",
+        ),
+        (
+            "      open_time: 20\n      max_open_time: 10\n",
+            "plugins[0].config.max_open_time",
+            "shorter",
+        ),
+        (
+            "      window: 10\n",
+            "plugins[0].config.window",
+            "failure_rate",
+        ),
+    ];
+    for (config, path, message) in cases {
+        let err = error(&plugin(config));
+        assert_eq!(err.path(), Some(path), "{err}");
+        assert!(err.to_string().contains(message), "{err}");
+    }
+    Config::from_yaml(&plugin("      failure_rate: 0.5\n      window: 20\n      min_calls: 5\n      failure_statuses: [502, 503]\n")).unwrap();
+}

@@ -651,3 +651,68 @@ services:
     assert!(terminate(&mut child).success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_upstream_trips_the_breaker_and_one_probe_restores_it() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let failing = Arc::new(AtomicBool::new(true));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (f, h) = (failing.clone(), hits.clone());
+    let (up, _seen) = upstream(move |_| {
+        h.fetch_add(1, Ordering::SeqCst);
+        let fail = f.load(Ordering::SeqCst);
+        async move {
+            let mut res =
+                http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"up")));
+            if fail {
+                *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            }
+            res
+        }
+    })
+    .await;
+    let yaml = format!(
+        "_format_version: \"3.0\"
+services:
+  - name: orders
+    url: http://{up}
+    routes:
+      - name: orders
+        paths: [/api/orders]
+    plugins:
+      - name: circuit-breaker
+        config:
+          failures: 3
+          open_time: 0.5
+"
+    );
+    let (mut child, proxy, admin, dir, _logs) = start_config("breaker", &yaml);
+    let status = |res: http::Response<hyper::body::Incoming>| res.status().as_u16();
+    for _ in 0..3 {
+        assert_eq!(status(send(proxy, get("/api/orders")).await), 500);
+    }
+    // Open: fast 503s with Retry-After, the upstream is not called.
+    for _ in 0..5 {
+        let res = send(proxy, get("/api/orders")).await;
+        assert_eq!(res.status(), 503);
+        assert!(res.headers().contains_key("retry-after"));
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    let metrics = text(send(admin, get("/metrics")).await).await;
+    assert!(
+        metrics.contains("tower_gateway_circuit_state{breaker=\"orders\"} 1"),
+        "{metrics}"
+    );
+
+    // The upstream recovers; after the open time one probe closes the breaker.
+    failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(status(send(proxy, get("/api/orders")).await), 200);
+    for _ in 0..3 {
+        assert_eq!(status(send(proxy, get("/api/orders")).await), 200);
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 7);
+    assert!(terminate(&mut child).success());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -7,7 +7,7 @@ use http::StatusCode;
 use tokio::time::Instant;
 
 /// A set of HTTP status codes (100–999).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct StatusSet([u64; 16]);
 
 impl StatusSet {

@@ -2,7 +2,7 @@
 
 use tower::Layer;
 
-use super::service::server_error;
+use super::service::{FailureRule, server_error};
 use super::{Breaker, CircuitBreaker, Policy};
 
 /// Wraps services in a [`CircuitBreaker`].
@@ -12,35 +12,51 @@ use super::{Breaker, CircuitBreaker, Policy};
 /// Clones of a wrapped service always share their breaker.
 #[derive(Debug, Clone)]
 pub struct CircuitBreakerLayer {
-    policy: Policy,
+    /// `None`: services pass through without a breaker.
+    policy: Option<Policy>,
     shared: Option<Breaker>,
-    failure: fn(http::StatusCode) -> bool,
+    failure: FailureRule,
 }
 
 impl CircuitBreakerLayer {
     /// A layer whose services each get a breaker with `policy`.
     pub fn new(policy: Policy) -> Self {
         Self {
-            policy,
+            policy: Some(policy),
             shared: None,
-            failure: server_error,
+            failure: FailureRule::Fn(server_error),
         }
     }
 
     /// A layer whose services all report to `breaker`.
     pub fn shared(breaker: Breaker) -> Self {
         Self {
-            policy: Policy::default(),
+            policy: None,
             shared: Some(breaker),
-            failure: server_error,
+            failure: FailureRule::Fn(server_error),
         }
+    }
+
+    /// A layer that adds no breaker (every request passes).
+    pub fn disabled() -> Self {
+        Self {
+            policy: None,
+            shared: None,
+            failure: FailureRule::Fn(server_error),
+        }
+    }
+
+    /// The statuses that count as failures, as a list (Kong-style configuration).
+    pub fn failure_status_list(mut self, statuses: impl IntoIterator<Item = u16>) -> Self {
+        self.failure = FailureRule::Set(crate::balance::StatusSet::new(statuses));
+        self
     }
 
     /// Which response statuses count as failures (default: every 5xx, which includes the
     /// proxy's 502 for refused connections and 504 for timeouts). Errors of the inner service
     /// always count; cancelled requests never do.
     pub fn failure_statuses(mut self, is_failure: fn(http::StatusCode) -> bool) -> Self {
-        self.failure = is_failure;
+        self.failure = FailureRule::Fn(is_failure);
         self
     }
 }
@@ -52,7 +68,11 @@ impl<S> Layer<S> for CircuitBreakerLayer {
         let breaker = self
             .shared
             .clone()
-            .unwrap_or_else(|| Breaker::new(self.policy.clone()));
-        CircuitBreaker::new(inner, breaker).failure_statuses(self.failure)
+            .or_else(|| self.policy.clone().map(Breaker::new));
+        let service = match breaker {
+            Some(breaker) => CircuitBreaker::new(inner, breaker),
+            None => CircuitBreaker::disabled(inner),
+        };
+        service.failure_rule(self.failure)
     }
 }

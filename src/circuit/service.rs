@@ -20,8 +20,27 @@ use crate::reject;
 #[derive(Debug, Clone)]
 pub struct CircuitBreaker<S> {
     inner: S,
-    breaker: Breaker,
-    failure: fn(StatusCode) -> bool,
+    /// `None`: a pass-through (a route without a breaker).
+    breaker: Option<Breaker>,
+    failure: FailureRule,
+}
+
+/// Which response statuses count as failures.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FailureRule {
+    /// A predicate.
+    Fn(fn(StatusCode) -> bool),
+    /// A list of statuses.
+    Set(crate::balance::StatusSet),
+}
+
+impl FailureRule {
+    fn is_failure(&self, status: StatusCode) -> bool {
+        match self {
+            FailureRule::Fn(f) => f(status),
+            FailureRule::Set(set) => set.contains(status),
+        }
+    }
 }
 
 pin_project! {
@@ -37,7 +56,7 @@ pin_project! {
     #[project = KindProj]
     #[derive(Debug)]
     enum Kind<F> {
-        Called { #[pin] future: F, attempt: Option<Attempt>, failure: fn(StatusCode) -> bool },
+        Called { #[pin] future: F, attempt: Option<Attempt>, failure: FailureRule },
         Open { retry_after: Duration },
     }
 }
@@ -54,20 +73,35 @@ impl<S> CircuitBreaker<S> {
     pub fn new(inner: S, breaker: Breaker) -> Self {
         Self {
             inner,
-            breaker,
-            failure: server_error,
+            breaker: Some(breaker),
+            failure: FailureRule::Fn(server_error),
+        }
+    }
+
+    /// `inner` without a breaker: every request passes (for stacks where only some routes
+    /// have one).
+    pub fn disabled(inner: S) -> Self {
+        Self {
+            inner,
+            breaker: None,
+            failure: FailureRule::Fn(server_error),
         }
     }
 
     /// Which response statuses count as failures (default: every 5xx).
     pub fn failure_statuses(mut self, is_failure: fn(StatusCode) -> bool) -> Self {
-        self.failure = is_failure;
+        self.failure = FailureRule::Fn(is_failure);
         self
     }
 
-    /// The breaker, to read its state.
-    pub fn breaker(&self) -> &Breaker {
-        &self.breaker
+    pub(crate) fn failure_rule(mut self, rule: FailureRule) -> Self {
+        self.failure = rule;
+        self
+    }
+
+    /// The breaker, to read its state (`None` when disabled).
+    pub fn breaker(&self) -> Option<&Breaker> {
+        self.breaker.as_ref()
     }
 
     inner_service_accessors!();
@@ -86,10 +120,14 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let kind = match self.breaker.try_admit() {
+        let admitted = match &self.breaker {
+            None => Ok(None),
+            Some(breaker) => breaker.try_admit().map(Some),
+        };
+        let kind = match admitted {
             Ok(attempt) => Kind::Called {
                 future: self.inner.call(req),
-                attempt: Some(attempt),
+                attempt,
                 failure: self.failure,
             },
             Err(retry_after) => Kind::Open { retry_after },
@@ -115,7 +153,7 @@ where
             } => {
                 let result = std::task::ready!(future.poll(cx));
                 let outcome = match &result {
-                    Ok(res) if !failure(res.status()) => Outcome::Success,
+                    Ok(res) if !failure.is_failure(res.status()) => Outcome::Success,
                     _ => Outcome::Failure,
                 };
                 if let Some(attempt) = attempt.take() {

@@ -149,6 +149,11 @@ impl Config {
                         .map_err(|(field, message)| (format!("{at}.config{field}"), message))?;
                     (&None, 0)
                 }
+                PluginConfig::CircuitBreaker(c) => {
+                    c.policy()
+                        .map_err(|(field, message)| (format!("{at}.config{field}"), message))?;
+                    (&None, 0)
+                }
                 PluginConfig::KeyAuth(c) => {
                     if c.key_in_body {
                         return Err((
@@ -341,7 +346,7 @@ impl Config {
                     anonymous.push(c.anonymous.clone());
                     preflight.push(c.run_on_preflight);
                 }
-                PluginConfig::RateLimiting(_) => {}
+                PluginConfig::RateLimiting(_) | PluginConfig::CircuitBreaker(_) => {}
             }
         }
         // With `anonymous` on every plugin, Kong's plugins run as "either"; otherwise every

@@ -13,6 +13,7 @@ use crate::balance::{
     BalancedBody, Balancer, ConsistentHash, Endpoint, LeastConnections, PeakEwma, Strategy,
     WeightedRoundRobin,
 };
+use crate::circuit::{Breaker, CircuitBreaker, CircuitBreakerLayer};
 use crate::proxy::{Origin, PreserveHost, ProxyConfig, ReverseProxy, TrustedProxies};
 use crate::ratelimit::{ByConsumer, KeyBy, RateLimitLayer};
 use crate::router::{Route, Router};
@@ -23,9 +24,9 @@ pub type ServiceBalancer = Balancer<ReverseProxy<BalancedBody<Incoming>>>;
 
 /// What a route runs, in Kong's plugin order: authentication (the route's `key-auth` / `jwt`
 /// plugins; identity headers are removed from every request), rate limiting (its
-/// `rate-limiting` plugin, per route), then its service's balancer with the route's
-/// `preserve_host` set on each request.
-pub type RouteService = Auth<ByConsumer<HostRewrite>>;
+/// `rate-limiting` plugin, per route), its `circuit-breaker`, then its service's balancer with
+/// the route's `preserve_host` set on each request.
+pub type RouteService = Auth<ByConsumer<CircuitBreaker<HostRewrite>>>;
 
 /// A service's balancer with a route's `preserve_host` set on each request.
 pub type HostRewrite = MapRequest<ServiceBalancer, fn(Request<Incoming>) -> Request<Incoming>>;
@@ -59,6 +60,7 @@ pub struct Gateway {
     routes: Vec<RouteSummary>,
     upstreams: Vec<(String, ServiceBalancer)>,
     consumers: Consumers,
+    breakers: Vec<(String, Breaker)>,
 }
 
 /// One compiled route, for startup logs and status pages.
@@ -82,6 +84,7 @@ impl Gateway {
         let mut builder = Router::builder();
         let mut routes = Vec::new();
         let mut upstreams = Vec::new();
+        let mut breakers = Breakers::default();
         let consumers = config
             .consumers()
             .map_err(|(path, message)| ConfigError::Invalid {
@@ -112,7 +115,15 @@ impl Gateway {
             for (at, route) in nested {
                 if let Some((balancer, target)) = &balancer {
                     routes.push(summary(&at, route, service, target));
-                    let stack = route_stack(config, settings, service, route, &consumers);
+                    let label = route.name.clone().unwrap_or_else(|| at.clone());
+                    let stack = route_stack(
+                        config,
+                        settings,
+                        (i, service),
+                        (&label, route),
+                        &consumers,
+                        &mut breakers,
+                    );
                     builder = builder.route(router_route(route), stack(for_route(balancer, route)));
                 }
             }
@@ -129,7 +140,15 @@ impl Gateway {
             if let Some((balancer, target)) = &balancers[position] {
                 let service = &config.services[position];
                 routes.push(summary(&format!("routes[{j}]"), route, service, target));
-                let stack = route_stack(config, settings, service, route, &consumers);
+                let label = route.name.clone().unwrap_or_else(|| format!("routes[{j}]"));
+                let stack = route_stack(
+                    config,
+                    settings,
+                    (position, service),
+                    (&label, route),
+                    &consumers,
+                    &mut breakers,
+                );
                 builder = builder.route(router_route(route), stack(for_route(balancer, route)));
             }
         }
@@ -143,6 +162,7 @@ impl Gateway {
             routes,
             upstreams,
             consumers,
+            breakers: breakers.named,
         })
     }
 
@@ -154,6 +174,12 @@ impl Gateway {
     /// The compiled routes, in configuration order.
     pub fn routes(&self) -> &[RouteSummary] {
         &self.routes
+    }
+
+    /// The circuit breakers of `circuit-breaker` plugins, by service (service scope) or route
+    /// name, for metrics and status pages.
+    pub fn breakers(&self) -> &[(String, Breaker)] {
+        &self.breakers
     }
 
     /// The consumers and credentials of the configuration (shared by the routes' plugins).
@@ -247,13 +273,58 @@ fn service_balancer(
 }
 
 /// The plugins of one route around its upstream: authentication, then rate limiting.
+/// The breakers made so far: one per service-scoped plugin instance and service, one per route
+/// otherwise; with the name they are known by (the service's or the route's).
+#[derive(Default)]
+struct Breakers {
+    shared: Vec<(*const super::Plugin, usize, Breaker)>,
+    named: Vec<(String, Breaker)>,
+}
+
+/// The plugins of one route around its upstream: authentication, rate limiting, breaker.
 fn route_stack(
     config: &Config,
     settings: &Settings,
-    service: &Service,
-    route: &RouteConfig,
+    (service_index, service): (usize, &Service),
+    (label, route): (&str, &RouteConfig),
     consumers: &Consumers,
+    breakers: &mut Breakers,
 ) -> impl FnOnce(HostRewrite) -> RouteService {
+    let breaker = match config.plugin_for(service, route, "circuit-breaker") {
+        Some(plugin) => match &plugin.config {
+            super::PluginConfig::CircuitBreaker(c) => {
+                let service_scoped = plugin.route.is_none()
+                    && (plugin.service.is_some()
+                        || service.plugins.iter().any(|p| std::ptr::eq(p, plugin)));
+                let existing = breakers
+                    .shared
+                    .iter()
+                    .find(|(p, s, _)| {
+                        service_scoped && std::ptr::eq(*p, plugin) && *s == service_index
+                    })
+                    .map(|(_, _, b)| b.clone());
+                let breaker = existing.unwrap_or_else(|| {
+                    // `check` validated the policy.
+                    let breaker = Breaker::new(c.policy().unwrap_or_default());
+                    let name = if service_scoped {
+                        service.label()
+                    } else {
+                        label.to_owned()
+                    };
+                    breakers.named.push((name, breaker.clone()));
+                    if service_scoped {
+                        breakers
+                            .shared
+                            .push((plugin, service_index, breaker.clone()));
+                    }
+                    breaker
+                });
+                c.layer(breaker)
+            }
+            _ => CircuitBreakerLayer::disabled(),
+        },
+        None => CircuitBreakerLayer::disabled(),
+    };
     let auth = config.auth_layer(service, route, consumers);
     let limit = match config
         .plugin_for(service, route, "rate-limiting")
@@ -271,7 +342,7 @@ fn route_stack(
             _ => None,
         })
         .collect();
-    move |upstream| auth.layer(ByConsumer::new(limit.layer(upstream), own))
+    move |upstream| auth.layer(ByConsumer::new(limit.layer(breaker.layer(upstream)), own))
 }
 
 fn strategy(upstream: &Upstream) -> Box<dyn Strategy> {

@@ -42,6 +42,7 @@
 
 mod auth;
 mod check;
+mod circuit;
 mod error;
 mod gateway;
 mod model;

@@ -35,6 +35,8 @@ pub enum PluginConfig {
     Jwt(JwtConfig),
     /// Kong's `rate-limiting`, with this gateway's `algorithm` extension.
     RateLimiting(RateLimitingConfig),
+    /// This gateway's `circuit-breaker` (Kong has none).
+    CircuitBreaker(CircuitBreakerConfig),
 }
 
 impl PluginConfig {
@@ -44,6 +46,7 @@ impl PluginConfig {
             PluginConfig::KeyAuth(_) => "key-auth",
             PluginConfig::Jwt(_) => "jwt",
             PluginConfig::RateLimiting(_) => "rate-limiting",
+            PluginConfig::CircuitBreaker(_) => "circuit-breaker",
         }
     }
 
@@ -52,6 +55,9 @@ impl PluginConfig {
             "key-auth" => KeyAuthConfig::deserialize(d).map(PluginConfig::KeyAuth),
             "jwt" => JwtConfig::deserialize(d).map(PluginConfig::Jwt),
             "rate-limiting" => RateLimitingConfig::deserialize(d).map(PluginConfig::RateLimiting),
+            "circuit-breaker" => {
+                CircuitBreakerConfig::deserialize(d).map(PluginConfig::CircuitBreaker)
+            }
             other => Err(de::Error::custom(not_supported(other))),
         }
     }
@@ -68,6 +74,7 @@ impl PluginConfig {
             "key-auth" => typed(value).map(PluginConfig::KeyAuth),
             "jwt" => typed(value).map(PluginConfig::Jwt),
             "rate-limiting" => typed(value).map(PluginConfig::RateLimiting),
+            "circuit-breaker" => typed(value).map(PluginConfig::CircuitBreaker),
             other => Err(not_supported(other)),
         }
     }
@@ -75,7 +82,7 @@ impl PluginConfig {
 
 fn not_supported(name: &str) -> String {
     format!(
-        "plugin {name:?} is not supported yet (this release runs key-auth, jwt and rate-limiting; the others come with later releases)"
+        "plugin {name:?} is not supported yet (this release runs key-auth, jwt, rate-limiting and circuit-breaker; the others come with later releases)"
     )
 }
 
@@ -233,6 +240,45 @@ pub struct RateLimitingConfig {
     /// (nginx's two-stage mode). Without either, excess requests wait until they conform.
     #[serde(default)]
     pub delay: Option<u64>,
+}
+
+/// The `circuit-breaker` plugin (this gateway's own; fields after APISIX's `api-breaker` and
+/// the seed's Go breaker). One breaker per service when scoped to a service, per route
+/// otherwise.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// Failures in a row that open the breaker (default 5, the seed's rule).
+    #[serde(default)]
+    pub failures: Option<u32>,
+    /// Instead: the share of failures (0–1) among the last `window` calls that opens it.
+    #[serde(default)]
+    pub failure_rate: Option<f64>,
+    /// Calls considered by `failure_rate` (default 20).
+    #[serde(default)]
+    pub window: Option<u32>,
+    /// Calls needed before `failure_rate` is trusted (default 10).
+    #[serde(default)]
+    pub min_calls: Option<u32>,
+    /// Seconds open the first time (default 10); doubled on each failed probe …
+    #[serde(default)]
+    pub open_time: Option<f64>,
+    /// … up to this many seconds (default 300).
+    #[serde(default)]
+    pub max_open_time: Option<f64>,
+    /// Probes at once while half-open (default 1).
+    #[serde(default)]
+    pub probes: Option<u32>,
+    /// Probe successes that close it (default 1).
+    #[serde(default)]
+    pub successes: Option<u32>,
+    /// Open times lengthened by a random share up to this (0–1, default 0).
+    #[serde(default)]
+    pub jitter: Option<f64>,
+    /// Statuses that count as failures (default every 5xx, which includes the proxy's 502
+    /// and 504).
+    #[serde(default)]
+    pub failure_statuses: Option<Vec<super::StatusCodeNumber>>,
 }
 
 /// Kong's `limit_by`.
