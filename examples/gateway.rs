@@ -303,6 +303,9 @@ async fn run(args: Args, config: Config) -> ExitCode {
         for (name, breaker) in gateway.breakers() {
             metrics.watch_breaker(name.clone(), breaker.clone());
         }
+        for (upstream, balancer) in gateway.upstreams() {
+            metrics.watch_balancer(upstream.clone(), balancer.clone());
+        }
     }
     let info = Arc::new(admin::NodeInfo::new(
         &args,

@@ -494,6 +494,11 @@ services:
     }
     assert_eq!(count(&during, "c"), 0);
     wait_health(admin, c, "UNHEALTHY", &logs).await;
+    let metrics = text(send(admin, get("/metrics")).await).await;
+    let line = format!(
+        "kong_upstream_target_health{{upstream=\"pool\",target=\"{c}\",state=\"unhealthy\"}} 1"
+    );
+    assert!(metrics.contains(&line), "{metrics}");
 
     // c comes back on the same address: active checks bring it back into rotation.
     let listener = tokio::net::TcpListener::bind(c).await.unwrap();

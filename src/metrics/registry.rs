@@ -35,6 +35,16 @@ pub(crate) struct BreakerLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct TargetLabels {
+    pub(crate) upstream: String,
+    pub(crate) target: String,
+    pub(crate) state: &'static str,
+}
+
+/// Reads a balancer's endpoints at scrape time.
+type Endpoints = Box<dyn Fn() -> Vec<crate::balance::EndpointStatus> + Send + Sync>;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct BandwidthLabels {
     pub(crate) route: String,
     pub(crate) direction: &'static str,
@@ -50,6 +60,7 @@ pub(crate) struct BandwidthLabels {
 /// | `kong_upstream_latency_ms` (histogram, Kong's buckets) | `route` |
 /// | `kong_bandwidth_bytes_total` | `route`, `direction` (`ingress`, `egress`) |
 /// | `tower_gateway_circuit_state` (0 closed, 1 open, 2 half-open) | `breaker` |
+/// | `kong_upstream_target_health` (1 for the current state) | `upstream`, `target`, `state` (`healthy`, `unhealthy`) |
 ///
 /// Label values come from the configuration (route names) and the status code, never from
 /// client input, so the number of series is bounded. Requests that matched no route are
@@ -65,6 +76,8 @@ pub(crate) struct Shared {
     registry: Mutex<Registry>,
     breakers: Mutex<Vec<(String, Breaker)>>,
     breaker_state: Family<BreakerLabels, Gauge>,
+    balancers: Mutex<Vec<(String, Endpoints)>>,
+    target_health: Family<TargetLabels, Gauge>,
     pub(crate) requests: Family<RequestLabels, Counter>,
     pub(crate) latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub(crate) upstream_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
@@ -81,7 +94,13 @@ impl Metrics {
             Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS_MS));
         let bandwidth = Family::<BandwidthLabels, Counter>::default();
         let breaker_state = Family::<BreakerLabels, Gauge>::default();
+        let target_health = Family::<TargetLabels, Gauge>::default();
         let mut registry = Registry::default();
+        registry.register(
+            "kong_upstream_target_health",
+            "Health of each target of a balanced upstream: 1 for its current state",
+            target_health.clone(),
+        );
         registry.register(
             "tower_gateway_circuit_state",
             "Circuit breaker state: 0 closed, 1 open, 2 half-open",
@@ -116,8 +135,28 @@ impl Metrics {
                 latency,
                 upstream_latency,
                 bandwidth,
+                balancers: Mutex::new(Vec::new()),
+                target_health,
             }),
         }
+    }
+
+    /// Reports the health of `balancer`'s endpoints at every scrape as Kong's
+    /// `kong_upstream_target_health{upstream, target, state}` (1 for the current state,
+    /// `healthy` or `unhealthy`, 0 for the other).
+    pub fn watch_balancer<S>(
+        &self,
+        upstream: impl Into<String>,
+        balancer: crate::balance::Balancer<S>,
+    ) where
+        S: Send + Sync + 'static,
+    {
+        let read: Endpoints = Box::new(move || balancer.endpoints());
+        self.shared
+            .balancers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((upstream.into(), read));
     }
 
     /// Reports `breaker`'s state under `name` at every scrape.
@@ -147,6 +186,30 @@ impl Metrics {
                 breaker: name.clone(),
             };
             self.shared.breaker_state.get_or_create(&labels).set(state);
+        }
+        for (upstream, endpoints) in self
+            .shared
+            .balancers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            for endpoint in endpoints() {
+                for (state, is) in [
+                    ("healthy", endpoint.healthy),
+                    ("unhealthy", !endpoint.healthy),
+                ] {
+                    let labels = TargetLabels {
+                        upstream: upstream.clone(),
+                        target: endpoint.endpoint.name().to_owned(),
+                        state,
+                    };
+                    self.shared
+                        .target_health
+                        .get_or_create(&labels)
+                        .set(i64::from(is));
+                }
+            }
         }
         let mut out = String::new();
         let registry = self
