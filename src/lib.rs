@@ -12,9 +12,9 @@
 //! | [`log`] | [`AccessLogLayer`](log::AccessLogLayer): one structured event per finished request, JSON fields or nginx's combined format |
 //! | [`request_id`] | [`RequestIdLayer`](request_id::RequestIdLayer): tower-http's request-id layers with Kong's `correlation-id` options |
 //! | [`metrics`] | [`MetricsLayer`](metrics::MetricsLayer) and [`Metrics`](metrics::Metrics): Prometheus requests, latency and bandwidth per route, Kong's metric names (feature `metrics`) |
-//! | [`ratelimit`] | [`RateLimitLayer`](ratelimit::RateLimitLayer) over exact, time-injected algorithms: token bucket, nginx's leaky bucket, Kong's fixed windows, sliding windows |
+//! | [`ratelimit`] | [`RateLimitLayer`](ratelimit::RateLimitLayer) over exact, time-injected algorithms: token bucket, nginx's leaky bucket, Kong's fixed windows, sliding log and window; a pluggable [`Store`](ratelimit::Store) |
 //! | [`server`] | [`Server`](server::Server): hyper with header limits, header-read timeout, `Host` checks and graceful shutdown |
-//! | [`config`] | Kong's declarative format → a running gateway, with precise errors (feature `config`) |
+//! | [`config`] | Kong's declarative format (services, routes, upstreams, consumers, key-auth, jwt, rate-limiting, circuit-breaker) → a running gateway, with precise errors (feature `config`) |
 //! | [`body`], [`reject`] | the response body and the JSON error responses every part shares |
 //!
 //! The architecture and the contracts between modules are described in the repository's

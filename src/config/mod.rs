@@ -6,11 +6,14 @@
 //! timeouts, nested `routes`) and top-level `routes` naming their `service`, with `paths`,
 //! `methods`, `hosts`, `headers`, `strip_path`, `preserve_host`; and `upstreams` with their
 //! `targets` (nested or top-level), `algorithm`, `hash_on` / `hash_fallback` and
-//! `healthchecks`: a service whose `host` names an upstream is balanced over its targets.
+//! `healthchecks`: a service whose `host` names an upstream is balanced over its targets;
+//! `consumers` with `keyauth_credentials` and `jwt_secrets`; and `plugins` (global, service,
+//! route, and for `rate-limiting` consumer scope): `key-auth`, `jwt`, `rate-limiting` and this
+//! gateway's `circuit-breaker`. For each plugin the most specific enabled instance applies.
 //!
 //! Nothing is silently ignored. A field this gateway does not act on yet is accepted only at
-//! Kong's default value; sections that later releases implement (`consumers`, `plugins`,
-//! `certificates`, …) are refused with "not supported yet" when they are not empty;
+//! Kong's default value; sections and plugins that later releases implement (`certificates`,
+//! `file-log`, …) are refused with "not supported yet" when they are not empty;
 //! unknown fields are refused. Every error names the file, the field path
 //! (`services[0].routes[1].paths[0]`) and, for errors found while parsing, the line.
 //!
