@@ -238,3 +238,43 @@ async fn a_retried_request_is_logged_with_its_tries_and_the_endpoint_that_answer
     assert_eq!(event["tries"], "2");
     assert_eq!(event["upstream"], live.to_string());
 }
+
+#[tokio::test]
+async fn the_authenticated_consumer_is_logged() {
+    use tower_gateway::auth::{ApiKey, AuthLayer, Consumer, Consumers};
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _guard = tracing::subscriber::set_default(Capture(tx));
+    let (up, _seen) = ok_upstream().await;
+    let consumers = Consumers::new();
+    consumers.insert(Consumer::new("c-1").username("test-user"));
+    consumers.add_api_key("test-user", "test-api-key").unwrap();
+    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(&format!("http://{up}")).unwrap());
+    let route = ServiceBuilder::new()
+        .layer(AuthLayer::new(ApiKey::new(consumers)))
+        .service(proxy);
+    let router = Router::builder()
+        .route(Route::new().name("users").path("/api/users"), route)
+        .build()
+        .unwrap();
+    let (gw, _stop) = serve(
+        ServiceBuilder::new()
+            .layer(AccessLogLayer::json())
+            .service(router),
+    )
+    .await;
+    let req = http::Request::get("/api/users")
+        .header("host", "gateway.test")
+        .header("apikey", "test-api-key")
+        .body(Default::default())
+        .unwrap();
+    let res = send(gw, req).await;
+    assert_eq!(res.status(), 200);
+    res.into_body().collect().await.unwrap();
+    let event = loop {
+        let event = next_event(&mut rx).await;
+        if event.contains_key("status") {
+            break event;
+        }
+    };
+    assert_eq!(event["consumer"], "test-user");
+}

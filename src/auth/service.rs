@@ -44,6 +44,8 @@ pin_project! {
     {
         #[pin]
         inner: CallOrReject<S, Request<B>>,
+        // Copied into the response for the access log and metrics outside the router.
+        consumer: Option<super::Consumer>,
     }
 }
 
@@ -64,8 +66,12 @@ impl<S> Auth<S> {
     inner_service_accessors!();
 }
 
-/// Writes what authentication found into the request.
-fn admit(parts: &mut Parts, policy: &Policy, authenticated: Authenticated) {
+/// Writes what authentication found into the request; returns the consumer.
+fn admit(
+    parts: &mut Parts,
+    policy: &Policy,
+    authenticated: Authenticated,
+) -> Option<super::Consumer> {
     if let Some(consumer) = &authenticated.consumer {
         set_identity(&mut parts.headers, consumer);
     }
@@ -81,12 +87,12 @@ fn admit(parts: &mut Parts, policy: &Policy, authenticated: Authenticated) {
             }
         }
     }
-    if let Some(consumer) = authenticated.consumer {
-        parts.extensions.insert(consumer);
-    }
     if let Some(claims) = authenticated.claims {
         parts.extensions.insert::<Claims>(claims);
     }
+    let consumer = authenticated.consumer?;
+    parts.extensions.insert(consumer.clone());
+    Some(consumer)
 }
 
 impl<S, B, ResB> Service<Request<B>> for Auth<S>
@@ -109,12 +115,14 @@ where
         for (_, name) in &self.policy.claim_headers {
             parts.headers.remove(name);
         }
+        let mut consumer = None;
         if !self.policy.is_empty() && !self.policy.skips(&parts) {
             match self.policy.evaluate(&mut parts) {
-                Ok(authenticated) => admit(&mut parts, &self.policy, authenticated),
+                Ok(authenticated) => consumer = admit(&mut parts, &self.policy, authenticated),
                 Err(refused) => {
                     return ResponseFuture {
                         inner: CallOrReject::reject_with(refused.into_crate()),
+                        consumer: None,
                     };
                 }
             }
@@ -125,6 +133,7 @@ where
             inner: CallOrReject::Called {
                 future: self.inner.call(req),
             },
+            consumer,
         }
     }
 }
@@ -136,6 +145,11 @@ where
     type Output = Result<Response<ResponseBody<ResB>>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
+        let this = self.project();
+        let mut res = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(consumer) = this.consumer.take() {
+            res.extensions_mut().insert(consumer);
+        }
+        Poll::Ready(Ok(res))
     }
 }

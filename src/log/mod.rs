@@ -15,6 +15,7 @@
 //! | `latency_ms` | from the request head to the end of the response body |
 //! | `upstream_latency_ms` | from sending to the upstream to its response head (-1 when the gateway answered itself) |
 //! | `route`, `upstream` | the matched route's name and the upstream address used (the chosen endpoint's name when connecting to it failed) |
+//! | `consumer` | the authenticated consumer's username (or id); `-` without one |
 //! | `tries` | how many endpoints the [balancer](crate::balance::Balancer) tried (Kong's `tries`; 0 without a balancer) |
 //! | `request_id` | the `X-Request-Id` header |
 //! | `completed` | whether the whole response body was sent |

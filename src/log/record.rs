@@ -28,6 +28,8 @@ pub(crate) struct Record {
     pub(crate) upstream: Option<SocketAddr>,
     /// The balancer's choice, when a balancer was passed.
     pub(crate) chosen: Option<crate::balance::Chosen>,
+    /// The authenticated consumer (username, else id).
+    pub(crate) consumer: Option<std::sync::Arc<str>>,
     pub(crate) upstream_latency: Option<Duration>,
     pub(crate) failure: Option<String>,
     pub(crate) bytes_out: u64,
@@ -67,6 +69,7 @@ impl Record {
             route: None,
             upstream: None,
             chosen: None,
+            consumer: None,
             upstream_latency: None,
             failure: None,
             bytes_out: 0,
@@ -110,6 +113,7 @@ impl Record {
                 route,
                 upstream = upstream.as_deref().unwrap_or("-"),
                 tries,
+                consumer = self.consumer.as_deref().unwrap_or("-"),
                 request_id = request_id.as_str(),
                 completed,
                 failure,

@@ -157,6 +157,9 @@ where
                     .and_then(|m| m.name().map(str::to_owned));
                 record.upstream = ext.get::<HttpInfo>().map(HttpInfo::remote_addr);
                 record.chosen = ext.get::<crate::balance::Chosen>().cloned();
+                record.consumer = ext
+                    .get::<crate::auth::Consumer>()
+                    .map(|c| c.username.clone().unwrap_or_else(|| c.id.clone()));
                 record.upstream_latency = ext.get::<UpstreamLatency>().map(|l| l.0);
                 record.failure = ext.get::<UpstreamFailure>().map(ToString::to_string);
                 Poll::Ready(Ok(res.map(|body| LogBody::new(body, record))))
