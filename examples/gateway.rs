@@ -298,7 +298,12 @@ async fn run(args: Args, config: Config) -> ExitCode {
         local(&admin, args.admin_listen)
     );
 
-    let metrics = args.metrics.then(Metrics::new);
+    // The file's global correlation-id and prometheus plugins, as in Kong.
+    let mut args = args;
+    if let Some(layer) = gateway.request_id() {
+        args.request_id = Some(layer);
+    }
+    let metrics = (args.metrics || gateway.prometheus()).then(Metrics::new);
     if let Some(metrics) = &metrics {
         for (name, breaker) in gateway.breakers() {
             metrics.watch_breaker(name.clone(), breaker.clone());

@@ -730,3 +730,34 @@ fn circuit_breaker_errors_name_the_field() {
     }
     Config::from_yaml(&plugin("      failure_rate: 0.5\n      window: 20\n      min_calls: 5\n      failure_statuses: [502, 503]\n")).unwrap();
 }
+
+#[test]
+fn gateway_wide_plugins_are_global_only_and_refuse_what_they_cannot_do() {
+    let cases = [
+        (
+            "services:\n  - name: s\n    url: http://127.0.0.1:1\n    plugins:\n      - name: correlation-id\n",
+            "services[0].plugins[0]",
+            "top level",
+        ),
+        (
+            "plugins:\n  - name: correlation-id\n    config:\n      generator: tracker\n",
+            "plugins[0].config.generator",
+            "only uuid#counter",
+        ),
+        (
+            "plugins:\n  - name: prometheus\n    config:\n      latency_metrics: false\n",
+            "plugins[0].config.latency_metrics",
+            "only true",
+        ),
+        (
+            "plugins:\n  - name: prometheus\n    config:\n      per_consumer: true\n",
+            "plugins[0].config.per_consumer",
+            "not supported yet",
+        ),
+    ];
+    for (yaml, path, message) in cases {
+        let err = error(&format!("{HEAD}{yaml}"));
+        assert_eq!(err.path(), Some(path), "{err}");
+        assert!(err.to_string().contains(message), "{err}");
+    }
+}

@@ -721,3 +721,61 @@ services:
     assert!(terminate(&mut child).success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_correlation_id_and_prometheus_plugins_configure_the_gateway() {
+    let (up, mut seen) = ok_upstream().await;
+    let dir =
+        std::env::temp_dir().join(format!("tower-gateway-test-{}-plugins", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("kong.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "_format_version: \"3.0\"
+plugins:
+  - name: correlation-id
+    config:
+      header_name: X-Correlation-ID
+      echo_downstream: true
+  - name: prometheus
+services:
+  - name: s
+    url: http://{up}
+    routes:
+      - name: r
+        paths: [/]
+"
+        ),
+    )
+    .unwrap();
+    // The flags say off; the file's plugins turn both on, as in Kong.
+    let (mut child, proxy, admin) = start(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--request-id",
+        "off",
+        "--metrics",
+        "off",
+    ]);
+    let res = send(proxy, get("/x")).await;
+    assert_eq!(res.status(), 200);
+    let echoed = res.headers()["x-correlation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(echoed.contains('#'), "{echoed}");
+    assert_eq!(
+        seen.recv().await.unwrap().headers["x-correlation-id"],
+        echoed.as_str()
+    );
+    let metrics = send(admin, get("/metrics")).await;
+    assert_eq!(metrics.status(), 200);
+    assert!(text(metrics).await.contains("kong_http_requests_total"));
+    assert!(terminate(&mut child).success());
+    let _ = std::fs::remove_dir_all(dir);
+}

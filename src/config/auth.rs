@@ -154,6 +154,48 @@ impl Config {
                         .map_err(|(field, message)| (format!("{at}.config{field}"), message))?;
                     (&None, 0)
                 }
+                PluginConfig::CorrelationId(c) => {
+                    global_only(&at, plugin)?;
+                    if http::HeaderName::try_from(c.header_name.as_str()).is_err() {
+                        return Err((
+                            format!("{at}.config.header_name"),
+                            format!("invalid header name {:?}", c.header_name),
+                        ));
+                    }
+                    if let Some(generator) = c.generator.as_deref().filter(|g| *g != "uuid#counter")
+                    {
+                        return Err((
+                            format!("{at}.config.generator"),
+                            format!(
+                                "generator {generator:?} is not supported yet: only uuid#counter"
+                            ),
+                        ));
+                    }
+                    (&None, 0)
+                }
+                PluginConfig::Prometheus(c) => {
+                    global_only(&at, plugin)?;
+                    if c.per_consumer {
+                        return Err((
+                            format!("{at}.config.per_consumer"),
+                            "per-consumer metrics are not supported yet".into(),
+                        ));
+                    }
+                    let switches = [
+                        ("status_code_metrics", c.status_code_metrics),
+                        ("latency_metrics", c.latency_metrics),
+                        ("bandwidth_metrics", c.bandwidth_metrics),
+                        ("upstream_health_metrics", c.upstream_health_metrics),
+                    ];
+                    if let Some((field, _)) = switches.iter().find(|(_, v)| *v == Some(false)) {
+                        return Err((
+                            format!("{at}.config.{field}"),
+                            "this gateway always exports these metrics: only true is accepted"
+                                .into(),
+                        ));
+                    }
+                    (&None, 0)
+                }
                 PluginConfig::KeyAuth(c) => {
                     if c.key_in_body {
                         return Err((
@@ -346,7 +388,7 @@ impl Config {
                     anonymous.push(c.anonymous.clone());
                     preflight.push(c.run_on_preflight);
                 }
-                PluginConfig::RateLimiting(_) | PluginConfig::CircuitBreaker(_) => {}
+                _ => {}
             }
         }
         // With `anonymous` on every plugin, Kong's plugins run as "either"; otherwise every
@@ -395,6 +437,24 @@ fn jwt(c: &super::JwtConfig, consumers: &Consumers) -> crate::auth::Jwt {
         jwt = jwt.realm(realm);
     }
     jwt
+}
+
+/// Plugins that act on the whole gateway are only accepted at the top level, unscoped.
+fn global_only(at: &str, plugin: &Plugin) -> Result<(), Invalid> {
+    if at.starts_with("plugins[")
+        && plugin.service.is_none()
+        && plugin.route.is_none()
+        && plugin.consumer.is_none()
+    {
+        return Ok(());
+    }
+    Err((
+        at.to_owned(),
+        format!(
+            "{} applies to the whole gateway here: configure it once, at the top level",
+            plugin.config.name()
+        ),
+    ))
 }
 
 /// Whether a reference names the entity with this name or id.

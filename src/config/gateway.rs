@@ -61,6 +61,8 @@ pub struct Gateway {
     upstreams: Vec<(String, ServiceBalancer)>,
     consumers: Consumers,
     breakers: Vec<(String, Breaker)>,
+    request_id: Option<crate::request_id::RequestIdLayer>,
+    prometheus: bool,
 }
 
 /// One compiled route, for startup logs and status pages.
@@ -163,6 +165,18 @@ impl Gateway {
             upstreams,
             consumers,
             breakers: breakers.named,
+            request_id: global(config, "correlation-id").and_then(|c| match c {
+                super::PluginConfig::CorrelationId(c) => Some(
+                    crate::request_id::RequestIdLayer::new()
+                        .header(
+                            http::HeaderName::try_from(c.header_name.as_str())
+                                .unwrap_or(http::HeaderName::from_static("kong-request-id")),
+                        )
+                        .echo(c.echo_downstream),
+                ),
+                _ => None,
+            }),
+            prometheus: global(config, "prometheus").is_some(),
         })
     }
 
@@ -174,6 +188,16 @@ impl Gateway {
     /// The compiled routes, in configuration order.
     pub fn routes(&self) -> &[RouteSummary] {
         &self.routes
+    }
+
+    /// The request-id layer of a global `correlation-id` plugin, if the file has one.
+    pub fn request_id(&self) -> Option<crate::request_id::RequestIdLayer> {
+        self.request_id.clone()
+    }
+
+    /// Whether the file enables the global `prometheus` plugin.
+    pub fn prometheus(&self) -> bool {
+        self.prometheus
     }
 
     /// The circuit breakers of `circuit-breaker` plugins, by service (service scope) or route
@@ -273,6 +297,15 @@ fn service_balancer(
 }
 
 /// The plugins of one route around its upstream: authentication, then rate limiting.
+/// The enabled global instance of plugin `name`.
+fn global<'a>(config: &'a Config, name: &str) -> Option<&'a super::PluginConfig> {
+    config
+        .plugins
+        .iter()
+        .find(|p| p.enabled && p.config.name() == name)
+        .map(|p| &p.config)
+}
+
 /// The breakers made so far: one per service-scoped plugin instance and service, one per route
 /// otherwise; with the name they are known by (the service's or the route's).
 #[derive(Default)]

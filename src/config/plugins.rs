@@ -37,6 +37,10 @@ pub enum PluginConfig {
     RateLimiting(RateLimitingConfig),
     /// This gateway's `circuit-breaker` (Kong has none).
     CircuitBreaker(CircuitBreakerConfig),
+    /// Kong's `correlation-id` (global scope).
+    CorrelationId(CorrelationIdConfig),
+    /// Kong's `prometheus` (global scope).
+    Prometheus(PrometheusConfig),
 }
 
 impl PluginConfig {
@@ -47,6 +51,8 @@ impl PluginConfig {
             PluginConfig::Jwt(_) => "jwt",
             PluginConfig::RateLimiting(_) => "rate-limiting",
             PluginConfig::CircuitBreaker(_) => "circuit-breaker",
+            PluginConfig::CorrelationId(_) => "correlation-id",
+            PluginConfig::Prometheus(_) => "prometheus",
         }
     }
 
@@ -58,6 +64,10 @@ impl PluginConfig {
             "circuit-breaker" => {
                 CircuitBreakerConfig::deserialize(d).map(PluginConfig::CircuitBreaker)
             }
+            "correlation-id" => {
+                CorrelationIdConfig::deserialize(d).map(PluginConfig::CorrelationId)
+            }
+            "prometheus" => PrometheusConfig::deserialize(d).map(PluginConfig::Prometheus),
             other => Err(de::Error::custom(not_supported(other))),
         }
     }
@@ -75,6 +85,8 @@ impl PluginConfig {
             "jwt" => typed(value).map(PluginConfig::Jwt),
             "rate-limiting" => typed(value).map(PluginConfig::RateLimiting),
             "circuit-breaker" => typed(value).map(PluginConfig::CircuitBreaker),
+            "correlation-id" => typed(value).map(PluginConfig::CorrelationId),
+            "prometheus" => typed(value).map(PluginConfig::Prometheus),
             other => Err(not_supported(other)),
         }
     }
@@ -82,7 +94,7 @@ impl PluginConfig {
 
 fn not_supported(name: &str) -> String {
     format!(
-        "plugin {name:?} is not supported yet (this release runs key-auth, jwt, rate-limiting and circuit-breaker; the others come with later releases)"
+        "plugin {name:?} is not supported yet (this release runs key-auth, jwt, rate-limiting, circuit-breaker, correlation-id and prometheus; the others come with later releases)"
     )
 }
 
@@ -279,6 +291,48 @@ pub struct CircuitBreakerConfig {
     /// and 504).
     #[serde(default)]
     pub failure_statuses: Option<Vec<super::StatusCodeNumber>>,
+}
+
+/// Kong's `correlation-id`: a request id in a header, kept when the client sent one, generated
+/// otherwise (Kong's `uuid#counter`), sent upstream and, with `echo_downstream`, back.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorrelationIdConfig {
+    /// The header (default `Kong-Request-ID`).
+    #[serde(default = "default_correlation_header")]
+    pub header_name: String,
+    /// Only `uuid#counter` (Kong's default) is supported.
+    #[serde(default)]
+    pub generator: Option<String>,
+    /// Echo the id in the response (default false).
+    #[serde(default)]
+    pub echo_downstream: bool,
+}
+
+fn default_correlation_header() -> String {
+    "Kong-Request-ID".into()
+}
+
+/// Kong's `prometheus`: turns the metrics on (`/metrics` on the admin listener). Every family
+/// is always exported, so the `*_metrics` switches are accepted only as `true`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    /// Per-consumer series: not supported yet (only `false`).
+    #[serde(default)]
+    pub per_consumer: bool,
+    /// `kong_http_requests_total` by status (always exported).
+    #[serde(default)]
+    pub status_code_metrics: Option<bool>,
+    /// Latency histograms (always exported).
+    #[serde(default)]
+    pub latency_metrics: Option<bool>,
+    /// Bandwidth counters (always exported).
+    #[serde(default)]
+    pub bandwidth_metrics: Option<bool>,
+    /// Target health (always exported).
+    #[serde(default)]
+    pub upstream_health_metrics: Option<bool>,
 }
 
 /// Kong's `limit_by`.
