@@ -718,11 +718,14 @@ where
                         reject::NO_PEER,
                     )));
                 }
-                KindProj::Done => panic!("balancer ResponseFuture polled after completion"),
+                // Polled after completion: the future contract allows anything, but a panic is
+                // unkind on the request path.
+                KindProj::Done => return Poll::Pending,
             };
             let result = std::task::ready!(call.as_mut().poll(cx));
             let Some(attempt) = current.take() else {
-                panic!("balancer ResponseFuture without an attempt");
+                // Every `Calling` state is made with its attempt.
+                return Poll::Pending;
             };
             let index = attempt.index;
             let res = match result {
