@@ -80,6 +80,9 @@ struct Args {
     grace_period: Duration,
     check: bool,
     access_log: Option<Format>,
+    /// Whether access records also go to stderr (false only when a file-log plugin takes them
+    /// and `--access-log off` was given).
+    access_log_to_stderr: bool,
     request_id: Option<RequestIdLayer>,
     metrics: bool,
 }
@@ -95,6 +98,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         grace_period: tower_gateway::server::DEFAULT_GRACE_PERIOD,
         check: false,
         access_log: Some(Format::Combined),
+        access_log_to_stderr: true,
         request_id: Some(RequestIdLayer::new()),
         metrics: true,
     };
@@ -207,7 +211,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(args.access_log == Some(Format::Json));
     let config = match &args.config {
         Some(file) => Config::from_file(file),
         None => Config::from_yaml(BUNDLED_CONFIG).map(|mut c| {
@@ -222,6 +225,34 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The file's global file-log plugin: access records as JSON lines in that file.
+    let file_log = config.plugins.iter().find_map(|p| match &p.config {
+        tower_gateway::config::PluginConfig::FileLog(c) if p.enabled => Some(c.path.clone()),
+        _ => None,
+    });
+    let file = match &file_log {
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(file) => Some(file),
+            Err(err) => {
+                eprintln!("error: file-log: cannot open {path}: {err}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let mut args = args;
+    let stderr_json = args.access_log == Some(Format::Json);
+    if file.is_some() {
+        // The file gets records with their fields (JSON lines); stderr keeps its format and
+        // shows them only if the access log is on.
+        args.access_log_to_stderr = args.access_log.is_some();
+        args.access_log = Some(Format::Json);
+    }
+    init_logging(stderr_json, args.access_log_to_stderr, file);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -366,18 +397,33 @@ async fn run(args: Args, config: Config) -> ExitCode {
     }
 }
 
-fn init_logging(json: bool) {
-    use tracing_subscriber::EnvFilter;
+fn init_logging(json: bool, access_to_stderr: bool, file: Option<std::fs::File>) {
+    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    const ACCESS: &str = "tower_gateway::access";
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        fmt.json().init();
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let stderr = if json {
+        stderr.json().boxed()
     } else {
-        fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init();
-    }
+        stderr
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed()
+    };
+    let stderr = stderr.with_filter(filter_fn(move |m| access_to_stderr || m.target() != ACCESS));
+    let file = file.map(|file| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::sync::Mutex::new(file))
+            .with_filter(filter_fn(|m| m.target() == ACCESS))
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(file)
+        .init();
 }
 
 fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -62,11 +62,11 @@ fn unknown_fields_are_refused_not_ignored() {
 #[test]
 fn plugins_are_refused_by_name_until_implemented() {
     let err = error(&format!(
-        "{HEAD}services:\n  - name: a\n    url: http://127.0.0.1:1\n    plugins:\n      - name: file-log\n        config: {{path: /tmp/x}}\n"
+        "{HEAD}services:\n  - name: a\n    url: http://127.0.0.1:1\n    plugins:\n      - name: http-log\n        config: {{http_endpoint: x}}\n"
     ));
     let text = err.to_string();
     assert!(
-        text.contains("plugin \"file-log\" is not supported yet"),
+        text.contains("plugin \"http-log\" is not supported yet"),
         "{text}"
     );
     assert!(text.contains("services[0].plugins"), "{text}");
@@ -79,7 +79,7 @@ fn later_sections_are_refused_when_not_empty_and_accepted_when_empty() {
     ))
     .unwrap();
     for (section, what) in [
-        ("plugins:\n  - name: file-log\n", "file-log"),
+        ("plugins:\n  - name: http-log\n", "http-log"),
         ("certificates:\n  - cert: x\n", "TLS"),
     ] {
         let err = error(&format!("{HEAD}{section}"));
@@ -760,4 +760,29 @@ fn gateway_wide_plugins_are_global_only_and_refuse_what_they_cannot_do() {
         assert_eq!(err.path(), Some(path), "{err}");
         assert!(err.to_string().contains(message), "{err}");
     }
+}
+
+#[test]
+fn file_log_is_global_and_refuses_what_it_cannot_do() {
+    for (yaml, path) in [
+        (
+            "plugins:\n  - name: file-log\n    config:\n      path: /tmp/x\n      reopen: true\n",
+            "plugins[0].config.reopen",
+        ),
+        (
+            "plugins:\n  - name: file-log\n    config:\n      path: /tmp/x\n      custom_fields_by_lua: {a: b}\n",
+            "plugins[0].config.custom_fields_by_lua",
+        ),
+        (
+            "services:\n  - name: s\n    url: http://127.0.0.1:1\n    plugins:\n      - name: file-log\n        config:\n          path: /tmp/x\n",
+            "services[0].plugins[0]",
+        ),
+    ] {
+        let err = error(&format!("{HEAD}{yaml}"));
+        assert_eq!(err.path(), Some(path), "{err}");
+    }
+    let err = error(&format!(
+        "{HEAD}plugins:\n  - name: file-log\n    config: {{}}\n"
+    ));
+    assert!(err.to_string().contains("path"), "{err}");
 }

@@ -779,3 +779,59 @@ services:
     assert!(terminate(&mut child).success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_log_plugin_writes_one_json_line_per_request() {
+    let (up, _seen) = ok_upstream().await;
+    let dir = std::env::temp_dir().join(format!(
+        "tower-gateway-test-{}-file-log",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("access.log");
+    let file = dir.join("kong.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "_format_version: \"3.0\"
+plugins:
+  - name: file-log
+    config:
+      path: {}
+services:
+  - name: s
+    url: http://{up}
+    routes:
+      - name: r
+        paths: [/]
+",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let (mut child, proxy, _admin) = start(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--access-log",
+        "off",
+    ]);
+    for path in ["/a", "/b"] {
+        let res = send(proxy, get(path)).await;
+        assert_eq!(text(res).await, "ok");
+    }
+    assert!(terminate(&mut child).success());
+    let written = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = written
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{written}");
+    assert_eq!(lines[0]["fields"]["path"], "/a");
+    assert_eq!(lines[1]["fields"]["status"], 200);
+    assert_eq!(lines[1]["fields"]["route"], "r");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -173,6 +173,25 @@ impl Config {
                     }
                     (&None, 0)
                 }
+                PluginConfig::FileLog(c) => {
+                    global_only(&at, plugin)?;
+                    if c.reopen {
+                        return Err((
+                            format!("{at}.config.reopen"),
+                            "the file stays open here: only false is accepted".into(),
+                        ));
+                    }
+                    if c.custom_fields_by_lua.is_some() {
+                        return Err((
+                            format!("{at}.config.custom_fields_by_lua"),
+                            "Lua fields are not supported".into(),
+                        ));
+                    }
+                    if c.path.is_empty() {
+                        return Err((format!("{at}.config.path"), "path must not be empty".into()));
+                    }
+                    (&None, 0)
+                }
                 PluginConfig::Prometheus(c) => {
                     global_only(&at, plugin)?;
                     if c.per_consumer {

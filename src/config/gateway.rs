@@ -63,6 +63,7 @@ pub struct Gateway {
     breakers: Vec<(String, Breaker)>,
     request_id: Option<crate::request_id::RequestIdLayer>,
     prometheus: bool,
+    file_log: Option<std::path::PathBuf>,
 }
 
 /// One compiled route, for startup logs and status pages.
@@ -177,6 +178,10 @@ impl Gateway {
                 _ => None,
             }),
             prometheus: global(config, "prometheus").is_some(),
+            file_log: match global(config, "file-log") {
+                Some(super::PluginConfig::FileLog(c)) => Some(c.path.clone().into()),
+                _ => None,
+            },
         })
     }
 
@@ -193,6 +198,11 @@ impl Gateway {
     /// The request-id layer of a global `correlation-id` plugin, if the file has one.
     pub fn request_id(&self) -> Option<crate::request_id::RequestIdLayer> {
         self.request_id.clone()
+    }
+
+    /// The file of a global `file-log` plugin: the access log goes there as JSON lines.
+    pub fn file_log(&self) -> Option<&std::path::Path> {
+        self.file_log.as_deref()
     }
 
     /// Whether the file enables the global `prometheus` plugin.
