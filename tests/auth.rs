@@ -557,3 +557,60 @@ async fn leeway_and_maximum_expiration() {
     .await;
     assert_eq!(body, r#"{"exp":"exceeds maximum allowed expiration"}"#);
 }
+
+#[tokio::test]
+async fn base64_secrets_cookies_a_header_key_claim_and_the_realm() {
+    use base64::engine::general_purpose::STANDARD;
+    let consumers = consumers();
+    // A base64-stored secret: the token is signed with the decoded bytes.
+    let raw = b"raw-secret-bytes";
+    let stored = STANDARD.encode(raw);
+    let credential =
+        JwtCredential::hmac("b64-issuer", stored.as_bytes(), Algorithm::HS256).unwrap();
+    consumers.add_jwt("test-user", credential).unwrap();
+    let layer = AuthLayer::new(
+        Jwt::new(consumers)
+            .secret_is_base64(true)
+            .key_claim_name("kid")
+            .cookie_names(["session"])
+            .realm("orders"),
+    );
+    let (gw, mut seen) = gateway(layer).await;
+
+    // The key claim read from the JOSE header (`kid`), the token from a cookie.
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some("b64-issuer".into());
+    let token = encode(
+        &header,
+        &json!({ "sub": "x" }),
+        &EncodingKey::from_secret(raw),
+    )
+    .unwrap();
+    let req = request("/", &[("cookie", &format!("theme=dark; session={token}"))]);
+    assert_eq!(send(gw, req).await.status(), 200);
+    assert_eq!(
+        seen.recv().await.unwrap().headers["x-consumer-username"],
+        "test-user"
+    );
+
+    // Signed with the stored (still encoded) text instead: refused.
+    let wrong = encode(
+        &header,
+        &json!({ "sub": "x" }),
+        &EncodingKey::from_secret(stored.as_bytes()),
+    )
+    .unwrap();
+    let (_, challenge, body) = refused(
+        gw,
+        &mut seen,
+        request("/", &[("authorization", &bearer(&wrong))]),
+    )
+    .await;
+    assert_eq!(message(&body), "Invalid signature");
+    assert_eq!(
+        challenge.as_deref(),
+        Some("Bearer realm=\"orders\", error=\"invalid_token\"")
+    );
+    let (_, challenge, _) = refused(gw, &mut seen, request("/", &[])).await;
+    assert_eq!(challenge.as_deref(), Some("Bearer realm=\"orders\""));
+}

@@ -145,14 +145,7 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// A stable id for an entity that has none in the file: the same name always gives the same
 /// id, on every gateway instance (formatted like a UUID).
 pub(crate) fn derived_id(kind: &str, name: &str) -> String {
-    let hash = |seed: &str| {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in seed.bytes().chain(kind.bytes()).chain(name.bytes()) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h
-    };
+    let hash = |seed: &str| crate::balance::hash64(format!("{seed}\0{kind}\0{name}").as_bytes());
     let (a, b) = (hash("a"), hash("b"));
     format!(
         "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",

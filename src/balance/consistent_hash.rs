@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::strategy::weight_units;
 use super::{Candidates, Endpoint, Strategy};
 
 /// Points per weight unit, the unit being the greatest common divisor of the weights (so
@@ -37,14 +38,13 @@ impl ConsistentHash {
 
     /// The ring for `endpoints`.
     fn ring(endpoints: &[Endpoint]) -> Self {
-        let weights: Vec<u64> = endpoints.iter().map(|e| e.get_weight().into()).collect();
-        let divisor = weights.iter().copied().fold(0, gcd).max(1);
-        let units: u64 = weights.iter().map(|w| w / divisor).sum();
+        let weights = weight_units(endpoints);
+        let units: u64 = weights.iter().sum();
         let per_unit = u64::from(POINTS_PER_UNIT).min((MAX_RING / units.max(1)).max(1));
         let mut ring = Vec::with_capacity(usize::try_from(units * per_unit).unwrap_or(0));
         for (i, endpoint) in endpoints.iter().enumerate() {
             let base = hash64(endpoint.name().as_bytes());
-            for p in 1..=weights[i] / divisor * per_unit {
+            for p in 1..=weights[i] * per_unit {
                 let point = mix(base ^ p.wrapping_mul(0x9e37_79b9_7f4a_7c15));
                 ring.push(((point >> 32) as u32, i as u32));
             }
@@ -75,10 +75,6 @@ fn mix(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
     h ^ (h >> 33)
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 impl Strategy for ConsistentHash {

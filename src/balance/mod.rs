@@ -62,6 +62,7 @@ mod weighted;
 
 pub use active::ActiveHealth;
 pub use body::{BalancedBody, TrackedBody};
+pub(crate) use consistent_hash::hash64;
 pub use consistent_hash::{ConsistentHash, POINTS_PER_UNIT};
 pub use endpoint::{Chosen, DEFAULT_WEIGHT, Endpoint};
 pub use hash::HashOn;

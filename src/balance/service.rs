@@ -550,20 +550,21 @@ where
     }
 }
 
-/// The request head, kept to send the request again.
-fn copy_head(parts: &http::request::Parts) -> Request<()> {
+/// A copy of a request head (`Parts` is not `Clone`).
+fn copy_head(parts: &http::request::Parts) -> http::request::Parts {
     let mut head = Request::new(());
     *head.method_mut() = parts.method.clone();
     *head.uri_mut() = parts.uri.clone();
     *head.version_mut() = parts.version;
     *head.headers_mut() = parts.headers.clone();
     *head.extensions_mut() = parts.extensions.clone();
-    head
+    head.into_parts().0
 }
 
 /// What a retry needs.
 struct Retry<B> {
-    template: Request<()>,
+    /// The head, kept to send the request again.
+    template: http::request::Parts,
     /// `None` when the body had ended before the first attempt.
     slot: Option<Slot<B>>,
     tried: Vec<usize>,
@@ -615,13 +616,7 @@ impl<B> Retry<B> {
             .slot
             .as_ref()
             .map_or_else(BalancedBody::empty, |s| BalancedBody::parked(s.clone()));
-        let mut request = Request::new(body);
-        *request.method_mut() = self.template.method().clone();
-        *request.uri_mut() = self.template.uri().clone();
-        *request.version_mut() = self.template.version();
-        *request.headers_mut() = self.template.headers().clone();
-        *request.extensions_mut() = self.template.extensions().clone();
-        request
+        Request::from_parts(copy_head(&self.template), body)
     }
 }
 
@@ -751,7 +746,7 @@ where
             // Another endpoint, if this one failed in a way that may be retried.
             if let Some(r) = retry.as_deref_mut()
                 && r.left > 0
-                && retriable(&res, r.template.method())
+                && retriable(&res, &r.template.method)
                 && r.slot.as_ref().is_none_or(unread)
             {
                 r.tried.push(index);
@@ -903,5 +898,94 @@ mod tests {
         assert!(lb.set_healthy("good", false));
         assert!(!lb.endpoints()[1].healthy);
         assert!(!lb.set_healthy("nobody", true));
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use std::convert::Infallible;
+
+    use tower::{ServiceExt, service_fn};
+
+    use super::*;
+    use crate::balance::{ConsistentHash, RoundRobin};
+
+    fn named(
+        name: &'static str,
+        fail: bool,
+    ) -> impl Service<
+        Request<BalancedBody<String>>,
+        Response = Response<String>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + Sync {
+        service_fn(move |_req: Request<BalancedBody<String>>| async move {
+            let mut res = Response::new(name.to_owned());
+            if fail {
+                *res.status_mut() = StatusCode::BAD_GATEWAY;
+                res.extensions_mut()
+                    .insert(UpstreamFailure::Connect("refused".into()));
+            }
+            Ok::<_, Infallible>(res)
+        })
+    }
+
+    async fn served<S2>(lb: &Balancer<S2>, uri: &str) -> String
+    where
+        S2: Service<Request<BalancedBody<String>>, Response = Response<String>, Error = Infallible>
+            + Clone,
+    {
+        let req = Request::get(uri).body(String::new()).unwrap();
+        let res = lb.clone().oneshot(req).await.unwrap();
+        res.extensions()
+            .get::<Chosen>()
+            .unwrap()
+            .endpoint
+            .to_string()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_more_than_the_capped_share_is_ejected() {
+        let lb = Balancer::builder(RoundRobin::new())
+            .endpoint("a", named("a", true))
+            .endpoint("b", named("b", true))
+            .endpoint("c", named("c", true))
+            .retries(0)
+            .passive_health(
+                PassiveHealth::default()
+                    .tcp_failures(1)
+                    .max_ejected_percent(50),
+            )
+            .build();
+        for _ in 0..30 {
+            served(&lb, "/").await;
+        }
+        let ejected = lb.endpoints().iter().filter(|e| !e.healthy).count();
+        assert_eq!(ejected, 1, "{:?}", lb.endpoints());
+    }
+
+    #[tokio::test]
+    async fn the_hash_fallback_keys_requests_without_the_first_input() {
+        let lb = Balancer::builder(ConsistentHash::new())
+            .endpoint("a", named("a", false))
+            .endpoint("b", named("b", false))
+            .endpoint("c", named("c", false))
+            .hash_on(HashOn::Header(http::HeaderName::from_static("x-user")))
+            .hash_fallback(HashOn::QueryArg("u".into()))
+            .build();
+        for user in ["1", "2", "3", "4"] {
+            let first = served(&lb, &format!("/?u={user}")).await;
+            for _ in 0..10 {
+                assert_eq!(served(&lb, &format!("/?u={user}")).await, first);
+            }
+        }
+        // Neither input: spread round-robin, not stuck on one endpoint.
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..6 {
+            seen.insert(served(&lb, "/").await);
+        }
+        assert_eq!(seen.len(), 3);
     }
 }

@@ -62,6 +62,17 @@ impl Strategy for Box<dyn Strategy> {
     }
 }
 
+/// Each endpoint's weight in units of the weights' greatest common divisor (100, 100, 50 give
+/// 2, 2, 1): what weighted schedules and rings are built from.
+pub(crate) fn weight_units(endpoints: &[Endpoint]) -> Vec<u64> {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let weights: Vec<u64> = endpoints.iter().map(|e| e.get_weight().into()).collect();
+    let divisor = weights.iter().copied().fold(0, gcd).max(1);
+    weights.into_iter().map(|w| w / divisor).collect()
+}
+
 /// An endpoint as the balancer tracks it.
 #[derive(Debug, Clone)]
 pub(crate) struct Tracked {

@@ -13,6 +13,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+use super::strategy::weight_units;
 use super::{Candidates, Endpoint, Strategy};
 
 /// Longest precomputed schedule; longer cycles (large coprime weights) always use the locked
@@ -60,18 +61,13 @@ fn smooth_step(
     Some(best)
 }
 
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 { a } else { gcd(b, a % b) }
-}
-
 impl Strategy for WeightedRoundRobin {
     fn build(&self, endpoints: &[Endpoint]) -> Box<dyn Strategy> {
-        let weights: Vec<u64> = endpoints.iter().map(|e| e.get_weight().into()).collect();
-        let divisor = weights.iter().copied().fold(0, gcd).max(1);
-        let period: u64 = weights.iter().map(|w| w / divisor).sum();
+        let units = weight_units(endpoints);
+        let period: u64 = units.iter().sum();
         let schedule = if period > 0 && period <= MAX_SCHEDULE {
             let mut current = vec![0; endpoints.len()];
-            let scaled = |i: usize| (weights[i] / divisor) as i64;
+            let scaled = |i: usize| units[i] as i64;
             (0..period)
                 .filter_map(|_| smooth_step(&mut current, scaled, |_| true))
                 .map(|i| i as u32)

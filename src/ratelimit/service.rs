@@ -166,6 +166,9 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        if self.consumers.is_empty() {
+            return self.default.call(req);
+        }
         let own = req
             .extensions()
             .get::<crate::auth::Consumer>()
