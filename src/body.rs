@@ -5,6 +5,9 @@
 //! through untouched. [`ResponseBody`] is that choice, used everywhere in the crate: either the
 //! inner service's body, or a small, fully buffered body produced by the gateway itself (see
 //! [`crate::reject`]).
+//!
+//! [`RequestBody`] is the request-side counterpart, for the one layer that reads request
+//! bodies ([`BodyAuth`](crate::auth::BodyAuth), for API keys in the body).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -111,6 +114,116 @@ where
     }
 }
 
+pin_project! {
+    /// A request body as a layer that may have read it passes it on: the client's stream
+    /// untouched, or the bytes the layer read (perhaps rewritten), or the part it read
+    /// followed by the rest of the stream.
+    ///
+    /// [`BodyAuth`](crate::auth::BodyAuth) hands this to its inner service; a body it did not
+    /// need to read streams through as it came.
+    #[derive(Debug)]
+    pub struct RequestBody<B> {
+        #[pin]
+        kind: RequestKind<B>,
+    }
+}
+
+pin_project! {
+    #[project = RequestKindProj]
+    #[derive(Debug)]
+    enum RequestKind<B> {
+        Stream { #[pin] body: B },
+        Buffered { data: Option<Bytes>, trailers: Option<http::HeaderMap> },
+        // A read that stopped at a size limit: what was read, then the rest of the stream.
+        Partial { head: Option<Bytes>, rest: Pin<Box<B>> },
+    }
+}
+
+// === impl RequestBody ===
+
+impl<B> RequestBody<B> {
+    /// The client's body, streamed through unchanged.
+    pub fn new(body: B) -> Self {
+        Self {
+            kind: RequestKind::Stream { body },
+        }
+    }
+
+    /// A body read whole: its bytes and trailers.
+    pub fn buffered(data: Bytes, trailers: Option<http::HeaderMap>) -> Self {
+        Self {
+            kind: RequestKind::Buffered {
+                data: (!data.is_empty()).then_some(data),
+                trailers,
+            },
+        }
+    }
+
+    /// The first `head` bytes of `rest`, already read, followed by what `rest` still yields.
+    pub fn partial(head: Bytes, rest: Pin<Box<B>>) -> Self {
+        Self {
+            kind: RequestKind::Partial {
+                head: (!head.is_empty()).then_some(head),
+                rest,
+            },
+        }
+    }
+}
+
+impl<B> Body for RequestBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.project().kind.project() {
+            RequestKindProj::Stream { body } => body.poll_frame(cx),
+            RequestKindProj::Buffered { data, trailers } => {
+                if let Some(data) = data.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
+            }
+            RequestKindProj::Partial { head, rest } => match head.take() {
+                Some(head) => Poll::Ready(Some(Ok(Frame::data(head)))),
+                None => rest.as_mut().poll_frame(cx),
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            RequestKind::Stream { body } => body.is_end_stream(),
+            RequestKind::Buffered { data, trailers } => data.is_none() && trailers.is_none(),
+            RequestKind::Partial { head, rest } => head.is_none() && rest.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            RequestKind::Stream { body } => body.size_hint(),
+            RequestKind::Buffered { data, .. } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            RequestKind::Partial { head, rest } => {
+                let read = head.as_ref().map_or(0, |h| h.len() as u64);
+                let rest = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + read);
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + read);
+                }
+                hint
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +236,26 @@ mod tests {
         assert!(!body.is_end_stream());
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"hello");
+    }
+
+    #[tokio::test]
+    async fn a_partly_read_request_body_yields_the_read_part_then_the_rest() {
+        let rest = Box::pin(http_body_util::Full::new(Bytes::from_static(b" world")));
+        let body = RequestBody::partial(Bytes::from_static(b"hello"), rest);
+        assert_eq!(body.size_hint().exact(), Some(11));
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"hello world");
+    }
+
+    #[tokio::test]
+    async fn a_buffered_request_body_keeps_its_trailers() {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-sum", http::HeaderValue::from_static("1"));
+        let body =
+            RequestBody::<Empty<Bytes>>::buffered(Bytes::from_static(b"a=1"), Some(trailers));
+        let collected = body.collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["x-sum"], "1");
+        assert_eq!(&collected.to_bytes()[..], b"a=1");
     }
 
     #[test]

@@ -463,6 +463,33 @@ async fn the_most_specific_plugin_wins_and_unauthenticated_routes_drop_identity_
     assert_eq!(seen.headers["x-anonymous-consumer"], "true");
 }
 
+#[tokio::test]
+async fn a_key_in_the_body_authenticates_a_configured_route_and_is_hidden() {
+    let (up, mut seen) = ok_upstream().await;
+    let yaml = format!(
+        "{HEAD}services:\n  - name: s\n    url: http://{up}\n    routes:\n      - paths: [/orders]\n        plugins:\n          - name: key-auth\n            config:\n              key_in_body: true\n              hide_credentials: true\n\
+         consumers:\n  - username: ann\n    keyauth_credentials:\n      - key: k-ann\n"
+    );
+    let gateway =
+        Gateway::from_config(&Config::from_yaml(&yaml).unwrap(), &Settings::default()).unwrap();
+    let (gw, _stop) = serve(gateway.router()).await;
+    let post = |body: &'static str| {
+        http::Request::post("/orders")
+            .header("host", "gateway.test")
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                body.as_bytes(),
+            )))
+            .unwrap()
+    };
+    let res = send(gw, post(r#"{"apikey":"k-ann","qty":2}"#)).await;
+    assert_eq!(res.status(), 200);
+    let upstream = seen.recv().await.unwrap();
+    assert_eq!(upstream.body, r#"{"qty":2}"#);
+    assert_eq!(upstream.headers["x-consumer-username"], "ann");
+    assert_eq!(send(gw, post(r#"{"qty":2}"#)).await.status(), 401);
+}
+
 #[test]
 fn consumer_and_plugin_errors_name_the_field() {
     let cases = [
@@ -500,11 +527,6 @@ fn consumer_and_plugin_errors_name_the_field() {
             "plugins:\n  - name: key-auth\n    config:\n      anonymous: ghost\n",
             "plugins[0].config.anonymous",
             "doesn't exist",
-        ),
-        (
-            "plugins:\n  - name: key-auth\n    config:\n      key_in_body: true\n",
-            "plugins[0].config.key_in_body",
-            "not supported yet",
         ),
         (
             "plugins:\n  - name: jwt\n    config:\n      maximum_expiration: 60\n",

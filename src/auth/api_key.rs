@@ -1,15 +1,19 @@
-//! Kong's key-auth: an API key in a header or a query argument.
+//! Kong's key-auth: an API key in a header, a query argument or the body.
 
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use http::request::Parts;
 use http::{HeaderName, HeaderValue};
 
+use super::form::{Field, FormKind, fields, without};
 use super::headers::{query_values, remove_query_args};
 use super::{Authenticated, Authenticator, Consumers, Rejection};
 
 /// Kong's `key-auth`: the key is looked up under each of `key_names`, in the headers, then in
-/// the query string; keys are compared in constant time.
+/// the query string, then (with [`in_body`](Self::in_body), under [`BodyAuth`](super::BodyAuth))
+/// in a form-urlencoded, JSON or multipart body; keys are compared in constant time.
 ///
 /// | request | answer |
 /// | --- | --- |
@@ -34,6 +38,7 @@ pub struct ApiKey {
     names: Arc<[(String, Option<HeaderName>)]>,
     in_header: bool,
     in_query: bool,
+    in_body: bool,
     hide_credentials: bool,
     challenge: HeaderValue,
 }
@@ -53,6 +58,7 @@ impl ApiKey {
             names: names(["apikey"]),
             in_header: true,
             in_query: true,
+            in_body: false,
             hide_credentials: false,
             challenge: HeaderValue::from_static("Key"),
         }
@@ -80,7 +86,17 @@ impl ApiKey {
         self
     }
 
-    /// Removes the key from the request before it goes upstream (default false).
+    /// Whether keys are read from the body (Kong's `key_in_body`, default false): a top-level
+    /// field of a form-urlencoded, JSON or multipart form-data body. Bodies are read only by
+    /// [`BodyAuth`](super::BodyAuth) ([`AuthLayer::reading_body`](super::AuthLayer::reading_body)),
+    /// up to its size limit; a body it does not read holds no key, as in Kong.
+    pub fn in_body(mut self, yes: bool) -> Self {
+        self.in_body = yes;
+        self
+    }
+
+    /// Removes the key from the request (headers, query string and body) before it goes
+    /// upstream (default false).
     pub fn hide_credentials(mut self, yes: bool) -> Self {
         self.hide_credentials = yes;
         self
@@ -116,6 +132,35 @@ where
 
 impl Authenticator for ApiKey {
     fn authenticate(&self, request: &mut Parts) -> Result<Authenticated, Rejection> {
+        self.lookup(request, None)
+    }
+
+    fn reads_body(&self) -> bool {
+        self.in_body
+    }
+
+    fn authenticate_with_body(
+        &self,
+        request: &mut Parts,
+        body: &mut Bytes,
+    ) -> Result<Authenticated, Rejection> {
+        self.lookup(request, Some(body))
+    }
+}
+
+impl ApiKey {
+    fn lookup(
+        &self,
+        request: &mut Parts,
+        body: Option<&mut Bytes>,
+    ) -> Result<Authenticated, Rejection> {
+        let form = body
+            .filter(|_| self.in_body)
+            .and_then(|body| Some((FormKind::of(&request.headers)?, body)));
+        let body_fields = form
+            .as_ref()
+            .map(|(kind, body)| fields(kind, &body[..]))
+            .unwrap_or_default();
         let mut found: Option<Vec<u8>> = None;
         // An empty key counts as none (Kong).
         let mut consider = |key: &[u8]| -> Result<(), Rejection> {
@@ -144,6 +189,13 @@ impl Authenticator for ApiKey {
                     consider(value.as_bytes())?;
                 }
             }
+            for (_, field) in body_fields.iter().filter(|(n, _)| n == name) {
+                match field {
+                    Field::Text(value) => consider(value.as_bytes())?,
+                    // An array or object of keys (Kong).
+                    Field::Nested => return Err(self.refuse(DUPLICATE_API_KEY)),
+                }
+            }
         }
         let Some(key) = found else {
             return Err(self.refuse(NO_API_KEY).missing());
@@ -164,6 +216,11 @@ impl Authenticator for ApiKey {
             }
             let names: Vec<String> = self.names.iter().map(|(n, _)| n.clone()).collect();
             remove_query_args(request, &names);
+            if let Some((kind, body)) = form
+                && let Some(rest) = without(&kind, &body[..], &names)
+            {
+                *body = rest;
+            }
         }
         Ok(Authenticated::consumer(consumer))
     }
@@ -235,5 +292,57 @@ mod tests {
         assert!(p.headers.get("apikey").is_none());
         assert_eq!(p.uri, "/x?a=1");
         assert_eq!(p.headers["other"], "v");
+    }
+
+    fn form(content_type: &str, uri: &str) -> Parts {
+        parts(uri, &[("content-type", content_type)])
+    }
+
+    #[test]
+    fn a_key_in_the_body_counts_only_when_enabled() {
+        let mut body = Bytes::from_static(b"a=1&apikey=k-1");
+        let p = || form("application/x-www-form-urlencoded", "/");
+        let refused = key_auth().authenticate_with_body(&mut p(), &mut body);
+        assert_eq!(message(refused.unwrap_err()), NO_API_KEY);
+        let auth = key_auth().in_body(true);
+        assert!(auth.reads_body());
+        assert!(auth.authenticate_with_body(&mut p(), &mut body).is_ok());
+        // Without a body at hand (or one of another kind) there is nothing to find.
+        assert_eq!(
+            message(auth.authenticate(&mut p()).unwrap_err()),
+            NO_API_KEY
+        );
+        let mut text = form("text/plain", "/");
+        let err = auth
+            .authenticate_with_body(&mut text, &mut body)
+            .unwrap_err();
+        assert_eq!(message(err), NO_API_KEY);
+    }
+
+    #[test]
+    fn body_keys_meet_header_keys_in_the_duplicate_check() {
+        let auth = key_auth().in_body(true);
+        let mut p = parts(
+            "/",
+            &[("content-type", "application/json"), ("apikey", "k-1")],
+        );
+        let mut other = Bytes::from_static(br#"{"apikey":"k-2"}"#);
+        let err = auth.authenticate_with_body(&mut p, &mut other).unwrap_err();
+        assert_eq!(message(err), DUPLICATE_API_KEY);
+        let mut listed = Bytes::from_static(br#"{"apikey":["k-1"]}"#);
+        let mut p = form("application/json", "/");
+        let err = auth
+            .authenticate_with_body(&mut p, &mut listed)
+            .unwrap_err();
+        assert_eq!(message(err), DUPLICATE_API_KEY);
+    }
+
+    #[test]
+    fn hidden_credentials_leave_the_body() {
+        let auth = key_auth().in_body(true).hide_credentials(true);
+        let mut body = Bytes::from_static(br#"{"apikey":"k-1","order":7}"#);
+        let mut p = form("application/json", "/");
+        auth.authenticate_with_body(&mut p, &mut body).unwrap();
+        assert_eq!(&body[..], br#"{"order":7}"#);
     }
 }

@@ -16,6 +16,27 @@ use super::Consumer;
 pub trait Authenticator: Send + Sync + 'static {
     /// Authenticates the request, or says how to refuse it.
     fn authenticate(&self, request: &mut Parts) -> Result<Authenticated, Rejection>;
+
+    /// Whether this authenticator reads the request body ([`ApiKey::in_body`]). Only
+    /// [`BodyAuth`] reads bodies, and only when one of its authenticators says so.
+    ///
+    /// [`ApiKey::in_body`]: super::ApiKey::in_body
+    /// [`BodyAuth`]: super::BodyAuth
+    fn reads_body(&self) -> bool {
+        false
+    }
+
+    /// Authenticates with the request's body at hand, read whole by
+    /// [`BodyAuth`](super::BodyAuth); it may rewrite the body (to hide a credential). The
+    /// default ignores the body.
+    fn authenticate_with_body(
+        &self,
+        request: &mut Parts,
+        body: &mut Bytes,
+    ) -> Result<Authenticated, Rejection> {
+        let _ = body;
+        self.authenticate(request)
+    }
 }
 
 impl<F> Authenticator for F

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use http::request::Parts;
 use http::{HeaderName, Method, header};
 use tower::Layer;
@@ -46,6 +48,8 @@ pub(crate) struct Policy {
     skip_paths: Vec<String>,
     skip_preflight: bool,
     pub(crate) claim_headers: Vec<(String, HeaderName)>,
+    /// Whether some authenticator reads the body.
+    reads_body: bool,
 }
 
 impl std::fmt::Debug for AuthLayer {
@@ -86,8 +90,10 @@ impl AuthLayer {
     }
 
     fn with(authenticators: Vec<Box<dyn Authenticator>>, mode: Mode) -> Self {
+        let reads_body = authenticators.iter().any(|a| a.reads_body());
         Self {
             policy: Arc::new(Policy {
+                reads_body,
                 authenticators: authenticators.into_iter().map(Arc::from).collect(),
                 mode,
                 anonymous: None,
@@ -128,6 +134,15 @@ impl AuthLayer {
         self
     }
 
+    /// The same authentication for authenticators that read the request body
+    /// ([`ApiKey::in_body`](super::ApiKey::in_body)): the layer reads a form, JSON or multipart
+    /// body of at most [`DEFAULT_MAX_BODY`](super::DEFAULT_MAX_BODY) bytes before
+    /// authenticating, and the inner service receives a
+    /// [`RequestBody`](crate::body::RequestBody).
+    pub fn reading_body(self) -> super::BodyAuthLayer {
+        super::BodyAuthLayer::new(self)
+    }
+
     /// Sends claim `claim` of a verified token upstream as header `header` (the seed's
     /// `user_id` → `X-User-ID`). The header is removed from every incoming request first.
     pub fn claim_to_header(mut self, claim: impl Into<String>, header: HeaderName) -> Self {
@@ -151,6 +166,10 @@ impl Policy {
         self.authenticators.is_empty()
     }
 
+    pub(crate) fn reads_body(&self) -> bool {
+        self.reads_body
+    }
+
     pub(crate) fn skips(&self, parts: &Parts) -> bool {
         let path = parts.uri.path();
         let skipped = self
@@ -169,11 +188,16 @@ impl Policy {
                     .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD))
     }
 
-    /// Runs the authenticators; on failure, the anonymous consumer if there is one.
-    pub(crate) fn evaluate(&self, parts: &mut Parts) -> Result<Authenticated, Rejection> {
+    /// Runs the authenticators (those that read bodies with `body`, when it was read); on
+    /// failure, the anonymous consumer if there is one.
+    pub(crate) fn evaluate(
+        &self,
+        parts: &mut Parts,
+        body: Option<&mut Bytes>,
+    ) -> Result<Authenticated, Rejection> {
         let outcome = match self.mode {
-            Mode::All => self.all(parts),
-            Mode::Any => self.any(parts),
+            Mode::All => self.all(parts, body),
+            Mode::Any => self.any(parts, body),
         };
         match (outcome, &self.anonymous) {
             (Ok(ok), _) => Ok(ok),
@@ -182,20 +206,28 @@ impl Policy {
         }
     }
 
-    fn all(&self, parts: &mut Parts) -> Result<Authenticated, Rejection> {
+    fn all(
+        &self,
+        parts: &mut Parts,
+        mut body: Option<&mut Bytes>,
+    ) -> Result<Authenticated, Rejection> {
         let mut out = Authenticated::default();
         for authenticator in &self.authenticators {
-            let ok = authenticator.authenticate(parts)?;
+            let ok = run(authenticator.as_ref(), parts, body.as_deref_mut())?;
             out.consumer = ok.consumer.or(out.consumer);
             out.claims = ok.claims.or(out.claims);
         }
         Ok(out)
     }
 
-    fn any(&self, parts: &mut Parts) -> Result<Authenticated, Rejection> {
+    fn any(
+        &self,
+        parts: &mut Parts,
+        mut body: Option<&mut Bytes>,
+    ) -> Result<Authenticated, Rejection> {
         let mut first: Option<Rejection> = None;
         for authenticator in &self.authenticators {
-            match authenticator.authenticate(parts) {
+            match run(authenticator.as_ref(), parts, body.as_deref_mut()) {
                 Ok(ok) => return Ok(ok),
                 Err(refused) => {
                     let better = first.as_ref().is_none_or(|f| f.missing && !refused.missing);
@@ -206,6 +238,19 @@ impl Policy {
             }
         }
         Err(first.unwrap_or_else(|| Rejection::unauthorized("Unauthorized")))
+    }
+}
+
+fn run(
+    authenticator: &dyn Authenticator,
+    parts: &mut Parts,
+    body: Option<&mut Bytes>,
+) -> Result<Authenticated, Rejection> {
+    match body {
+        Some(body) if authenticator.reads_body() => {
+            authenticator.authenticate_with_body(parts, body)
+        }
+        _ => authenticator.authenticate(parts),
     }
 }
 
@@ -232,7 +277,7 @@ mod tests {
         let wrong = |_: &mut Parts| Err(Rejection::unauthorized("wrong"));
         let layer =
             AuthLayer::any_of([Box::new(missing) as Box<dyn Authenticator>, Box::new(wrong)]);
-        let refused = layer.policy.evaluate(&mut parts("/")).unwrap_err();
+        let refused = layer.policy.evaluate(&mut parts("/"), None).unwrap_err();
         assert_eq!(refused.body(), r#"{"message":"wrong"}"#);
     }
 }

@@ -9,6 +9,9 @@
 //!   with `X-Anonymous-Consumer: true`; without it, the refusal is final: 401 with Kong's
 //!   message and a `WWW-Authenticate` challenge, and the upstream never sees the request.
 //! - Skip rules let some paths (`/health`) and CORS preflights through.
+//! - [`AuthLayer::reading_body`] gives [`BodyAuth`], for authenticators that read the request
+//!   body (Kong's `key_in_body`); its inner service receives a
+//!   [`RequestBody`](crate::body::RequestBody).
 //! - An accepted request carries the [`Consumer`] (and a token's [`Claims`]) in its extensions
 //!   and the identity headers upstream: `X-Consumer-ID`, `X-Consumer-Username`,
 //!   `X-Consumer-Custom-ID`, `X-Credential-Identifier`, `X-Anonymous-Consumer`. Client-sent
@@ -46,7 +49,9 @@
 
 mod api_key;
 mod authenticator;
+mod body;
 mod consumer;
+mod form;
 mod headers;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
@@ -56,6 +61,7 @@ mod service;
 
 pub use api_key::{ApiKey, DUPLICATE_API_KEY, NO_API_KEY, UNAUTHORIZED};
 pub use authenticator::{Authenticated, Authenticator, Claims, Rejection};
+pub use body::{BodyAuth, BodyAuthLayer, BodyResponseFuture, DEFAULT_MAX_BODY};
 pub(crate) use consumer::derived_id;
 pub use consumer::{Consumer, Consumers, CredentialError, Editor};
 pub use headers::{

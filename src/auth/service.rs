@@ -109,16 +109,12 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
-        for name in &IDENTITY {
-            parts.headers.remove(name);
-        }
-        for (_, name) in &self.policy.claim_headers {
-            parts.headers.remove(name);
-        }
-        let mut consumer = None;
-        if !self.policy.is_empty() && !self.policy.skips(&parts) {
-            match self.policy.evaluate(&mut parts) {
-                Ok(authenticated) => consumer = admit(&mut parts, &self.policy, authenticated),
+        strip(&self.policy, &mut parts);
+        let consumer = if self.policy.is_empty() || self.policy.skips(&parts) {
+            None
+        } else {
+            match decide(&self.policy, &mut parts, None) {
+                Ok(consumer) => consumer,
                 Err(refused) => {
                     return ResponseFuture {
                         inner: CallOrReject::reject_with(refused.into_crate()),
@@ -126,7 +122,7 @@ where
                     };
                 }
             }
-        }
+        };
         let req = Request::from_parts(parts, body);
         // `poll_ready` was answered by the inner service itself.
         ResponseFuture {
@@ -136,6 +132,28 @@ where
             consumer,
         }
     }
+}
+
+/// Removes client-sent identity headers (and headers mapped from claims): they cannot be
+/// spoofed, whether the request is authenticated or not.
+pub(crate) fn strip(policy: &Policy, parts: &mut Parts) {
+    for name in &IDENTITY {
+        parts.headers.remove(name);
+    }
+    for (_, name) in &policy.claim_headers {
+        parts.headers.remove(name);
+    }
+}
+
+/// Authenticates the request and writes what was found into it: the consumer, if any, or
+/// the refusal.
+pub(crate) fn decide(
+    policy: &Policy,
+    parts: &mut Parts,
+    body: Option<&mut bytes::Bytes>,
+) -> Result<Option<super::Consumer>, super::Rejection> {
+    let authenticated = policy.evaluate(parts, body)?;
+    Ok(admit(parts, policy, authenticated))
 }
 
 impl<S, B, ResB> Future for ResponseFuture<S, B>

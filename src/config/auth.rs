@@ -216,12 +216,6 @@ impl Config {
                     (&None, 0)
                 }
                 PluginConfig::KeyAuth(c) => {
-                    if c.key_in_body {
-                        return Err((
-                            format!("{at}.config.key_in_body"),
-                            "reading keys from the body is not supported yet".into(),
-                        ));
-                    }
                     if c.key_names.is_empty() {
                         return Err((
                             format!("{at}.config.key_names"),
@@ -393,6 +387,7 @@ impl Config {
                         .key_names(&c.key_names)
                         .in_header(c.key_in_header)
                         .in_query(c.key_in_query)
+                        .in_body(c.key_in_body)
                         .hide_credentials(c.hide_credentials);
                     if let Some(realm) = &c.realm {
                         key_auth = key_auth.realm(realm);

@@ -8,28 +8,34 @@ use tower::Layer;
 use tower::util::MapRequest;
 
 use super::{Algorithm, Config, ConfigError, Route as RouteConfig, Service, Upstream};
-use crate::auth::{Auth, Consumers};
+use crate::auth::{BodyAuth, Consumers};
 use crate::balance::{
     BalancedBody, Balancer, ConsistentHash, Endpoint, LeastConnections, PeakEwma, Strategy,
     WeightedRoundRobin,
 };
+use crate::body::RequestBody;
 use crate::circuit::{Breaker, CircuitBreaker, CircuitBreakerLayer};
 use crate::proxy::{Origin, PreserveHost, ProxyConfig, ReverseProxy, TrustedProxies};
 use crate::ratelimit::{ByConsumer, KeyBy, RateLimitLayer};
 use crate::router::{Route, Router};
 
+/// The request body behind authentication: the client's stream, or the body authentication
+/// read (`key_in_body`).
+pub type GatewayBody = RequestBody<Incoming>;
+
 /// A service's upstream: a [`Balancer`] over one [`ReverseProxy`] per target (one target for
 /// a service with a plain host), all sharing the service's connection pool.
-pub type ServiceBalancer = Balancer<ReverseProxy<BalancedBody<Incoming>>>;
+pub type ServiceBalancer = Balancer<ReverseProxy<BalancedBody<GatewayBody>>>;
 
 /// What a route runs, in Kong's plugin order: authentication (the route's `key-auth` / `jwt`
 /// plugins; identity headers are removed from every request), rate limiting (its
 /// `rate-limiting` plugin, per route), its `circuit-breaker`, then its service's balancer with
 /// the route's `preserve_host` set on each request.
-pub type RouteService = Auth<ByConsumer<CircuitBreaker<HostRewrite>>>;
+pub type RouteService = BodyAuth<ByConsumer<CircuitBreaker<HostRewrite>>>;
 
 /// A service's balancer with a route's `preserve_host` set on each request.
-pub type HostRewrite = MapRequest<ServiceBalancer, fn(Request<Incoming>) -> Request<Incoming>>;
+pub type HostRewrite =
+    MapRequest<ServiceBalancer, fn(Request<GatewayBody>) -> Request<GatewayBody>>;
 
 /// Node-level settings, the equivalents of `kong.conf` entries that are not part of the
 /// declarative file.
@@ -41,6 +47,9 @@ pub struct Settings {
     pub max_idle_per_host: usize,
     /// Kong's `upstream_keepalive_idle_timeout` (default 60 s).
     pub idle_timeout: Duration,
+    /// Kong's `nginx_http_client_body_buffer_size`: the largest body `key_in_body` looks
+    /// into (default 8 KiB).
+    pub max_body: usize,
 }
 
 impl Default for Settings {
@@ -49,6 +58,7 @@ impl Default for Settings {
             trusted_proxies: TrustedProxies::none(),
             max_idle_per_host: crate::proxy::DEFAULT_MAX_IDLE_PER_HOST,
             idle_timeout: crate::proxy::DEFAULT_IDLE_TIMEOUT,
+            max_body: crate::auth::DEFAULT_MAX_BODY,
         }
     }
 }
@@ -368,7 +378,10 @@ fn route_stack(
         },
         None => CircuitBreakerLayer::disabled(),
     };
-    let auth = config.auth_layer(service, route, consumers);
+    let auth = config
+        .auth_layer(service, route, consumers)
+        .reading_body()
+        .max_body(settings.max_body);
     let limit = match config
         .plugin_for(service, route, "rate-limiting")
         .map(|p| &p.config)
@@ -397,17 +410,17 @@ fn strategy(upstream: &Upstream) -> Box<dyn Strategy> {
     }
 }
 
-fn keep_host(mut req: Request<Incoming>) -> Request<Incoming> {
+fn keep_host(mut req: Request<GatewayBody>) -> Request<GatewayBody> {
     req.extensions_mut().insert(PreserveHost(true));
     req
 }
 
-fn origin_host(req: Request<Incoming>) -> Request<Incoming> {
+fn origin_host(req: Request<GatewayBody>) -> Request<GatewayBody> {
     req
 }
 
 fn for_route(balancer: &ServiceBalancer, route: &RouteConfig) -> HostRewrite {
-    let rewrite: fn(Request<Incoming>) -> Request<Incoming> =
+    let rewrite: fn(Request<GatewayBody>) -> Request<GatewayBody> =
         if route.preserve_host.unwrap_or(false) {
             keep_host
         } else {

@@ -56,7 +56,9 @@ mod upstream;
 use std::path::Path;
 
 pub use error::ConfigError;
-pub use gateway::{Gateway, HostRewrite, RouteService, RouteSummary, ServiceBalancer, Settings};
+pub use gateway::{
+    Gateway, GatewayBody, HostRewrite, RouteService, RouteSummary, ServiceBalancer, Settings,
+};
 pub use model::*;
 pub use plugins::*;
 pub use upstream::*;

@@ -131,7 +131,8 @@ pub struct KeyAuthConfig {
     /// Read keys from the query string (default true).
     #[serde(default = "yes")]
     pub key_in_query: bool,
-    /// Read keys from the body: only `false` (the default) is supported.
+    /// Read keys from a form-urlencoded, JSON or multipart body of at most
+    /// [`Settings::max_body`](super::Settings::max_body) bytes (default false).
     #[serde(default)]
     pub key_in_body: bool,
     /// Remove the key before proxying (default false).
