@@ -24,7 +24,7 @@ use tower_gateway::log::{AccessLogLayer, Format};
 use tower_gateway::metrics::{Metrics, MetricsLayer};
 use tower_gateway::proxy::TrustedProxies;
 use tower_gateway::request_id::RequestIdLayer;
-use tower_gateway::server::{Server, shutdown_signal};
+use tower_gateway::server::{ConnectionStats, Server, shutdown_signal};
 
 const HELP: &str = "\
 tower-gateway example: a Kong-compatible API gateway
@@ -334,8 +334,11 @@ async fn run(args: Args, config: Config) -> ExitCode {
     if let Some(layer) = gateway.request_id() {
         args.request_id = Some(layer);
     }
-    let metrics = (args.metrics || gateway.prometheus()).then(Metrics::new);
+    let metrics = (args.metrics || gateway.prometheus())
+        .then(|| Metrics::new().per_consumer(gateway.per_consumer_metrics()));
+    let connections = ConnectionStats::new();
     if let Some(metrics) = &metrics {
+        metrics.watch_connections(connections.clone());
         for (name, breaker) in gateway.breakers() {
             metrics.watch_breaker(name.clone(), breaker.clone());
         }
@@ -360,7 +363,8 @@ async fn run(args: Args, config: Config) -> ExitCode {
     let server = Server::from_listener(proxy)
         .header_read_timeout(args.header_timeout)
         .max_header_size(args.max_header_size)
-        .grace_period(args.grace_period);
+        .grace_period(args.grace_period)
+        .connection_stats(connections);
     // Request id outermost, so that generated ids reach the access log and the upstream;
     // metrics inside the log, next to the router that reports the matched route.
     let ids = option_layer(args.request_id.clone());

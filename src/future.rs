@@ -50,6 +50,8 @@ where
 /// perhaps one header.
 #[derive(Debug)]
 pub(crate) struct Rejection {
+    /// Which part of the gateway answers.
+    pub(crate) by: reject::AnsweredBy,
     pub(crate) status: StatusCode,
     pub(crate) message: &'static str,
     pub(crate) header: Option<(HeaderName, HeaderValue)>,
@@ -67,9 +69,14 @@ where
         }
     }
 
-    pub(crate) fn reject(status: StatusCode, message: &'static str) -> Self {
+    pub(crate) fn reject(
+        by: reject::AnsweredBy,
+        status: StatusCode,
+        message: &'static str,
+    ) -> Self {
         Self::Reject {
             rejection: Some(Rejection {
+                by,
                 status,
                 message,
                 header: None,
@@ -112,6 +119,7 @@ where
                 if let Some((name, value)) = rejection.header {
                     res.headers_mut().insert(name, value);
                 }
+                res.extensions_mut().insert(rejection.by);
                 Poll::Ready(Ok(res))
             }
         }

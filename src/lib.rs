@@ -83,6 +83,7 @@ pub mod log;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 pub mod proxy;
+mod random;
 pub mod ratelimit;
 pub mod reject;
 pub mod request_id;

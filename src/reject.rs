@@ -45,6 +45,45 @@ pub const NO_PEER: &str = "failure to get a peer from the ring-balancer";
 /// Something failed inside the gateway (500). Kong's text.
 pub const INTERNAL_ERROR: &str = "An unexpected error occurred";
 
+/// Put into the extensions of every response the gateway writes itself instead of
+/// forwarding the upstream's: which part of the gateway answered. The metrics count such
+/// responses by it (`tower_gateway_rejections_total{by}`, `source="kong"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AnsweredBy(pub &'static str);
+
+impl AnsweredBy {
+    /// Authentication refused the request (401, or 400 for a broken body).
+    pub const AUTH: Self = Self("auth");
+    /// A rate limit refused the request (429), or its store failed (500).
+    pub const RATE_LIMITING: Self = Self("rate-limiting");
+    /// An open circuit breaker refused the request (503).
+    pub const CIRCUIT_BREAKER: Self = Self("circuit-breaker");
+    /// No endpoint of a balanced upstream could take the request (503).
+    pub const BALANCER: Self = Self("balancer");
+    /// The upstream could not be reached or failed mid-way (502, 504).
+    pub const PROXY: Self = Self("proxy");
+    /// No route matched (404) or the method is not allowed (405).
+    pub const ROUTER: Self = Self("router");
+    /// The request was malformed (400) or the server failed (500).
+    pub const SERVER: Self = Self("server");
+
+    /// The name, as written in metrics.
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+/// [`json`], marked as answered by `by`.
+pub(crate) fn answer<B>(
+    by: AnsweredBy,
+    status: StatusCode,
+    message: &str,
+) -> Response<ResponseBody<B>> {
+    let mut res = json(status, message);
+    res.extensions_mut().insert(by);
+    res
+}
+
 const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");
 
 /// Builds a response with `status` and the body `{"message": message}`.

@@ -5,9 +5,11 @@
 //! they need, with Kong's `correlation-id` options: the header name, whether a client-supplied
 //! id is kept (the default, as tower-http and Kong do) or replaced (so clients cannot inject
 //! ids into your logs), and whether the id is echoed to the client (on by default here; Kong's
-//! `echo_downstream` defaults to off). Ids are generated in Kong's `uuid#counter` form: a
-//! random UUID per service handle followed by a counter, so generating one costs no system
-//! call and no shared state.
+//! `echo_downstream` defaults to off), and Kong's three [`Generator`]s: `uuid#counter` (the
+//! default: a random UUID per service handle followed by a counter, so generating one costs
+//! no system call and no shared state), `uuid` (a random UUID per request) and `tracker`
+//! (where the request came from: server address and port, process, connection serial and
+//! request number on it, time).
 //!
 //! Put it outside the access log so that generated ids are logged.
 //!
@@ -56,11 +58,48 @@ pub struct RequestIdLayer {
     header: HeaderName,
     overwrite: bool,
     echo: bool,
+    generator: Generator,
+}
+
+/// How ids are made: Kong's `correlation-id` generators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Generator {
+    /// `uuid#counter`: `9d0aa0ce-…-8d6c2f2b1a3e#17` (the default).
+    #[default]
+    UuidCounter,
+    /// `uuid`: a random version-4 UUID per request.
+    Uuid,
+    /// `tracker`: `<server ip>-<server port>-<pid>-<connection>-<request on it>-<unix time>`,
+    /// from the request's [`ConnectionInfo`](crate::server::ConnectionInfo) (zeros without
+    /// one).
+    Tracker,
+}
+
+impl std::str::FromStr for Generator {
+    type Err = String;
+
+    /// Kong's names: `uuid#counter`, `uuid`, `tracker`.
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "uuid#counter" => Ok(Self::UuidCounter),
+            "uuid" => Ok(Self::Uuid),
+            "tracker" => Ok(Self::Tracker),
+            other => Err(format!(
+                "unknown generator {other:?}: expected uuid#counter, uuid or tracker"
+            )),
+        }
+    }
 }
 
 /// The service built by [`RequestIdLayer`].
-pub type RequestIdService<S> =
-    Overwrite<SetRequestId<Either<PropagateRequestId<S>, S>, UuidCounter>>;
+pub type RequestIdService<S> = Overwrite<SetRequestId<Either<PropagateRequestId<S>, S>, MakeId>>;
+
+/// Makes ids with a [`Generator`]; the id maker of [`RequestIdService`].
+#[derive(Debug, Clone)]
+pub struct MakeId {
+    generator: Generator,
+    counter: UuidCounter,
+}
 
 /// Removes a client-supplied request id first, when asked to.
 #[derive(Debug, Clone)]
@@ -94,7 +133,14 @@ impl RequestIdLayer {
             header: X_REQUEST_ID,
             overwrite: false,
             echo: true,
+            generator: Generator::UuidCounter,
         }
+    }
+
+    /// How ids are made (Kong's `generator`; default `uuid#counter`).
+    pub fn generator(mut self, generator: Generator) -> Self {
+        self.generator = generator;
+        self
     }
 
     /// Uses another header (Kong's `header_name`, e.g. `Kong-Request-ID`).
@@ -126,7 +172,7 @@ impl<S> Layer<S> for RequestIdLayer {
             Either::Right(inner)
         };
         Overwrite {
-            inner: SetRequestId::new(inner, self.header.clone(), UuidCounter::new()),
+            inner: SetRequestId::new(inner, self.header.clone(), MakeId::new(self.generator)),
             header: self.overwrite.then(|| self.header.clone()),
         }
     }
@@ -170,18 +216,10 @@ impl UuidCounter {
         let mut lo = seed.build_hasher();
         lo.write_u64(!n);
         let lo = lo.finish();
-        // A version-4, variant-1 UUID from the random bits.
-        let hi = (hi & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
-        let lo = (lo & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-        let prefix = format!(
-            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-            hi >> 32,
-            (hi >> 16) & 0xffff,
-            hi & 0xffff,
-            lo >> 48,
-            lo & 0xffff_ffff_ffff
-        );
-        Self { prefix, counter: 0 }
+        Self {
+            prefix: uuid_v4(hi, lo),
+            counter: 0,
+        }
     }
 }
 
@@ -204,6 +242,64 @@ impl MakeRequestId for UuidCounter {
         let id = format!("{}#{}", self.prefix, self.counter);
         HeaderValue::from_str(&id).ok().map(RequestId::new)
     }
+}
+
+// === impl MakeId ===
+
+impl MakeId {
+    /// Ids from `generator`.
+    pub fn new(generator: Generator) -> Self {
+        Self {
+            generator,
+            counter: UuidCounter::new(),
+        }
+    }
+}
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, request: &Request<B>) -> Option<RequestId> {
+        match self.generator {
+            Generator::UuidCounter => self.counter.make_request_id(request),
+            Generator::Uuid => {
+                let id = uuid_v4(crate::random::next_u64(), crate::random::next_u64());
+                HeaderValue::from_str(&id).ok().map(RequestId::new)
+            }
+            Generator::Tracker => {
+                let conn = request.extensions().get::<crate::server::ConnectionInfo>();
+                let (ip, port) = conn.map_or(("0.0.0.0".to_owned(), 0), |c| {
+                    (
+                        c.local_addr().ip().to_canonical().to_string(),
+                        c.local_addr().port(),
+                    )
+                });
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64();
+                let id = format!(
+                    "{ip}-{port}-{}-{}-{}-{now:.3}",
+                    std::process::id(),
+                    conn.map_or(0, |c| c.serial()),
+                    conn.map_or(0, |c| c.requests()),
+                );
+                HeaderValue::from_str(&id).ok().map(RequestId::new)
+            }
+        }
+    }
+}
+
+/// A version-4, variant-1 UUID from 128 random bits.
+fn uuid_v4(hi: u64, lo: u64) -> String {
+    let hi = (hi & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
+    let lo = (lo & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xffff,
+        hi & 0xffff,
+        lo >> 48,
+        lo & 0xffff_ffff_ffff
+    )
 }
 
 #[cfg(test)]
@@ -229,5 +325,41 @@ mod tests {
         assert_eq!(uuid.len(), 36);
         assert_eq!(&uuid[14..15], "4");
         assert_eq!(counter, "101");
+    }
+
+    #[test]
+    fn random_uuids_differ_and_are_version_4() {
+        let mut make = MakeId::new(Generator::Uuid);
+        let req = Request::new(());
+        let a = make.make_request_id(&req).unwrap();
+        let b = make.make_request_id(&req).unwrap();
+        assert_ne!(a.header_value(), b.header_value());
+        let text = a.header_value().to_str().unwrap();
+        assert_eq!(text.len(), 36);
+        assert_eq!(&text[14..15], "4");
+        assert!(matches!(&text[19..20], "8" | "9" | "a" | "b"));
+    }
+
+    #[test]
+    fn tracker_ids_say_where_the_request_came_from() {
+        let mut make = MakeId::new(Generator::Tracker);
+        let info = crate::server::ConnectionInfo::new(
+            "10.0.0.9:5000".parse().unwrap(),
+            "127.0.0.1:8000".parse().unwrap(),
+        );
+        info.begin_request();
+        info.begin_request();
+        let mut req = Request::new(());
+        req.extensions_mut().insert(info.clone());
+        let id = make.make_request_id(&req).unwrap();
+        let text = id.header_value().to_str().unwrap().to_owned();
+        let fields: Vec<&str> = text.split('-').collect();
+        assert_eq!(fields[..2], ["127.0.0.1", "8000"]);
+        assert_eq!(fields[2], std::process::id().to_string());
+        assert_eq!(fields[3], info.serial().to_string());
+        assert_eq!(fields[4], "2");
+        assert!(fields[5].contains('.'), "{text}");
+        assert_eq!("tracker".parse::<Generator>(), Ok(Generator::Tracker));
+        assert!("v7".parse::<Generator>().is_err());
     }
 }

@@ -65,7 +65,13 @@ async fn next_event(rx: &mut mpsc::UnboundedReceiver<Fields>) -> Fields {
 async fn gateway(layer: AccessLogLayer, up: std::net::SocketAddr) -> std::net::SocketAddr {
     let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(&format!("http://{up}")).unwrap());
     let router = Router::builder()
-        .route(Route::new().name("users").path("/api/users"), proxy)
+        .route(
+            Route::new()
+                .name("users")
+                .service("user-service")
+                .path("/api/users"),
+            proxy,
+        )
         .build()
         .unwrap();
     let (addr, stop) = serve(ServiceBuilder::new().layer(layer).service(router)).await;
@@ -94,6 +100,7 @@ async fn each_finished_request_leaves_one_event_with_its_fields() {
     assert_eq!(event["path"], "/api/users/7?x=1");
     assert_eq!(event["status"], "200");
     assert_eq!(event["route"], "users");
+    assert_eq!(event["service"], "user-service");
     assert_eq!(event["upstream"], up.to_string());
     assert_eq!(event["client_ip"], "127.0.0.1");
     assert_eq!(event["request_id"], "abc-123");

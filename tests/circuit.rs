@@ -12,7 +12,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use support::*;
 use tower::ServiceBuilder;
-use tower_gateway::circuit::{CircuitBreakerLayer, Policy, State};
+use tower_gateway::circuit::{CircuitBreakerLayer, Policy, State, Trip};
 use tower_gateway::proxy::{ProxyConfig, ReverseProxy};
 
 /// An upstream answering `status` until told to recover, counting the requests it sees.
@@ -152,4 +152,53 @@ async fn only_one_probe_reaches_the_upstream_among_concurrent_requests() {
     assert_eq!(probe.await.unwrap(), StatusCode::OK);
     assert_eq!(seen.load(Ordering::SeqCst), 6);
     assert_eq!(breaker.state(), State::Closed);
+}
+
+async fn classified_gateway(
+    up: std::net::SocketAddr,
+    layer: CircuitBreakerLayer,
+) -> std::net::SocketAddr {
+    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(&format!("http://{up}")).unwrap());
+    let (addr, stop) = serve(ServiceBuilder::new().layer(layer).service(proxy)).await;
+    std::mem::forget(stop);
+    addr
+}
+
+#[tokio::test]
+async fn a_tower_http_classifier_decides_what_counts_as_a_failure() {
+    use tower_http::classify::StatusInRangeAsFailures;
+    // 429s count when the classifier says so (they do not by default).
+    let (up, _healthy, seen) = flaky(StatusCode::TOO_MANY_REQUESTS).await;
+    let layer = CircuitBreakerLayer::new(Policy::default().trip(Trip::ConsecutiveFailures(3)))
+        .classify(StatusInRangeAsFailures::new(429..=599));
+    let gw = classified_gateway(up, layer).await;
+    for _ in 0..3 {
+        assert_eq!(send(gw, get("/")).await.status(), 429);
+    }
+    assert_eq!(send(gw, get("/")).await.status(), 503);
+    assert_eq!(seen.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_trailers_only_grpc_error_trips_a_grpc_classified_breaker() {
+    use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures};
+    let (up, _rx) = upstream(|_| async {
+        let mut res = Response::new(Full::new(Bytes::new()));
+        res.headers_mut()
+            .insert("content-type", "application/grpc".parse().unwrap());
+        // 14: UNAVAILABLE, in the head (a trailers-only response).
+        res.headers_mut()
+            .insert("grpc-status", "14".parse().unwrap());
+        res
+    })
+    .await;
+    let classifier = GrpcErrorsAsFailures::new().with_success(GrpcCode::NotFound);
+    let layer = CircuitBreakerLayer::new(Policy::default().trip(Trip::ConsecutiveFailures(2)))
+        .classify(classifier);
+    let gw = classified_gateway(up, layer).await;
+    // HTTP 200 both times, yet gRPC failures: the third call meets an open breaker.
+    for _ in 0..2 {
+        assert_eq!(send(gw, get("/")).await.status(), 200);
+    }
+    assert_eq!(send(gw, get("/")).await.status(), 503);
 }

@@ -762,19 +762,14 @@ fn gateway_wide_plugins_are_global_only_and_refuse_what_they_cannot_do() {
             "top level",
         ),
         (
-            "plugins:\n  - name: correlation-id\n    config:\n      generator: tracker\n",
+            "plugins:\n  - name: correlation-id\n    config:\n      generator: v7\n",
             "plugins[0].config.generator",
-            "only uuid#counter",
+            "expected uuid#counter, uuid or tracker",
         ),
         (
             "plugins:\n  - name: prometheus\n    config:\n      latency_metrics: false\n",
             "plugins[0].config.latency_metrics",
             "only true",
-        ),
-        (
-            "plugins:\n  - name: prometheus\n    config:\n      per_consumer: true\n",
-            "plugins[0].config.per_consumer",
-            "not supported yet",
         ),
     ];
     for (yaml, path, message) in cases {

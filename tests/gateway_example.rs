@@ -143,29 +143,36 @@ async fn the_bundled_config_serves_the_demo_users_and_stops_cleanly_on_sigterm()
             .and_then(|line| line.rsplit(' ').next())
             .and_then(|value| value.parse().ok())
     };
+    let requests = |route: &str, code: u16, source: &str| {
+        sample(&format!(
+            r#"kong_http_requests_total{{service="{}",route="{route}",code="{code}",source="{source}",consumer=""}}"#,
+            if route.is_empty() { "" } else { "users" },
+        ))
+    };
+    assert_eq!(requests("users-api", 200, "service"), Some(1.0));
+    assert_eq!(requests("user-by-id", 200, "service"), Some(1.0));
+    // The 404 came from the gateway's router, not an upstream.
+    assert_eq!(requests("", 404, "kong"), Some(1.0));
     assert_eq!(
-        sample(r#"kong_http_requests_total{route="users-api",code="200"}"#),
+        sample(r#"tower_gateway_rejections_total{service="",route="",by="router"}"#),
         Some(1.0)
     );
     assert_eq!(
-        sample(r#"kong_http_requests_total{route="user-by-id",code="200"}"#),
+        sample(r#"kong_request_latency_ms_count{service="users",route="users-api"}"#),
         Some(1.0)
     );
     assert_eq!(
-        sample(r#"kong_http_requests_total{route="",code="404"}"#),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(r#"kong_request_latency_ms_count{route="users-api"}"#),
-        Some(1.0)
-    );
-    assert_eq!(
-        sample(r#"kong_upstream_latency_ms_count{route="users-api"}"#),
+        sample(r#"kong_upstream_latency_ms_count{service="users",route="users-api"}"#),
         Some(1.0)
     );
     assert!(
-        sample(r#"kong_bandwidth_bytes_total{route="users-api",direction="egress"}"#) > Some(50.0)
+        sample(
+            r#"kong_bandwidth_bytes_total{service="users",route="users-api",direction="egress",consumer=""}"#
+        ) > Some(50.0)
     );
+    // Three client connections so far, the others closed or idle.
+    assert!(sample(r#"kong_nginx_connections_total{state="accepted"}"#) >= Some(3.0));
+    assert!(sample(r#"kong_nginx_connections_total{state="active"}"#).is_some());
 
     let status = terminate(&mut child);
     assert!(status.success(), "exit status {status}");
@@ -609,7 +616,7 @@ services:
           policy: local
 "
     );
-    let (mut child, proxy, _admin, dir, _logs) = start_config("ratelimit", &yaml);
+    let (mut child, proxy, admin, dir, _logs) = start_config("ratelimit", &yaml);
     // The window is the calendar minute: start well inside one, so all 110 fall in it.
     let second = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -653,6 +660,10 @@ services:
         reached += 1;
     }
     assert_eq!(reached, 100, "a rejected request reached the upstream");
+    let metrics = text(send(admin, get("/metrics")).await).await;
+    let sample =
+        r#"tower_gateway_rejections_total{service="users",route="users",by="rate-limiting"} 10"#;
+    assert!(metrics.contains(sample), "{metrics}");
     assert!(terminate(&mut child).success());
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -709,6 +720,9 @@ services:
         metrics.contains("tower_gateway_circuit_state{breaker=\"orders\"} 1"),
         "{metrics}"
     );
+    let refused =
+        r#"tower_gateway_rejections_total{service="orders",route="orders",by="circuit-breaker"} 5"#;
+    assert!(metrics.contains(refused), "{metrics}");
 
     // The upstream recovers; after the open time one probe closes the breaker.
     failing.store(false, Ordering::SeqCst);
@@ -738,13 +752,24 @@ plugins:
     config:
       header_name: X-Correlation-ID
       echo_downstream: true
+      generator: tracker
   - name: prometheus
+    config:
+      per_consumer: true
 services:
   - name: s
     url: http://{up}
     routes:
       - name: r
         paths: [/]
+      - name: locked
+        paths: [/locked]
+        plugins:
+          - name: key-auth
+consumers:
+  - username: ann
+    keyauth_credentials:
+      - key: k-ann
 "
         ),
     )
@@ -768,14 +793,34 @@ services:
         .to_str()
         .unwrap()
         .to_owned();
-    assert!(echoed.contains('#'), "{echoed}");
+    // Kong's tracker: server address, port, pid, connection, request on it, time.
+    let port = proxy.port().to_string();
+    assert!(
+        echoed.starts_with(&format!("127.0.0.1-{port}-{}-", child.id())),
+        "{echoed}"
+    );
     assert_eq!(
         seen.recv().await.unwrap().headers["x-correlation-id"],
         echoed.as_str()
     );
+    // One refused and one admitted request on the key-auth route, counted per consumer.
+    assert_eq!(send(proxy, get("/locked")).await.status(), 401);
+    let mut req = get("/locked");
+    req.headers_mut().insert("apikey", "k-ann".parse().unwrap());
+    assert_eq!(send(proxy, req).await.status(), 200);
     let metrics = send(admin, get("/metrics")).await;
     assert_eq!(metrics.status(), 200);
-    assert!(text(metrics).await.contains("kong_http_requests_total"));
+    let exposition = text(metrics).await;
+    for sample in [
+        r#"kong_http_requests_total{service="s",route="locked",code="200",source="service",consumer="ann"} 1"#,
+        r#"kong_http_requests_total{service="s",route="locked",code="401",source="kong",consumer=""} 1"#,
+        r#"tower_gateway_rejections_total{service="s",route="locked",by="auth"} 1"#,
+    ] {
+        assert!(
+            exposition.contains(sample),
+            "{sample} missing from\n{exposition}"
+        );
+    }
     assert!(terminate(&mut child).success());
     let _ = std::fs::remove_dir_all(dir);
 }

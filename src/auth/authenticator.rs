@@ -141,6 +141,7 @@ impl Rejection {
 
     pub(crate) fn into_crate(self) -> crate::future::Rejection {
         crate::future::Rejection {
+            by: crate::reject::AnsweredBy::AUTH,
             status: self.status,
             message: "",
             header: self

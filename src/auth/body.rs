@@ -323,6 +323,7 @@ where
             ),
             Read::Failed => {
                 let refused = Rejection {
+                    by: crate::reject::AnsweredBy::AUTH,
                     status: StatusCode::BAD_REQUEST,
                     message: "Cannot process request body",
                     header: None,

@@ -4,8 +4,8 @@ use http::request::Parts;
 use http::{HeaderName, HeaderValue};
 
 use super::consistent_hash::hash64;
-use super::random;
 use crate::proxy::{TrustedProxies, client_ip};
+use crate::random;
 use crate::router::RouteMatch;
 use crate::server::ConnectionInfo;
 

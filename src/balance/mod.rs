@@ -54,7 +54,6 @@ mod hash;
 mod least_conn;
 mod passive;
 mod peak_ewma;
-mod random;
 mod round_robin;
 mod service;
 mod strategy;

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::ewma::DEFAULT_DECAY;
-use super::random;
 use super::{Candidates, Endpoint, Strategy};
+use crate::random;
 
 /// Power of two choices over peak-EWMA latency times in-flight requests. Latency is the time
 /// to the response head; a slower sample raises the estimate at once, faster ones lower it over

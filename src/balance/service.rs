@@ -708,7 +708,8 @@ where
                 } => (call, members, current, retry, set_cookie),
                 KindProj::Unavailable => {
                     kind.set(Kind::Done);
-                    return Poll::Ready(Ok(reject::json(
+                    return Poll::Ready(Ok(reject::answer(
+                        reject::AnsweredBy::BALANCER,
                         StatusCode::SERVICE_UNAVAILABLE,
                         reject::NO_PEER,
                     )));

@@ -52,6 +52,32 @@ impl CircuitBreakerLayer {
         self
     }
 
+    /// Classifies responses with a tower-http classifier
+    /// ([`StatusInRangeAsFailures`](tower_http::classify::StatusInRangeAsFailures),
+    /// [`GrpcErrorsAsFailures`](tower_http::classify::GrpcErrorsAsFailures), or your own): a
+    /// response it classifies as a failure from its head counts as one. The breaker decides
+    /// when the head arrives, so a classification that needs the end of the stream (a gRPC
+    /// status sent in trailers) counts as a success; a trailers-only gRPC error counts.
+    /// The default, every 5xx, is tower-http's
+    /// [`ServerErrorsAsFailures`](tower_http::classify::ServerErrorsAsFailures).
+    ///
+    /// ```
+    /// use tower_gateway::circuit::{CircuitBreakerLayer, Policy};
+    /// use tower_http::classify::StatusInRangeAsFailures;
+    ///
+    /// // 429s and 5xx both trip the breaker.
+    /// let layer = CircuitBreakerLayer::new(Policy::default())
+    ///     .classify(StatusInRangeAsFailures::new(429..=599));
+    /// # let _ = layer;
+    /// ```
+    pub fn classify<C>(mut self, classifier: C) -> Self
+    where
+        C: tower_http::classify::ClassifyResponse + Clone + Send + Sync + 'static,
+    {
+        self.failure = FailureRule::classifier(classifier);
+        self
+    }
+
     /// Which response statuses count as failures (default: every 5xx, which includes the
     /// proxy's 502 for refused connections and 504 for timeouts). Errors of the inner service
     /// always count; cancelled requests never do.
@@ -73,6 +99,6 @@ impl<S> Layer<S> for CircuitBreakerLayer {
             Some(breaker) => CircuitBreaker::new(inner, breaker),
             None => CircuitBreaker::disabled(inner),
         };
-        service.failure_rule(self.failure)
+        service.failure_rule(self.failure.clone())
     }
 }

@@ -2,12 +2,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use pin_project_lite::pin_project;
 use tower::Service;
+use tower_http::classify::{ClassifiedResponse, ClassifyResponse};
 
 use super::Breaker;
 use super::breaker::Attempt;
@@ -25,21 +27,68 @@ pub struct CircuitBreaker<S> {
     failure: FailureRule,
 }
 
-/// Which response statuses count as failures.
-#[derive(Debug, Clone, Copy)]
+/// Which responses count as failures.
+#[derive(Clone)]
 pub(crate) enum FailureRule {
-    /// A predicate.
+    /// A predicate on the status.
     Fn(fn(StatusCode) -> bool),
     /// A list of statuses.
     Set(crate::balance::StatusSet),
+    /// A tower-http classifier, asked about the response head.
+    Classify(Classifier),
+}
+
+/// A classifier behind a pointer: whether a response head is a failure.
+type Classifier = Arc<dyn Fn(&Response<()>) -> bool + Send + Sync>;
+
+impl std::fmt::Debug for FailureRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fn(_) => f.write_str("FailureRule::Fn"),
+            Self::Set(set) => f.debug_tuple("FailureRule::Set").field(set).finish(),
+            Self::Classify(_) => f.write_str("FailureRule::Classify"),
+        }
+    }
 }
 
 impl FailureRule {
-    fn is_failure(&self, status: StatusCode) -> bool {
-        match self {
-            FailureRule::Fn(f) => f(status),
-            FailureRule::Set(set) => set.contains(status),
-        }
+    /// A rule from a tower-http classifier: a response it classifies as a failure from the
+    /// head alone is one; one it can only judge at the end of the stream is not.
+    pub(crate) fn classifier<C>(classifier: C) -> Self
+    where
+        C: ClassifyResponse + Clone + Send + Sync + 'static,
+    {
+        Self::Classify(Arc::new(move |head: &Response<()>| {
+            matches!(
+                classifier.clone().classify_response(head),
+                ClassifiedResponse::Ready(Err(_))
+            )
+        }))
+    }
+
+    /// Judges `res`, handing it back.
+    fn judge<B>(&self, res: Response<B>) -> (Outcome, Response<B>) {
+        let failed = match self {
+            Self::Fn(f) => f(res.status()),
+            Self::Set(set) => set.contains(res.status()),
+            Self::Classify(classify) => {
+                // The head alone, moved out and back: nothing is copied.
+                let (parts, body) = res.into_parts();
+                let head = Response::from_parts(parts, ());
+                let failed = classify(&head);
+                let (parts, ()) = head.into_parts();
+                return (outcome(failed), Response::from_parts(parts, body));
+            }
+        };
+        (outcome(failed), res)
+    }
+}
+
+fn outcome(failed: bool) -> Outcome {
+    if failed {
+        Outcome::Failure
+    } else {
+        Outcome::Success
     }
 }
 
@@ -128,7 +177,7 @@ where
             Ok(attempt) => Kind::Called {
                 future: self.inner.call(req),
                 attempt,
-                failure: self.failure,
+                failure: self.failure.clone(),
             },
             Err(retry_after) => Kind::Open { retry_after },
         };
@@ -152,9 +201,12 @@ where
                 failure,
             } => {
                 let result = std::task::ready!(future.poll(cx));
-                let outcome = match &result {
-                    Ok(res) if !failure.is_failure(res.status()) => Outcome::Success,
-                    _ => Outcome::Failure,
+                let (outcome, result) = match result {
+                    Ok(res) => {
+                        let (outcome, res) = failure.judge(res);
+                        (outcome, Ok(res))
+                    }
+                    Err(err) => (Outcome::Failure, Err(err)),
                 };
                 if let Some(attempt) = attempt.take() {
                     attempt.finish(outcome);
@@ -162,8 +214,11 @@ where
                 Poll::Ready(result.map(|res| res.map(ResponseBody::new)))
             }
             KindProj::Open { retry_after } => {
-                let mut res =
-                    reject::json(StatusCode::SERVICE_UNAVAILABLE, reject::SERVICE_UNAVAILABLE);
+                let mut res = reject::answer(
+                    reject::AnsweredBy::CIRCUIT_BREAKER,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    reject::SERVICE_UNAVAILABLE,
+                );
                 // Whole seconds, rounded up, at least 1.
                 let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
                 res.headers_mut()

@@ -162,14 +162,10 @@ impl Config {
                             format!("invalid header name {:?}", c.header_name),
                         ));
                     }
-                    if let Some(generator) = c.generator.as_deref().filter(|g| *g != "uuid#counter")
+                    if let Some(generator) = &c.generator
+                        && let Err(message) = generator.parse::<crate::request_id::Generator>()
                     {
-                        return Err((
-                            format!("{at}.config.generator"),
-                            format!(
-                                "generator {generator:?} is not supported yet: only uuid#counter"
-                            ),
-                        ));
+                        return Err((format!("{at}.config.generator"), message));
                     }
                     (&None, 0)
                 }
@@ -194,12 +190,6 @@ impl Config {
                 }
                 PluginConfig::Prometheus(c) => {
                     global_only(&at, plugin)?;
-                    if c.per_consumer {
-                        return Err((
-                            format!("{at}.config.per_consumer"),
-                            "per-consumer metrics are not supported yet".into(),
-                        ));
-                    }
                     let switches = [
                         ("status_code_metrics", c.status_code_metrics),
                         ("latency_metrics", c.latency_metrics),

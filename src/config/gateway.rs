@@ -73,6 +73,7 @@ pub struct Gateway {
     breakers: Vec<(String, Breaker)>,
     request_id: Option<crate::request_id::RequestIdLayer>,
     prometheus: bool,
+    per_consumer_metrics: bool,
     file_log: Option<std::path::PathBuf>,
 }
 
@@ -137,7 +138,10 @@ impl Gateway {
                         &consumers,
                         &mut breakers,
                     );
-                    builder = builder.route(router_route(route), stack(for_route(balancer, route)));
+                    builder = builder.route(
+                        router_route(route, &label, service),
+                        stack(for_route(balancer, route)),
+                    );
                 }
             }
             balancers.push(balancer);
@@ -162,7 +166,10 @@ impl Gateway {
                     &consumers,
                     &mut breakers,
                 );
-                builder = builder.route(router_route(route), stack(for_route(balancer, route)));
+                builder = builder.route(
+                    router_route(route, &label, service),
+                    stack(for_route(balancer, route)),
+                );
             }
         }
         let router = builder.build().map_err(|err| ConfigError::Invalid {
@@ -183,11 +190,21 @@ impl Gateway {
                             http::HeaderName::try_from(c.header_name.as_str())
                                 .unwrap_or(http::HeaderName::from_static("kong-request-id")),
                         )
-                        .echo(c.echo_downstream),
+                        .echo(c.echo_downstream)
+                        .generator(
+                            c.generator
+                                .as_deref()
+                                .and_then(|g| g.parse().ok())
+                                .unwrap_or_default(),
+                        ),
                 ),
                 _ => None,
             }),
             prometheus: global(config, "prometheus").is_some(),
+            per_consumer_metrics: matches!(
+                global(config, "prometheus"),
+                Some(super::PluginConfig::Prometheus(c)) if c.per_consumer
+            ),
             file_log: match global(config, "file-log") {
                 Some(super::PluginConfig::FileLog(c)) => Some(c.path.clone().into()),
                 _ => None,
@@ -218,6 +235,11 @@ impl Gateway {
     /// Whether the file enables the global `prometheus` plugin.
     pub fn prometheus(&self) -> bool {
         self.prometheus
+    }
+
+    /// Whether that plugin asks for per-consumer series (`per_consumer: true`).
+    pub fn per_consumer_metrics(&self) -> bool {
+        self.per_consumer_metrics
     }
 
     /// The circuit breakers of `circuit-breaker` plugins, by service (service scope) or route
@@ -429,11 +451,13 @@ fn for_route(balancer: &ServiceBalancer, route: &RouteConfig) -> HostRewrite {
     MapRequest::new(balancer.clone(), rewrite)
 }
 
-fn router_route(route: &RouteConfig) -> Route {
-    let mut out = Route::new().strip_path(route.strip_path.unwrap_or(true));
-    if let Some(name) = &route.name {
-        out = out.name(name.clone());
-    }
+/// The router's route for `route`, named `label` (its name, else its place in the file) so
+/// that logs and metrics name every route.
+fn router_route(route: &RouteConfig, label: &str, service: &Service) -> Route {
+    let mut out = Route::new()
+        .name(label)
+        .strip_path(route.strip_path.unwrap_or(true))
+        .service(service.label());
     for path in route.paths.iter().flatten() {
         out = out.path(path.0.clone());
     }

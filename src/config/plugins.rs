@@ -318,7 +318,7 @@ pub struct CorrelationIdConfig {
     /// The header (default `Kong-Request-ID`).
     #[serde(default = "default_correlation_header")]
     pub header_name: String,
-    /// Only `uuid#counter` (Kong's default) is supported.
+    /// `uuid#counter` (Kong's default), `uuid` or `tracker`.
     #[serde(default)]
     pub generator: Option<String>,
     /// Echo the id in the response (default false).
@@ -335,7 +335,7 @@ fn default_correlation_header() -> String {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusConfig {
-    /// Per-consumer series: not supported yet (only `false`).
+    /// Label requests and bandwidth with the consumer (default false).
     #[serde(default)]
     pub per_consumer: bool,
     /// `kong_http_requests_total` by status (always exported).

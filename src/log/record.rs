@@ -24,7 +24,8 @@ pub(crate) struct Record {
     pub(crate) referer: Option<HeaderValue>,
     pub(crate) bytes_in: u64,
     pub(crate) status: StatusCode,
-    pub(crate) route: Option<String>,
+    pub(crate) route: Option<std::sync::Arc<str>>,
+    pub(crate) service: Option<std::sync::Arc<str>>,
     pub(crate) upstream: Option<SocketAddr>,
     /// The balancer's choice, when a balancer was passed.
     pub(crate) chosen: Option<crate::balance::Chosen>,
@@ -67,6 +68,7 @@ impl Record {
                 .unwrap_or(0),
             status: StatusCode::OK,
             route: None,
+            service: None,
             upstream: None,
             chosen: None,
             consumer: None,
@@ -97,6 +99,7 @@ impl Record {
             .or_else(|| self.chosen.as_ref().map(|c| c.endpoint.to_string()));
         let tries = self.chosen.as_ref().map_or(0, |c| c.attempt);
         let route = self.route.as_deref().unwrap_or("-");
+        let service = self.service.as_deref().unwrap_or("-");
         let failure = self.failure.as_deref().unwrap_or("-");
         match self.format {
             Format::Json => tracing::info!(
@@ -111,6 +114,7 @@ impl Record {
                 latency_ms = millis(latency),
                 upstream_latency_ms = self.upstream_latency.map_or(-1.0, millis),
                 route,
+                service,
                 upstream = upstream.as_deref().unwrap_or("-"),
                 tries,
                 consumer = self.consumer.as_deref().unwrap_or("-"),

@@ -152,9 +152,10 @@ where
             Ok(res) => {
                 record.status = res.status();
                 let ext = res.extensions();
-                record.route = ext
-                    .get::<RouteMatch>()
-                    .and_then(|m| m.name().map(str::to_owned));
+                if let Some(matched) = ext.get::<RouteMatch>() {
+                    record.route = matched.name.clone();
+                    record.service = matched.service.clone();
+                }
                 record.upstream = ext.get::<HttpInfo>().map(HttpInfo::remote_addr);
                 record.chosen = ext.get::<crate::balance::Chosen>().cloned();
                 record.consumer = ext

@@ -1,4 +1,5 @@
-//! Prometheus metrics: requests, latency and bandwidth per route, in Kong's metric names.
+//! Prometheus metrics: requests, latency and bandwidth per service and route, the gateway's
+//! own refusals, upstream health, breakers and connections, in Kong's metric names.
 //!
 //! [`MetricsLayer`] counts every request into a shared [`Metrics`]; [`Metrics::encode`]
 //! renders the Prometheus text exposition, which the bundled gateway serves at `/metrics` on
@@ -23,8 +24,12 @@
 //! let res = service.oneshot(Request::new(())).await.unwrap();
 //! res.into_body().collect().await.unwrap();
 //! let text = metrics.encode();
-//! assert!(text.contains(r#"kong_http_requests_total{route="",code="200"} 1"#));
-//! assert!(text.contains(r#"kong_bandwidth_bytes_total{route="",direction="egress"} 2"#));
+//! assert!(text.contains(
+//!     r#"kong_http_requests_total{service="",route="",code="200",source="service",consumer=""} 1"#
+//! ));
+//! assert!(text.contains(
+//!     r#"kong_bandwidth_bytes_total{service="",route="",direction="egress",consumer=""} 2"#
+//! ));
 //! # }
 //! ```
 

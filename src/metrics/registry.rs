@@ -18,15 +18,36 @@ const LATENCY_BUCKETS_MS: [f64; 26] = [
     200.0, 300.0, 400.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0, 60000.0,
 ];
 
+/// A label value from the configuration (a route, service or consumer name); empty when
+/// there is none.
+pub(crate) type Name = Option<Arc<str>>;
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RequestLabels {
-    pub(crate) route: String,
+    pub(crate) service: Name,
+    pub(crate) route: Name,
     pub(crate) code: u16,
+    /// `service` when the upstream answered, `kong` when the gateway did (Kong's values).
+    pub(crate) source: &'static str,
+    pub(crate) consumer: Name,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RouteLabels {
-    pub(crate) route: String,
+    pub(crate) service: Name,
+    pub(crate) route: Name,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RejectionLabels {
+    pub(crate) service: Name,
+    pub(crate) route: Name,
+    pub(crate) by: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ConnectionLabels {
+    pub(crate) state: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,8 +67,10 @@ type Endpoints = Box<dyn Fn() -> Vec<crate::balance::EndpointStatus> + Send + Sy
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct BandwidthLabels {
-    pub(crate) route: String,
+    pub(crate) service: Name,
+    pub(crate) route: Name,
     pub(crate) direction: &'static str,
+    pub(crate) consumer: Name,
 }
 
 /// The gateway's Prometheus metrics, named as Kong's `prometheus` plugin names them so that
@@ -55,16 +78,23 @@ pub(crate) struct BandwidthLabels {
 ///
 /// | metric | labels |
 /// | --- | --- |
-/// | `kong_http_requests_total` | `route`, `code` |
-/// | `kong_request_latency_ms` (histogram, Kong's buckets) | `route` |
-/// | `kong_upstream_latency_ms` (histogram, Kong's buckets) | `route` |
-/// | `kong_bandwidth_bytes_total` | `route`, `direction` (`ingress`, `egress`) |
+/// | `kong_http_requests_total` | `service`, `route`, `code`, `source` (`service`: the upstream answered; `kong`: the gateway did), `consumer` |
+/// | `kong_request_latency_ms` (histogram, Kong's buckets) | `service`, `route` |
+/// | `kong_upstream_latency_ms` (histogram, Kong's buckets) | `service`, `route` |
+/// | `kong_bandwidth_bytes_total` | `service`, `route`, `direction` (`ingress`, `egress`), `consumer` |
+/// | `tower_gateway_rejections_total` | `service`, `route`, `by` (the [`AnsweredBy`](crate::reject::AnsweredBy) that answered: `auth`, `rate-limiting`, `circuit-breaker`, `balancer`, `proxy`, `router`, `server`) |
 /// | `tower_gateway_circuit_state` (0 closed, 1 open, 2 half-open) | `breaker` |
 /// | `kong_upstream_target_health` (1 for the current state) | `upstream`, `target`, `state` (`healthy`, `unhealthy`) |
+/// | `kong_nginx_connections_total` (a gauge, as Kong's) | `state` (`accepted`, `active`) |
 ///
-/// Label values come from the configuration (route names) and the status code, never from
-/// client input, so the number of series is bounded. Requests that matched no route are
-/// counted under `route=""`.
+/// The status class (`2xx`, `5xx`…) is not a label of its own: `code` refines it, and
+/// `sum by (route) (rate(kong_http_requests_total{code=~"5.."}[1m]))` gives it, as with Kong.
+/// `consumer` is empty unless [`per_consumer`](Self::per_consumer) is on (Kong's
+/// `per_consumer`).
+///
+/// Label values come from the configuration (route, service and consumer names) and the
+/// status code, never from client input, so the number of series is bounded. Requests that
+/// matched no route are counted under `route=""`.
 ///
 /// Cheap to clone; clones share the metrics.
 #[derive(Clone)]
@@ -76,6 +106,10 @@ pub(crate) struct Shared {
     registry: Mutex<Registry>,
     breakers: Mutex<Vec<(String, Breaker)>>,
     breaker_state: Family<BreakerLabels, Gauge>,
+    connections: Mutex<Vec<crate::server::ConnectionStats>>,
+    connection_state: Family<ConnectionLabels, Gauge>,
+    pub(crate) per_consumer: std::sync::atomic::AtomicBool,
+    pub(crate) rejections: Family<RejectionLabels, Counter>,
     balancers: Mutex<Vec<(String, Endpoints)>>,
     target_health: Family<TargetLabels, Gauge>,
     pub(crate) requests: Family<RequestLabels, Counter>,
@@ -95,7 +129,19 @@ impl Metrics {
         let bandwidth = Family::<BandwidthLabels, Counter>::default();
         let breaker_state = Family::<BreakerLabels, Gauge>::default();
         let target_health = Family::<TargetLabels, Gauge>::default();
+        let rejections = Family::<RejectionLabels, Counter>::default();
+        let connection_state = Family::<ConnectionLabels, Gauge>::default();
         let mut registry = Registry::default();
+        registry.register(
+            "tower_gateway_rejections",
+            "Requests the gateway answered itself, by the part that answered",
+            rejections.clone(),
+        );
+        registry.register(
+            "kong_nginx_connections_total",
+            "Client connections: accepted since start, active now",
+            connection_state.clone(),
+        );
         registry.register(
             "kong_upstream_target_health",
             "Health of each target of a balanced upstream: 1 for its current state",
@@ -131,6 +177,10 @@ impl Metrics {
                 registry: Mutex::new(registry),
                 breakers: Mutex::new(Vec::new()),
                 breaker_state,
+                connections: Mutex::new(Vec::new()),
+                connection_state,
+                per_consumer: std::sync::atomic::AtomicBool::new(false),
+                rejections,
                 requests,
                 latency,
                 upstream_latency,
@@ -159,6 +209,25 @@ impl Metrics {
             .push((upstream.into(), read));
     }
 
+    /// Labels requests and bandwidth with the authenticated consumer (its username, else its
+    /// id), as Kong's `per_consumer`; off by default. Consumers come from the configuration,
+    /// so the series stay bounded.
+    pub fn per_consumer(self, yes: bool) -> Self {
+        self.shared
+            .per_consumer
+            .store(yes, std::sync::atomic::Ordering::Relaxed);
+        self
+    }
+
+    /// Reports a server's connection counts at every scrape (add each listener's).
+    pub fn watch_connections(&self, stats: crate::server::ConnectionStats) {
+        self.shared
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(stats);
+    }
+
     /// Reports `breaker`'s state under `name` at every scrape.
     pub fn watch_breaker(&self, name: impl Into<String>, breaker: Breaker) {
         self.shared
@@ -170,6 +239,23 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
+        let servers = self
+            .shared
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if !servers.is_empty() {
+            let accepted = servers.iter().map(|s| s.accepted()).sum::<u64>();
+            let active = servers.iter().map(|s| s.active()).sum::<u64>();
+            for (state, value) in [("accepted", accepted), ("active", active)] {
+                let gauge = self
+                    .shared
+                    .connection_state
+                    .get_or_create(&ConnectionLabels { state });
+                gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+            }
+        }
         for (name, breaker) in self
             .shared
             .breakers

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -12,8 +13,9 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use super::Metrics;
-use super::registry::{BandwidthLabels, RequestLabels, RouteLabels};
+use super::registry::{BandwidthLabels, Name, RejectionLabels, RequestLabels, RouteLabels};
 use crate::proxy::UpstreamLatency;
+use crate::reject::AnsweredBy;
 use crate::router::{ReportMatch, RouteMatch};
 
 /// Counts every request into [`Metrics`].
@@ -35,7 +37,9 @@ struct Pending {
     metrics: Metrics,
     started: Instant,
     bytes_in: u64,
-    route: String,
+    route: Name,
+    service: Name,
+    consumer: Name,
     bytes_out: u64,
 }
 
@@ -133,7 +137,9 @@ where
                 metrics: metrics.clone(),
                 started: Instant::now(),
                 bytes_in,
-                route: String::new(),
+                route: None,
+                service: None,
+                consumer: None,
                 bytes_out: 0,
             }),
         }
@@ -163,20 +169,29 @@ where
         let res = match result {
             Ok(res) => res,
             Err(err) => {
-                pending.count(500);
+                pending.count(500, Some(AnsweredBy::SERVER));
                 pending.finish();
                 return Poll::Ready(Err(err));
             }
         };
-        if let Some(name) = res
-            .extensions()
-            .get::<RouteMatch>()
-            .and_then(RouteMatch::name)
-        {
-            pending.route = name.to_owned();
+        let ext = res.extensions();
+        if let Some(matched) = ext.get::<RouteMatch>() {
+            pending.route = matched.name.clone();
+            pending.service = matched.service.clone();
         }
-        if let Some(UpstreamLatency(latency)) = res.extensions().get::<UpstreamLatency>() {
+        if pending
+            .metrics
+            .shared
+            .per_consumer
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && let Some(consumer) = ext.get::<crate::auth::Consumer>()
+        {
+            let name = consumer.username.as_deref().unwrap_or(&consumer.id);
+            pending.consumer = Some(Arc::from(name));
+        }
+        if let Some(UpstreamLatency(latency)) = ext.get::<UpstreamLatency>() {
             let labels = RouteLabels {
+                service: pending.service.clone(),
                 route: pending.route.clone(),
             };
             let ms = latency.as_secs_f64() * 1000.0;
@@ -187,7 +202,8 @@ where
                 .get_or_create(&labels)
                 .observe(ms);
         }
-        pending.count(res.status().as_u16());
+        let answered_by = ext.get::<AnsweredBy>().copied();
+        pending.count(res.status().as_u16(), answered_by);
         Poll::Ready(Ok(res.map(|inner| MetricsBody {
             inner,
             pending: Some(pending),
@@ -198,25 +214,44 @@ where
 // === impl Pending ===
 
 impl Pending {
-    fn count(&self, code: u16) {
+    fn count(&self, code: u16, answered_by: Option<AnsweredBy>) {
+        let shared = &self.metrics.shared;
         let labels = RequestLabels {
+            service: self.service.clone(),
             route: self.route.clone(),
             code,
+            source: if answered_by.is_some() {
+                "kong"
+            } else {
+                "service"
+            },
+            consumer: self.consumer.clone(),
         };
-        self.metrics.shared.requests.get_or_create(&labels).inc();
+        shared.requests.get_or_create(&labels).inc();
+        if let Some(by) = answered_by {
+            let labels = RejectionLabels {
+                service: self.service.clone(),
+                route: self.route.clone(),
+                by: by.as_str(),
+            };
+            shared.rejections.get_or_create(&labels).inc();
+        }
     }
 
     fn finish(self) {
         let shared = &self.metrics.shared;
         let ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let route = RouteLabels {
+            service: self.service.clone(),
             route: self.route.clone(),
         };
         shared.latency.get_or_create(&route).observe(ms);
         for (direction, bytes) in [("ingress", self.bytes_in), ("egress", self.bytes_out)] {
             let labels = BandwidthLabels {
+                service: self.service.clone(),
                 route: self.route.clone(),
                 direction,
+                consumer: self.consumer.clone(),
             };
             shared.bandwidth.get_or_create(&labels).inc_by(bytes);
         }

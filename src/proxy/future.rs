@@ -165,7 +165,7 @@ fn failure_response(failure: UpstreamFailure) -> Response<ResponseBody<Incoming>
         }
         _ => (StatusCode::BAD_GATEWAY, reject::BAD_GATEWAY),
     };
-    let mut res = reject::json(status, message);
+    let mut res = reject::answer(reject::AnsweredBy::PROXY, status, message);
     res.extensions_mut().insert(failure);
     res
 }

@@ -370,7 +370,8 @@ where
                     status,
                     message,
                 } => {
-                    let mut res = reject::json(*status, message);
+                    let mut res =
+                        reject::answer(reject::AnsweredBy::RATE_LIMITING, *status, message);
                     if let Some(retry_after) = retry_after {
                         res.headers_mut().insert(
                             header::RETRY_AFTER,

@@ -40,6 +40,7 @@ use http::{HeaderName, Method, Uri};
 #[derive(Debug, Clone)]
 pub struct Route {
     pub(crate) name: Option<String>,
+    pub(crate) service: Option<String>,
     pub(crate) paths: Vec<String>,
     pub(crate) methods: Vec<Method>,
     pub(crate) hosts: Vec<String>,
@@ -52,6 +53,7 @@ pub struct Route {
 #[derive(Debug, Clone)]
 pub struct RouteMatch {
     pub(crate) name: Option<Arc<str>>,
+    pub(crate) service: Option<Arc<str>>,
     pub(crate) original_uri: Uri,
     /// Bytes of the original path removed by `strip_path` (0 when nothing was stripped).
     pub(crate) stripped_len: usize,
@@ -78,6 +80,7 @@ impl Route {
     pub fn new() -> Self {
         Self {
             name: None,
+            service: None,
             paths: Vec::new(),
             methods: Vec::new(),
             hosts: Vec::new(),
@@ -89,6 +92,13 @@ impl Route {
     /// Names the route (shown in logs and in [`RouteMatch::name`]).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Names the service behind the route, for logs and metrics ([`RouteMatch::service`]);
+    /// routing does not use it.
+    pub fn service(mut self, service: impl Into<String>) -> Self {
+        self.service = Some(service.into());
         self
     }
 
@@ -160,6 +170,12 @@ impl RouteMatch {
     /// The matched route's name, if it has one.
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
+    }
+
+    /// The name of the service behind the matched route, if it was given one
+    /// ([`Route::service`]).
+    pub fn service(&self) -> Option<&str> {
+        self.service.as_deref()
     }
 
     /// The request URI as it arrived, before `strip_path`.

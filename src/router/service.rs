@@ -143,12 +143,17 @@ where
                 }
             }
             Lookup::MethodNotAllowed(methods) => CallOrReject::reject_with(Rejection {
+                by: reject::AnsweredBy::ROUTER,
                 status: StatusCode::METHOD_NOT_ALLOWED,
                 message: reject::METHOD_NOT_ALLOWED,
                 header: allow_header(&methods).map(|allow| (header::ALLOW, allow)),
                 json: None,
             }),
-            Lookup::NotFound => CallOrReject::reject(StatusCode::NOT_FOUND, reject::NO_ROUTE),
+            Lookup::NotFound => CallOrReject::reject(
+                reject::AnsweredBy::ROUTER,
+                StatusCode::NOT_FOUND,
+                reject::NO_ROUTE,
+            ),
         };
         ResponseFuture { inner, report }
     }

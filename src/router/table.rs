@@ -16,6 +16,7 @@ use super::{Route, RouteError, RouteMatch};
 #[derive(Debug)]
 struct Compiled {
     name: Option<Arc<str>>,
+    service: Option<Arc<str>>,
     methods: Vec<Method>,
     hosts: Vec<HostPattern>,
     headers: Vec<(HeaderName, Vec<String>)>,
@@ -113,6 +114,7 @@ impl Table {
             }
             table.routes.push(Compiled {
                 name: route.name.as_deref().map(Arc::from),
+                service: route.service.as_deref().map(Arc::from),
                 methods: route.methods.clone(),
                 hosts,
                 headers: route.headers.clone(),
@@ -201,6 +203,7 @@ impl Table {
                     best.route,
                     RouteMatch {
                         name: route.name.clone(),
+                        service: route.service.clone(),
                         original_uri: req.uri().clone(),
                         stripped_len,
                         remainder_empty: route.strip_path && best.remainder_empty,

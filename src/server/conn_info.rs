@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::HeaderValue;
 
@@ -24,6 +25,10 @@ struct Inner {
     secure: bool,
     remote_ip: HeaderValue,
     local_port: HeaderValue,
+    /// The connection's number in this process (nginx's `$connection`).
+    serial: u64,
+    /// Requests begun on it (nginx's `$connection_requests`).
+    requests: AtomicU64,
 }
 
 impl ConnectionInfo {
@@ -34,8 +39,11 @@ impl ConnectionInfo {
 
     /// Describes a connection that is (`secure = true`) or is not TLS-protected.
     pub fn with_tls(remote: SocketAddr, local: SocketAddr, secure: bool) -> Self {
+        static SERIAL: AtomicU64 = AtomicU64::new(1);
         let ip = remote.ip().to_canonical();
         Self(Arc::new(Inner {
+            serial: SERIAL.fetch_add(1, Ordering::Relaxed),
+            requests: AtomicU64::new(0),
             remote,
             local,
             secure,
@@ -58,6 +66,22 @@ impl ConnectionInfo {
     /// Whether the connection is TLS-protected.
     pub fn is_secure(&self) -> bool {
         self.0.secure
+    }
+
+    /// The connection's serial number in this process (nginx's `$connection`).
+    pub fn serial(&self) -> u64 {
+        self.0.serial
+    }
+
+    /// How many requests have begun on the connection, this one included (nginx's
+    /// `$connection_requests`); counted by [`Server`](super::Server).
+    pub fn requests(&self) -> u64 {
+        self.0.requests.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request begun on the connection.
+    pub(crate) fn begin_request(&self) {
+        self.0.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The peer IP as a header value, rendered once per connection.

@@ -16,6 +16,8 @@
 //!   close, in-flight requests get a grace period (30 s by default) to finish, and connections
 //!   still open after it are closed.
 //!
+//! [`ConnectionStats`] counts accepted and open connections for the metrics.
+//!
 //! hyper itself refuses malformed framing (for example `Content-Length` with
 //! `Transfer-Encoding`, or conflicting lengths) with `400` and closes the connection.
 //!
@@ -41,9 +43,11 @@ mod client_io;
 mod conn_info;
 mod serve;
 mod signal;
+mod stats;
 
 pub use conn_info::ConnectionInfo;
 pub use serve::{
     DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADER_SIZE, Server,
 };
 pub use signal::shutdown_signal;
+pub use stats::ConnectionStats;

@@ -45,6 +45,7 @@ pub struct Server {
     max_header_size: usize,
     max_headers: Option<usize>,
     grace_period: Duration,
+    stats: Option<super::ConnectionStats>,
 }
 
 #[derive(Debug)]
@@ -73,6 +74,7 @@ impl Server {
             max_header_size: DEFAULT_MAX_HEADER_SIZE,
             max_headers: None,
             grace_period: DEFAULT_GRACE_PERIOD,
+            stats: None,
         }
     }
 
@@ -98,6 +100,12 @@ impl Server {
     /// How long in-flight requests may run once shutdown begins.
     pub fn grace_period(mut self, period: Duration) -> Self {
         self.grace_period = period;
+        self
+    }
+
+    /// Counts this server's connections into `stats`.
+    pub fn connection_stats(mut self, stats: super::ConnectionStats) -> Self {
+        self.stats = Some(stats);
         self
     }
 
@@ -165,7 +173,9 @@ impl Server {
             let (id, shutdown) = connections.add();
             let registry = connections.clone();
             let drain = drain_tx.clone();
+            let open = self.stats.as_ref().map(super::ConnectionStats::open);
             let task = tokio::spawn(async move {
+                let _open = open;
                 let result = GracefulConnection {
                     conn,
                     shutdown: Some(shutdown),
@@ -354,18 +364,25 @@ where
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let guard = Some(self.state.begin());
         if !host_is_valid(&req) {
-            let inner = CallOrReject::reject(StatusCode::BAD_REQUEST, reject::BAD_REQUEST);
+            let inner = CallOrReject::reject(
+                reject::AnsweredBy::SERVER,
+                StatusCode::BAD_REQUEST,
+                reject::BAD_REQUEST,
+            );
             return ConnFuture { inner, guard };
         }
+        self.info.begin_request();
         req.extensions_mut().insert(self.info.clone());
         // hyper never calls re-entrantly; should the handle be busy anyway, use a clone.
         let inner = match self.inner.try_borrow_mut() {
             Ok(mut service) => future::call_ready(&mut *service, req),
             Err(_) => match self.inner.try_borrow() {
                 Ok(service) => CallOrReject::call(service.clone(), req),
-                Err(_) => {
-                    CallOrReject::reject(StatusCode::INTERNAL_SERVER_ERROR, reject::INTERNAL_ERROR)
-                }
+                Err(_) => CallOrReject::reject(
+                    reject::AnsweredBy::SERVER,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    reject::INTERNAL_ERROR,
+                ),
             },
         };
         ConnFuture { inner, guard }

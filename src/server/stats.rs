@@ -1,0 +1,61 @@
+//! Connection counts, as nginx's `stub_status` reports them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A server's connection counts: accepted since start and open now. Handed to
+/// [`Server::connection_stats`](super::Server::connection_stats); read by the metrics at
+/// scrape time (`kong_nginx_connections_total{state}`).
+///
+/// Touched when a connection opens and closes, never per request. Cheap to clone; clones
+/// share the counts.
+///
+/// ```
+/// use tower_gateway::server::ConnectionStats;
+///
+/// let stats = ConnectionStats::new();
+/// assert_eq!((stats.accepted(), stats.active()), (0, 0));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionStats(Arc<Counts>);
+
+#[derive(Debug, Default)]
+struct Counts {
+    accepted: AtomicU64,
+    closed: AtomicU64,
+}
+
+/// Counts one open connection until dropped (also when its task is aborted).
+#[derive(Debug)]
+pub(crate) struct OpenGuard(ConnectionStats);
+
+impl ConnectionStats {
+    /// Counts starting at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Connections accepted since the server started.
+    pub fn accepted(&self) -> u64 {
+        self.0.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Connections open now.
+    pub fn active(&self) -> u64 {
+        // Read `closed` first: a connection closing between the two reads cannot make the
+        // difference negative.
+        let closed = self.0.closed.load(Ordering::Relaxed);
+        self.accepted().saturating_sub(closed)
+    }
+
+    pub(crate) fn open(&self) -> OpenGuard {
+        self.0.accepted.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(self.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.0.closed.fetch_add(1, Ordering::Relaxed);
+    }
+}
