@@ -68,6 +68,9 @@ macro_rules! inner_service_accessors {
     };
 }
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 pub mod auth;
 pub mod balance;
 pub mod body;

@@ -217,7 +217,7 @@ impl UuidCounter {
         lo.write_u64(!n);
         let lo = lo.finish();
         Self {
-            prefix: uuid_v4(hi, lo),
+            prefix: crate::random::uuid(hi, lo),
             counter: 0,
         }
     }
@@ -261,7 +261,7 @@ impl MakeRequestId for MakeId {
         match self.generator {
             Generator::UuidCounter => self.counter.make_request_id(request),
             Generator::Uuid => {
-                let id = uuid_v4(crate::random::next_u64(), crate::random::next_u64());
+                let id = crate::random::uuid(crate::random::next_u64(), crate::random::next_u64());
                 HeaderValue::from_str(&id).ok().map(RequestId::new)
             }
             Generator::Tracker => {
@@ -286,20 +286,6 @@ impl MakeRequestId for MakeId {
             }
         }
     }
-}
-
-/// A version-4, variant-1 UUID from 128 random bits.
-fn uuid_v4(hi: u64, lo: u64) -> String {
-    let hi = (hi & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
-    let lo = (lo & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        hi >> 32,
-        (hi >> 16) & 0xffff,
-        hi & 0xffff,
-        lo >> 48,
-        lo & 0xffff_ffff_ffff
-    )
 }
 
 #[cfg(test)]

@@ -64,6 +64,7 @@ pub use authenticator::{Authenticated, Authenticator, Claims, Rejection};
 pub use body::{BodyAuth, BodyAuthLayer, BodyResponseFuture, DEFAULT_MAX_BODY};
 pub(crate) use consumer::derived_id;
 pub use consumer::{Consumer, Consumers, CredentialError, Editor};
+pub(crate) use headers::percent_decode;
 pub use headers::{
     X_ANONYMOUS_CONSUMER, X_CONSUMER_CUSTOM_ID, X_CONSUMER_ID, X_CONSUMER_USERNAME,
     X_CREDENTIAL_IDENTIFIER,

@@ -1,5 +1,7 @@
 //! Turning a checked configuration into a running router of reverse proxies.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Request;
@@ -74,6 +76,8 @@ pub struct Gateway {
     request_id: Option<crate::request_id::RequestIdLayer>,
     prometheus: bool,
     per_consumer_metrics: bool,
+    /// The parts a rebuilt gateway may take over.
+    kept: Arc<Kept>,
     file_log: Option<std::path::PathBuf>,
 }
 
@@ -95,6 +99,33 @@ impl Gateway {
     /// of the upstream its `host` names, or over its one origin), shared by the service's
     /// routes. Needs a tokio runtime (active health checks start here).
     pub fn from_config(config: &Config, settings: &Settings) -> Result<Self, ConfigError> {
+        Self::build(config, settings, None)
+    }
+
+    /// Builds a gateway for `config` that takes over from `previous` every part whose
+    /// configuration did not change: a service's balancer (its connection pool, endpoint
+    /// health and in-flight counts) when the service's origin, timeouts, retries, upstream and
+    /// targets are the same; a breaker (its state) when its plugin and scope are; a rate
+    /// limiter (its counters) when its plugin and route are. `previous` keeps serving until
+    /// the caller swaps the new one in (see [`LiveGateway`](super::LiveGateway)).
+    pub fn rebuild(
+        config: &Config,
+        settings: &Settings,
+        previous: &Gateway,
+    ) -> Result<Self, ConfigError> {
+        Self::build(config, settings, Some(&previous.kept))
+    }
+
+    fn build(
+        config: &Config,
+        settings: &Settings,
+        previous: Option<&Kept>,
+    ) -> Result<Self, ConfigError> {
+        let mut reuse = Reuse {
+            previous,
+            kept: Kept::default(),
+        };
+        let reuse = &mut reuse;
         let mut builder = Router::builder();
         let mut routes = Vec::new();
         let mut upstreams = Vec::new();
@@ -111,7 +142,10 @@ impl Gateway {
         for (i, service) in config.services.iter().enumerate() {
             let enabled = service.enabled.unwrap_or(true);
             let balancer = enabled
-                .then(|| service_balancer(config, service, settings, i))
+                .then(|| {
+                    let key = balancer_key(config, service, i, settings);
+                    reuse.balancer(key, || service_balancer(config, service, settings, i))
+                })
                 .transpose()?;
             if !enabled {
                 tracing::info!(service = %service.label(), "service disabled; its routes do not match");
@@ -137,6 +171,7 @@ impl Gateway {
                         (&label, route),
                         &consumers,
                         &mut breakers,
+                        reuse,
                     );
                     builder = builder.route(
                         router_route(route, &label, service),
@@ -165,6 +200,7 @@ impl Gateway {
                     (&label, route),
                     &consumers,
                     &mut breakers,
+                    reuse,
                 );
                 builder = builder.route(
                     router_route(route, &label, service),
@@ -209,6 +245,7 @@ impl Gateway {
                 Some(super::PluginConfig::FileLog(c)) => Some(c.path.clone().into()),
                 _ => None,
             },
+            kept: Arc::new(std::mem::take(&mut reuse.kept)),
         })
     }
 
@@ -259,6 +296,97 @@ impl Gateway {
     pub fn upstreams(&self) -> &[(String, ServiceBalancer)] {
         &self.upstreams
     }
+}
+
+/// Parts of a built gateway that a rebuilt one may take over, by a key describing their
+/// configuration.
+#[derive(Default)]
+struct Kept {
+    balancers: HashMap<String, (ServiceBalancer, String)>,
+    breakers: HashMap<String, Breaker>,
+    limits: HashMap<String, RateLimitLayer>,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept")
+            .field("balancers", &self.balancers.len())
+            .field("breakers", &self.breakers.len())
+            .field("limits", &self.limits.len())
+            .finish()
+    }
+}
+
+/// What a build takes over from the previous gateway, and what it keeps for the next.
+struct Reuse<'a> {
+    previous: Option<&'a Kept>,
+    kept: Kept,
+}
+
+impl Reuse<'_> {
+    fn balancer(
+        &mut self,
+        key: String,
+        build: impl FnOnce() -> Result<(ServiceBalancer, String), ConfigError>,
+    ) -> Result<(ServiceBalancer, String), ConfigError> {
+        let found = self.previous.and_then(|p| p.balancers.get(&key)).cloned();
+        let balancer = match found {
+            Some(balancer) => balancer,
+            None => build()?,
+        };
+        self.kept.balancers.insert(key, balancer.clone());
+        Ok(balancer)
+    }
+
+    fn breaker(&mut self, key: String, build: impl FnOnce() -> Breaker) -> Breaker {
+        let breaker = self
+            .previous
+            .and_then(|p| p.breakers.get(&key))
+            .cloned()
+            .unwrap_or_else(build);
+        self.kept.breakers.insert(key, breaker.clone());
+        breaker
+    }
+
+    fn limit(&mut self, key: String, build: impl FnOnce() -> RateLimitLayer) -> RateLimitLayer {
+        let limit = self
+            .previous
+            .and_then(|p| p.limits.get(&key))
+            .cloned()
+            .unwrap_or_else(build);
+        self.kept.limits.insert(key, limit.clone());
+        limit
+    }
+}
+
+/// What a service's balancer depends on: the service (by id or name), its origin, timeouts
+/// and retries, and the upstream and targets its host names (without tags and timestamps).
+fn balancer_key(config: &Config, service: &Service, index: usize, settings: &Settings) -> String {
+    let origin = service.origin().map(|o| o.to_string()).unwrap_or_default();
+    let upstream = service.origin().ok().and_then(|o| {
+        let host = o.authority().host().to_owned();
+        config.upstreams.iter().find(|u| u.name == host)
+    });
+    let described = upstream.map(|original| {
+        let mut u = original.clone();
+        u.targets.clear();
+        (u.created_at, u.updated_at, u.tags) = (None, None, None);
+        let targets: Vec<_> = config
+            .targets_of(original)
+            .map(|t| (t.target.0.clone(), t.weight.map(|w| w.0)))
+            .collect();
+        format!("{u:?}|{targets:?}")
+    });
+    // Each service keeps a balancer of its own.
+    let own = service
+        .id
+        .clone()
+        .or(service.name.clone())
+        .unwrap_or_else(|| format!("#{index}"));
+    format!(
+        "{own:?}|{origin}|{:?}|{:?}|{:?}|{:?}|{described:?}|{settings:?}",
+        service.connect_timeout, service.read_timeout, service.write_timeout, service.retries
+    )
 }
 
 /// The service's balancer and a description of where it sends requests.
@@ -364,6 +492,7 @@ fn route_stack(
     (label, route): (&str, &RouteConfig),
     consumers: &Consumers,
     breakers: &mut Breakers,
+    reuse: &mut Reuse<'_>,
 ) -> impl FnOnce(HostRewrite) -> RouteService {
     let breaker = match config.plugin_for(service, route, "circuit-breaker") {
         Some(plugin) => match &plugin.config {
@@ -379,13 +508,15 @@ fn route_stack(
                     })
                     .map(|(_, _, b)| b.clone());
                 let breaker = existing.unwrap_or_else(|| {
-                    // `check` validated the policy.
-                    let breaker = Breaker::new(c.policy().unwrap_or_default());
                     let name = if service_scoped {
                         service.label()
                     } else {
                         label.to_owned()
                     };
+                    let key = format!("{name}|{:?}|{:?}", plugin.id, c);
+                    // `check` validated the policy.
+                    let breaker =
+                        reuse.breaker(key, || Breaker::new(c.policy().unwrap_or_default()));
                     breakers.named.push((name, breaker.clone()));
                     if service_scoped {
                         breakers
@@ -404,11 +535,16 @@ fn route_stack(
         .auth_layer(service, route, consumers)
         .reading_body()
         .max_body(settings.max_body);
-    let limit = match config
-        .plugin_for(service, route, "rate-limiting")
-        .map(|p| &p.config)
-    {
-        Some(super::PluginConfig::RateLimiting(c)) => c.layer(&settings.trusted_proxies),
+    let limit = match config.plugin_for(service, route, "rate-limiting") {
+        Some(
+            plugin @ super::Plugin {
+                config: super::PluginConfig::RateLimiting(c),
+                ..
+            },
+        ) => {
+            let key = format!("{label}|{:?}|{:?}|{c:?}", service.label(), plugin.id);
+            reuse.limit(key, || c.layer(&settings.trusted_proxies))
+        }
         // No limit: the layer passes requests straight through.
         _ => RateLimitLayer::builder(KeyBy::Global).max_keys(1).build(),
     };
@@ -416,7 +552,10 @@ fn route_stack(
         .consumer_plugins_for(service, route, "rate-limiting", consumers)
         .into_iter()
         .filter_map(|(id, plugin)| match &plugin.config {
-            super::PluginConfig::RateLimiting(c) => Some((id, c.layer(&settings.trusted_proxies))),
+            super::PluginConfig::RateLimiting(c) => {
+                let key = format!("{label}|{id}|{:?}|{c:?}", plugin.id);
+                Some((id, reuse.limit(key, || c.layer(&settings.trusted_proxies))))
+            }
             _ => None,
         })
         .collect();

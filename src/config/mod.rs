@@ -48,6 +48,8 @@ mod check;
 mod circuit;
 mod error;
 mod gateway;
+mod lenient;
+mod live;
 mod model;
 mod plugins;
 mod ratelimit;
@@ -59,6 +61,9 @@ pub use error::ConfigError;
 pub use gateway::{
     Gateway, GatewayBody, HostRewrite, RouteService, RouteSummary, ServiceBalancer, Settings,
 };
+pub use lenient::FieldError;
+pub(crate) use lenient::from_value as from_json_value;
+pub use live::{LiveGateway, LiveRouter};
 pub use model::*;
 pub use plugins::*;
 pub use upstream::*;
@@ -67,6 +72,21 @@ impl Config {
     /// Parses and checks a YAML document; errors name the file as `<config>`.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
         Self::parse(text, "<config>")
+    }
+
+    /// Reads and checks a configuration given as JSON (the Admin API's entities): strings are
+    /// read as the numbers or booleans fields expect, and `doc` is rewritten with those types.
+    /// Errors name `source` as the file.
+    pub fn from_json(doc: &mut serde_json::Value, source: &str) -> Result<Self, ConfigError> {
+        let mut config: Config = lenient::from_value(doc).map_err(|err| ConfigError::Parse {
+            file: source.to_owned(),
+            message: err.to_string(),
+            line: None,
+            column: None,
+        })?;
+        config.source = source.to_owned();
+        config.check(source)?;
+        Ok(config)
     }
 
     /// Reads, parses and checks a YAML file.

@@ -228,6 +228,23 @@ impl Metrics {
             .push(stats);
     }
 
+    /// Stops reporting every breaker and balancer watched so far (their series disappear),
+    /// before watching those of a new configuration.
+    pub fn unwatch_all(&self) {
+        self.shared
+            .breakers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.shared
+            .balancers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.shared.breaker_state.clear();
+        self.shared.target_health.clear();
+    }
+
     /// Reports `breaker`'s state under `name` at every scrape.
     pub fn watch_breaker(&self, name: impl Into<String>, breaker: Breaker) {
         self.shared

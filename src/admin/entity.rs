@@ -1,0 +1,186 @@
+//! The entity kinds of Kong's Admin API: their names, unique fields, references and the
+//! defaults Kong fills in.
+
+use serde_json::{Map, Value, json};
+
+/// One kind of entity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    Service,
+    Route,
+    Consumer,
+    Plugin,
+    Upstream,
+    Target,
+    KeyAuth,
+    Jwt,
+}
+
+/// A reference from one entity to another (`route.service`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reference {
+    pub(crate) field: &'static str,
+    pub(crate) to: Kind,
+    /// Deleting the referenced entity deletes this one (Kong's cascades).
+    pub(crate) cascade: bool,
+}
+
+impl Kind {
+    pub(crate) const ALL: [Kind; 8] = [
+        Kind::Service,
+        Kind::Route,
+        Kind::Consumer,
+        Kind::Plugin,
+        Kind::Upstream,
+        Kind::Target,
+        Kind::KeyAuth,
+        Kind::Jwt,
+    ];
+
+    /// The name in top-level Admin API paths (`/services`) and Kong's error messages.
+    pub(crate) fn plural(self) -> &'static str {
+        match self {
+            Kind::Service => "services",
+            Kind::Route => "routes",
+            Kind::Consumer => "consumers",
+            Kind::Plugin => "plugins",
+            Kind::Upstream => "upstreams",
+            Kind::Target => "targets",
+            Kind::KeyAuth => "keyauth_credentials",
+            Kind::Jwt => "jwt_secrets",
+        }
+    }
+
+    /// The kind of a top-level path segment.
+    pub(crate) fn from_path(segment: &str) -> Option<Kind> {
+        Some(match segment {
+            "services" => Kind::Service,
+            "routes" => Kind::Route,
+            "consumers" => Kind::Consumer,
+            "plugins" => Kind::Plugin,
+            "upstreams" => Kind::Upstream,
+            "targets" => Kind::Target,
+            "key-auths" | "keyauth_credentials" => Kind::KeyAuth,
+            "jwts" | "jwt_secrets" => Kind::Jwt,
+            _ => return None,
+        })
+    }
+
+    /// Fields whose value names the entity in paths (`/services/{name}`), unique among
+    /// entities of the kind.
+    pub(crate) fn names(self) -> &'static [&'static str] {
+        match self {
+            Kind::Service | Kind::Route | Kind::Upstream => &["name"],
+            Kind::Consumer => &["username", "custom_id"],
+            Kind::KeyAuth | Kind::Jwt => &["key"],
+            Kind::Target => &["target"],
+            Kind::Plugin => &[],
+        }
+    }
+
+    /// Whether a name is unique only within the entity's parent (a target within its
+    /// upstream).
+    pub(crate) fn unique_per_parent(self) -> bool {
+        self == Kind::Target
+    }
+
+    pub(crate) fn references(self) -> &'static [Reference] {
+        macro_rules! r {
+            ($field:literal, $to:expr, $cascade:literal) => {
+                Reference {
+                    field: $field,
+                    to: $to,
+                    cascade: $cascade,
+                }
+            };
+        }
+        const ROUTE: &[Reference] = &[r!("service", Kind::Service, false)];
+        const PLUGIN: &[Reference] = &[
+            r!("service", Kind::Service, true),
+            r!("route", Kind::Route, true),
+            r!("consumer", Kind::Consumer, true),
+        ];
+        const TARGET: &[Reference] = &[r!("upstream", Kind::Upstream, true)];
+        const CREDENTIAL: &[Reference] = &[r!("consumer", Kind::Consumer, true)];
+        match self {
+            Kind::Route => ROUTE,
+            Kind::Plugin => PLUGIN,
+            Kind::Target => TARGET,
+            Kind::KeyAuth | Kind::Jwt => CREDENTIAL,
+            Kind::Service | Kind::Consumer | Kind::Upstream => &[],
+        }
+    }
+
+    /// Kong's defaults for the fields the client did not give.
+    pub(crate) fn defaults(self) -> Map<String, Value> {
+        let value = match self {
+            Kind::Service => json!({
+                "name": null, "protocol": "http", "port": 80, "path": null, "retries": 5,
+                "connect_timeout": 60000, "write_timeout": 60000, "read_timeout": 60000,
+                "tags": null, "client_certificate": null, "tls_verify": null,
+                "tls_verify_depth": null, "ca_certificates": null, "enabled": true,
+            }),
+            Kind::Route => json!({
+                "name": null, "protocols": ["http", "https"], "methods": null, "hosts": null,
+                "paths": null, "headers": null, "https_redirect_status_code": 426,
+                "regex_priority": 0, "strip_path": true, "path_handling": "v0",
+                "preserve_host": false, "request_buffering": true, "response_buffering": true,
+                "tags": null, "service": null, "snis": null, "sources": null,
+                "destinations": null,
+            }),
+            Kind::Consumer => json!({ "username": null, "custom_id": null, "tags": null }),
+            Kind::Plugin => json!({
+                "route": null, "service": null, "consumer": null, "config": {},
+                "protocols": ["grpc", "grpcs", "http", "https"], "enabled": true,
+                "tags": null, "instance_name": null,
+            }),
+            Kind::Upstream => json!({
+                "algorithm": "round-robin", "hash_on": "none", "hash_fallback": "none",
+                "hash_on_cookie_path": "/", "slots": 10000, "tags": null,
+                "host_header": null, "client_certificate": null, "use_srv_name": false,
+                "healthchecks": null,
+            }),
+            Kind::Target => json!({ "weight": 100, "tags": null }),
+            Kind::KeyAuth => json!({ "tags": null }),
+            Kind::Jwt => json!({ "algorithm": "HS256", "rsa_public_key": null, "tags": null }),
+        };
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    /// Whether entities of this kind carry `updated_at` (Kong's credentials do not).
+    pub(crate) fn has_updated_at(self) -> bool {
+        !matches!(self, Kind::KeyAuth | Kind::Jwt)
+    }
+}
+
+/// A random version-4 UUID.
+pub(crate) fn new_id() -> String {
+    crate::random::uuid(crate::random::next_u64(), crate::random::next_u64())
+}
+
+/// A UUID derived from `seed` (for entities of a file that have no `id`): the same file gives
+/// the same ids on every load, so ids survive a reload.
+pub(crate) fn derived_id(seed: &str) -> String {
+    let hi = crate::balance::hash64(seed.as_bytes());
+    let lo = crate::balance::hash64(format!("{seed}\u{1}").as_bytes());
+    crate::random::uuid(hi, lo)
+}
+
+/// Whether `text` has the shape of a UUID (then it is looked up as an id).
+pub(crate) fn is_uuid(text: &str) -> bool {
+    text.len() == 36
+        && text.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Seconds since the epoch.
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

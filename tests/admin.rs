@@ -1,0 +1,467 @@
+#![cfg(all(feature = "admin", feature = "jwt"))]
+//! The Admin API over real sockets: Kong's walkthrough replayed call by call with the proxy
+//! checked after each step, Kong's answers for bad input, reconfiguration under load, and an
+//! export that loads back.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::{Value, json};
+use support::{get, send, serve, text, upstream};
+use tower_gateway::admin::AdminApi;
+use tower_gateway::config::Settings;
+
+/// An upstream that answers with its own name.
+async fn named(name: &'static str) -> SocketAddr {
+    let (addr, _seen) =
+        upstream(
+            move |_| async move { Response::new(Full::new(Bytes::from_static(name.as_bytes()))) },
+        )
+        .await;
+    addr
+}
+
+/// The Admin API and the proxy it configures, both on loopback sockets.
+async fn gateway(yaml: &str) -> (SocketAddr, SocketAddr, AdminApi) {
+    let admin = AdminApi::from_yaml(yaml, Settings::default()).unwrap();
+    let (proxy, stop) = serve(admin.live().service()).await;
+    std::mem::forget(stop);
+    let (api, stop) = serve(admin.clone()).await;
+    std::mem::forget(stop);
+    (api, proxy, admin)
+}
+
+const EMPTY: &str = "_format_version: \"3.0\"\n";
+
+/// `curl -X method http://admin/path --data form`.
+async fn call(api: SocketAddr, method: &str, path: &str, form: &str) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "admin.test")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(form.to_owned())))
+        .unwrap();
+    let res = send(api, req).await;
+    let status = res.status();
+    let body = text(res).await;
+    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    (status, value)
+}
+
+fn token(iss: &str) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(b"mysecret");
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({ "iss": iss }),
+        &key,
+    )
+    .unwrap()
+}
+
+fn authed(path: &str, apikey: Option<&str>, jwt: Option<&str>) -> Request<Full<Bytes>> {
+    let mut req = get(path);
+    if let Some(key) = apikey {
+        req.headers_mut().insert("apikey", key.parse().unwrap());
+    }
+    if let Some(jwt) = jwt {
+        let value = format!("Bearer {jwt}").parse().unwrap();
+        req.headers_mut().insert("authorization", value);
+    }
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_s_kong_walkthrough_configures_the_gateway_step_by_step() {
+    let (one, two, three) = (named("one").await, named("two").await, named("three").await);
+    let (api, proxy, _admin) = gateway(EMPTY).await;
+
+    // 1. The service, from a URL.
+    let (status, service) = call(
+        api,
+        "POST",
+        "/services",
+        &format!("name=user-service&url=http://{one}"),
+    )
+    .await;
+    assert_eq!(status, 201, "{service}");
+    assert_eq!(service["host"], "127.0.0.1");
+    assert_eq!(service["port"], one.port());
+    assert_eq!(service["protocol"], "http");
+    assert_eq!(service["retries"], 5);
+    assert_eq!(service["read_timeout"], 60000);
+    assert!(service["id"].as_str().unwrap().len() == 36);
+    assert!(service["created_at"].as_u64().is_some());
+    assert_eq!(send(proxy, get("/api/users")).await.status(), 404);
+
+    // 2. Its route.
+    let (status, route) = call(
+        api,
+        "POST",
+        "/services/user-service/routes",
+        "paths[]=/api/users&name=user-route",
+    )
+    .await;
+    assert_eq!(status, 201, "{route}");
+    assert_eq!(route["paths"], json!(["/api/users"]));
+    assert_eq!(route["service"]["id"], service["id"]);
+    assert_eq!(route["strip_path"], true);
+    let res = send(proxy, get("/api/users")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(text(res).await, "one");
+
+    // 3. Rate limiting on the service.
+    let (status, plugin) = call(
+        api,
+        "POST",
+        "/services/user-service/plugins",
+        "name=rate-limiting&config.minute=100&config.policy=local",
+    )
+    .await;
+    assert_eq!(status, 201, "{plugin}");
+    assert_eq!(plugin["config"]["minute"], 100, "form strings are typed");
+    assert_eq!(plugin["service"]["id"], service["id"]);
+    let res = send(proxy, get("/api/users")).await;
+    assert_eq!(res.headers()["x-ratelimit-limit-minute"], "100");
+
+    // 4. A consumer with a JWT credential, then the jwt plugin.
+    let (status, _) = call(api, "POST", "/consumers", "username=testuser").await;
+    assert_eq!(status, 201);
+    let (status, jwt) = call(
+        api,
+        "POST",
+        "/consumers/testuser/jwt",
+        "key=myapikey&secret=mysecret",
+    )
+    .await;
+    assert_eq!(status, 201, "{jwt}");
+    assert_eq!(jwt["algorithm"], "HS256");
+    let (status, _) = call(api, "POST", "/services/user-service/plugins", "name=jwt").await;
+    assert_eq!(status, 201);
+    // The limit counts from here: stay inside one calendar minute.
+    wait_for_a_fresh_minute().await;
+    let mut admitted = 0;
+    assert_eq!(send(proxy, get("/api/users")).await.status(), 401);
+    let jwt = token("myapikey");
+    let res = send(proxy, authed("/api/users", None, Some(&jwt))).await;
+    assert_eq!(res.status(), 200);
+    admitted += 1;
+
+    // 5. A key-auth credential, then key-auth on the route: both plugins must pass.
+    let (status, key) = call(
+        api,
+        "POST",
+        "/consumers/testuser/key-auth",
+        "key=test-api-key",
+    )
+    .await;
+    assert_eq!(status, 201, "{key}");
+    let (status, _) = call(api, "POST", "/routes/user-route/plugins", "name=key-auth").await;
+    assert_eq!(status, 201);
+    let only_jwt = send(proxy, authed("/api/users", None, Some(&jwt))).await;
+    assert_eq!(only_jwt.status(), 401);
+    assert_eq!(
+        text(only_jwt).await,
+        r#"{"message":"No API key found in request"}"#
+    );
+    let both = send(
+        proxy,
+        authed("/api/users", Some("test-api-key"), Some(&jwt)),
+    )
+    .await;
+    assert_eq!(both.status(), 200);
+    admitted += 1;
+
+    // 6. An upstream with three weighted targets, then the service moved onto it.
+    let (status, _) = call(api, "POST", "/upstreams", "name=user-service-upstream").await;
+    assert_eq!(status, 201);
+    for (addr, weight) in [(one, 100), (two, 50), (three, 50)] {
+        let (status, target) = call(
+            api,
+            "POST",
+            "/upstreams/user-service-upstream/targets",
+            &format!("target={addr}&weight={weight}"),
+        )
+        .await;
+        assert_eq!(status, 201, "{target}");
+        assert_eq!(target["weight"], weight);
+    }
+    let (status, patched) = call(
+        api,
+        "PATCH",
+        "/services/user-service",
+        "host=user-service-upstream",
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["host"], "user-service-upstream");
+    let mut spread: HashMap<String, usize> = HashMap::new();
+    for _ in 0..40 {
+        let res = send(
+            proxy,
+            authed("/api/users", Some("test-api-key"), Some(&jwt)),
+        )
+        .await;
+        assert_eq!(res.status(), 200);
+        admitted += 1;
+        *spread.entry(text(res).await).or_default() += 1;
+    }
+    assert_eq!(spread["one"], 20, "{spread:?}");
+    assert_eq!(spread["two"], 10, "{spread:?}");
+    assert_eq!(spread["three"], 10, "{spread:?}");
+
+    // 7. The limit held through every change: the 101st request of the minute is refused.
+    loop {
+        let res = send(
+            proxy,
+            authed("/api/users", Some("test-api-key"), Some(&jwt)),
+        )
+        .await;
+        if res.status() == 429 {
+            break;
+        }
+        assert_eq!(res.status(), 200);
+        admitted += 1;
+    }
+    assert_eq!(admitted, 100);
+}
+
+/// Waits for the next calendar minute when less than 20 s of this one are left.
+async fn wait_for_a_fresh_minute() {
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if second > 40 {
+        tokio::time::sleep(Duration::from_secs(61 - second)).await;
+    }
+}
+
+#[tokio::test]
+async fn kong_s_answers_for_conflicts_bad_input_and_unknown_entities() {
+    let (api, _proxy, _admin) = gateway(EMPTY).await;
+    let (status, _) = call(api, "POST", "/services", "name=s&url=http://127.0.0.1:9").await;
+    assert_eq!(status, 201);
+    let (status, body) = call(api, "POST", "/services", "name=s&url=http://127.0.0.1:9").await;
+    assert_eq!(status, 409);
+    assert_eq!(body["name"], "unique constraint violation");
+    assert_eq!(
+        body["message"],
+        r#"UNIQUE violation detected on '{name="s"}'"#
+    );
+
+    let (status, body) = call(api, "POST", "/services/s/routes", "paths[]=api").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["name"], "schema violation");
+    assert!(body["fields"]["paths"]["0"].is_string(), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("schema violation (paths.0:")
+    );
+
+    let (status, body) = call(api, "POST", "/services", "name=t&host=127.0.0.1&port=http").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["fields"]["port"].is_string());
+
+    let (status, body) = call(api, "POST", "/routes", "paths[]=/x&service.name=nowhere").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["name"], "foreign key violation");
+
+    let (status, body) = call(api, "GET", "/services/nope", "").await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::NOT_FOUND, json!({ "message": "Not found" }))
+    );
+    let (status, _) = call(api, "GET", "/nothing-here", "").await;
+    assert_eq!(status, 404);
+    // Deleting what does not exist is fine, as in Kong.
+    let (status, _) = call(api, "DELETE", "/services/nope", "").await;
+    assert_eq!(status, 204);
+
+    // A service its routes still use is not deleted; the route first, then it is.
+    let (status, route) = call(api, "POST", "/services/s/routes", "paths[]=/s&name=r").await;
+    assert_eq!(status, 201);
+    let (status, body) = call(api, "DELETE", "/services/s", "").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = call(
+        api,
+        "DELETE",
+        &format!("/routes/{}", route["id"].as_str().unwrap()),
+        "",
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(api, "DELETE", "/services/s", "").await;
+    assert_eq!(status, 204);
+    let (_, list) = call(api, "GET", "/services", "").await;
+    assert_eq!(list, json!({ "data": [], "next": null }));
+}
+
+#[tokio::test]
+async fn lists_page_put_upserts_and_json_bodies_are_read() {
+    let (api, _proxy, _admin) = gateway(EMPTY).await;
+    for i in 0..5 {
+        let (status, _) = call(api, "PUT", &format!("/consumers/user-{i}"), "").await;
+        assert_eq!(status, 200);
+    }
+    let (_, page) = call(api, "GET", "/consumers?size=2", "").await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 2);
+    assert_eq!(page["data"][0]["username"], "user-0");
+    let next = page["next"].as_str().unwrap().to_owned();
+    let (_, rest) = call(api, "GET", &next, "").await;
+    assert_eq!(rest["data"][0]["username"], "user-2");
+
+    let req = Request::post("/upstreams")
+        .header("host", "admin.test")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(
+            r#"{"name":"u","algorithm":"least-connections"}"#,
+        )))
+        .unwrap();
+    let res = send(api, req).await;
+    assert_eq!(res.status(), 201);
+    let created: Value = serde_json::from_str(&text(res).await).unwrap();
+    assert_eq!(created["algorithm"], "least-connections");
+    assert_eq!(created["slots"], 10000);
+    // PUT replaces the whole entity, defaults and all.
+    let (status, replaced) = call(api, "PUT", "/upstreams/u", "name=u").await;
+    assert_eq!(status, 200);
+    assert_eq!(replaced["algorithm"], "round-robin");
+    assert_eq!(replaced["id"], created["id"]);
+}
+
+#[tokio::test]
+async fn an_admin_token_is_required_when_set() {
+    let admin = AdminApi::from_yaml(EMPTY, Settings::default())
+        .unwrap()
+        .token("s3cret");
+    let (api, stop) = serve(admin).await;
+    std::mem::forget(stop);
+    assert_eq!(send(api, get("/services")).await.status(), 401);
+    let mut req = get("/services");
+    req.headers_mut()
+        .insert("kong-admin-token", "s3cret".parse().unwrap());
+    assert_eq!(send(api, req).await.status(), 200);
+    let mut req = get("/services");
+    req.headers_mut()
+        .insert("authorization", "Bearer s3cret".parse().unwrap());
+    assert_eq!(send(api, req).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_reconfigurations_under_load_lose_no_request() {
+    let up = named("up").await;
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{up}\n    routes:\n      - name: r\n        paths: [/]\n"
+    );
+    let (api, proxy, _admin) = gateway(&yaml).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (stop, sent, failed) = (stop.clone(), sent.clone(), failed.clone());
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let res = send(proxy, get("/x")).await;
+                sent.fetch_add(1, Ordering::Relaxed);
+                if res.status() != 200 || text(res).await != "up" {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for i in 0..100 {
+        // Alternate between changing a route, adding a plugin and removing it.
+        let (status, body) = match i % 3 {
+            0 => {
+                call(
+                    api,
+                    "PATCH",
+                    "/routes/r",
+                    &format!("paths[]=/&name=r&tags[]=t{i}"),
+                )
+                .await
+            }
+            1 => {
+                call(
+                    api,
+                    "PUT",
+                    "/plugins/6f0b8e0e-0000-4000-8000-000000000001",
+                    "name=correlation-id",
+                )
+                .await
+            }
+            _ => {
+                call(
+                    api,
+                    "DELETE",
+                    "/plugins/6f0b8e0e-0000-4000-8000-000000000001",
+                    "",
+                )
+                .await
+            }
+        };
+        assert!(status.is_success(), "{status} {body}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    assert!(
+        sent.load(Ordering::Relaxed) > 100,
+        "too little traffic to mean anything"
+    );
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn an_export_loads_back_to_the_same_gateway() {
+    let (users, orders) = (named("users").await, named("orders").await);
+    let yaml = support::seed_config(users, orders);
+    let (api, proxy, _admin) = gateway(&yaml).await;
+    let (status, before) = call(api, "GET", "/services", "").await;
+    assert_eq!(status, 200);
+    let (status, exported) = call(api, "GET", "/config", "").await;
+    assert_eq!(status, 200);
+    let exported = exported["config"].as_str().unwrap().to_owned();
+
+    // The export, loaded into a new gateway, behaves as the original and has the same ids.
+    let (api2, proxy2, _admin2) = gateway(&exported).await;
+    let (_, after) = call(api2, "GET", "/services", "").await;
+    assert_eq!(before, after);
+    let requests = || {
+        [
+            authed("/api/users", Some("test-api-key"), None),
+            get("/api/users"),
+            get("/api/orders"),
+        ]
+    };
+    for (a, b) in requests().into_iter().zip(requests()) {
+        let path = a.uri().to_string();
+        let (a, b) = (send(proxy, a).await, send(proxy2, b).await);
+        assert_eq!(a.status(), b.status(), "{path}");
+        assert_eq!(text(a).await, text(b).await, "{path}");
+    }
+    let res = send(proxy2, authed("/api/users", Some("test-api-key"), None)).await;
+    assert_eq!(text(res).await, "users");
+    // And loaded back through POST /config, it changes nothing.
+    let req = Request::post("/config")
+        .header("host", "admin.test")
+        .header("content-type", "application/yaml")
+        .body(Full::new(Bytes::from(exported)))
+        .unwrap();
+    assert_eq!(send(api, req).await.status(), 201);
+    let (_, again) = call(api, "GET", "/services", "").await;
+    assert_eq!(before, again);
+}
