@@ -10,16 +10,16 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tower::util::option_layer;
 use tower::{ServiceBuilder, service_fn};
-use tower_gateway::config::{Config, Gateway, ServiceBalancer, Settings};
+use tower_gateway::admin::AdminApi;
+use tower_gateway::config::{Config, Gateway, Settings};
 use tower_gateway::log::{AccessLogLayer, Format};
 use tower_gateway::metrics::{Metrics, MetricsLayer};
 use tower_gateway::proxy::TrustedProxies;
@@ -37,9 +37,12 @@ OPTIONS:
                             or 3.0). Without it, the bundled examples/gateway.yaml runs with
                             a demo upstream started in-process on 127.0.0.1:9001.
     --proxy-listen ADDR     Address of the proxy (default 0.0.0.0:8000; Kong: 8000)
-    --admin-listen ADDR     Address of the Admin API (default 127.0.0.1:8001; Kong: 8001).
-                            GET / (node information), GET /status, GET /metrics and
-                            GET /upstreams/{name}/health are served.
+    --admin-listen ADDR     Address of Kong's Admin API (default 127.0.0.1:8001; Kong:
+                            8001): services, routes, consumers, plugins, upstreams, targets
+                            and credentials; GET /, /status, /metrics, /config. Changes
+                            apply at once, without dropping a request.
+    --admin-token TOKEN     Require TOKEN on every Admin API call (Kong-Admin-Token header
+                            or Authorization: Bearer)
     --trusted-ips LIST      Comma-separated addresses/CIDR blocks whose X-Forwarded-* headers
                             are believed (Kong's trusted_ips; default: none)
     --keepalive-pool N      Idle upstream connections kept per host (default 512)
@@ -57,6 +60,11 @@ OPTIONS:
                             on)
     --check                 Check the configuration, print the routes and exit
     -h, --help              Print this help
+
+RELOAD:
+    With --config, the file is read again on SIGHUP and when it changes (checked every
+    second); a file that does not load is logged and the running configuration stays. A
+    reload replaces changes made through the Admin API, as Kong's DB-less mode does.
 
 ENVIRONMENT:
     RUST_LOG                Log filter (default: info), e.g. RUST_LOG=tower_gateway=debug
@@ -85,6 +93,7 @@ struct Args {
     access_log_to_stderr: bool,
     request_id: Option<RequestIdLayer>,
     metrics: bool,
+    admin_token: Option<String>,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -101,6 +110,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         access_log_to_stderr: true,
         request_id: Some(RequestIdLayer::new()),
         metrics: true,
+        admin_token: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -156,6 +166,13 @@ fn parse_args() -> Result<Option<Args>, String> {
                 args.grace_period = secs(value("--grace-period")?, "--grace-period")?
             }
             "--check" => args.check = true,
+            "--admin-token" => {
+                let token = value("--admin-token")?;
+                if token.is_empty() {
+                    return Err("--admin-token must not be empty".into());
+                }
+                args.admin_token = Some(token);
+            }
             "--metrics" => {
                 args.metrics = match value("--metrics")?.as_str() {
                     "on" => true,
@@ -211,12 +228,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let config = match &args.config {
-        Some(file) => Config::from_file(file),
-        None => Config::from_yaml(BUNDLED_CONFIG).map(|mut c| {
-            c.source = "examples/gateway.yaml (bundled)".into();
-            c
-        }),
+    let (config, text, source) = match &args.config {
+        Some(file) => (
+            Config::from_file(file),
+            std::fs::read_to_string(file).unwrap_or_default(),
+            file.clone(),
+        ),
+        None => (
+            Config::from_yaml(BUNDLED_CONFIG),
+            BUNDLED_CONFIG.to_owned(),
+            "examples/gateway.yaml (bundled)".to_owned(),
+        ),
     };
     let config = match config {
         Ok(config) => config,
@@ -263,17 +285,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(args, config))
+    drop(config);
+    runtime.block_on(run(args, text, source))
 }
 
-async fn run(args: Args, config: Config) -> ExitCode {
-    let gateway = match Gateway::from_config(&config, &args.settings) {
-        Ok(gateway) => gateway,
+async fn run(args: Args, text: String, source: String) -> ExitCode {
+    let admin = match AdminApi::from_text(&text, &source, args.settings.clone()) {
+        Ok(admin) => admin,
         Err(err) => {
             eprintln!("error: invalid configuration: {err}");
             return ExitCode::from(2);
         }
     };
+    let gateway = admin.live().current();
     for route in gateway.routes() {
         tracing::info!(
             "route {} → service {} → {} ({})",
@@ -311,7 +335,7 @@ async fn run(args: Args, config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let admin = match tokio::net::TcpListener::bind(args.admin_listen).await {
+    let admin_listener = match tokio::net::TcpListener::bind(args.admin_listen).await {
         Ok(l) => l,
         Err(err) => {
             eprintln!("error: cannot listen on {}: {err}", args.admin_listen);
@@ -326,7 +350,7 @@ async fn run(args: Args, config: Config) -> ExitCode {
     );
     tracing::info!(
         "admin API listening on http://{}",
-        local(&admin, args.admin_listen)
+        local(&admin_listener, args.admin_listen)
     );
 
     // The file's global correlation-id and prometheus plugins, as in Kong.
@@ -339,25 +363,48 @@ async fn run(args: Args, config: Config) -> ExitCode {
     let connections = ConnectionStats::new();
     if let Some(metrics) = &metrics {
         metrics.watch_connections(connections.clone());
-        for (name, breaker) in gateway.breakers() {
-            metrics.watch_breaker(name.clone(), breaker.clone());
-        }
-        for (upstream, balancer) in gateway.upstreams() {
-            metrics.watch_balancer(upstream.clone(), balancer.clone());
-        }
     }
-    let info = Arc::new(admin::NodeInfo::new(
-        &args,
-        gateway.routes().len(),
-        metrics.clone(),
-        gateway.upstreams().to_vec(),
-        enabled_plugins(&config),
-    ));
-    let admin_service = service_fn(move |req| admin::handle(req, info.clone()));
+    // The request id, metrics and file log are set up once, here: a change to their global
+    // plugins needs a restart, and is refused rather than ignored.
+    let startup = startup_plugins(&gateway);
+    let mut node = serde_json::Map::new();
+    node.insert("declarative_config".into(), source.clone().into());
+    node.insert(
+        "proxy_listen".into(),
+        serde_json::json!([args.proxy_listen.to_string()]),
+    );
+    node.insert(
+        "admin_listen".into(),
+        serde_json::json!([args.admin_listen.to_string()]),
+    );
+    node.insert(
+        "upstream_keepalive_pool_size".into(),
+        args.settings.max_idle_per_host.into(),
+    );
+    let mut admin = admin
+        .connections(connections.clone())
+        .node_info(node)
+        .guard(move |next| {
+            if startup_plugins(next) == startup {
+                Ok(())
+            } else {
+                Err("the global correlation-id, prometheus and file-log plugins are set up at startup: restart the gateway to change them".into())
+            }
+        })
+        .on_swap(|next| tracing::info!(routes = next.routes().len(), "configuration changed"));
+    if let Some(metrics) = metrics.clone() {
+        admin = admin.metrics(metrics);
+    }
+    if let Some(token) = args.admin_token.clone() {
+        admin = admin.token(token);
+    }
+    if let Some(file) = args.config.clone() {
+        reload::watch(admin.clone(), file);
+    }
     tokio::spawn(
-        Server::from_listener(admin)
+        Server::from_listener(admin_listener)
             .grace_period(Duration::ZERO)
-            .serve(admin_service),
+            .serve(admin.clone()),
     );
 
     let server = Server::from_listener(proxy)
@@ -378,14 +425,14 @@ async fn run(args: Args, config: Config) -> ExitCode {
                 .layer(ids)
                 .layer(AccessLogLayer::new(format))
                 .layer(counted)
-                .service(gateway.router());
+                .service(admin.live().service());
             server.serve_with_shutdown(service, shutdown_signal()).await
         }
         None => {
             let service = ServiceBuilder::new()
                 .layer(ids)
                 .layer(counted)
-                .service(gateway.router());
+                .service(admin.live().service());
             server.serve_with_shutdown(service, shutdown_signal()).await
         }
     };
@@ -440,147 +487,82 @@ fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     res
 }
 
-/// The Admin API's first two endpoints (the full Kong Admin API comes later).
-mod admin {
+/// What the global correlation-id, prometheus and file-log plugins set up at startup.
+fn startup_plugins(gateway: &Gateway) -> (String, bool, bool, Option<std::path::PathBuf>) {
+    (
+        format!("{:?}", gateway.request_id()),
+        gateway.prometheus(),
+        gateway.per_consumer_metrics(),
+        gateway.file_log().map(std::path::Path::to_path_buf),
+    )
+}
+
+/// Reloading the configuration file on SIGHUP and when it changes.
+mod reload {
     use super::*;
 
-    #[derive(Debug)]
-    pub(super) struct NodeInfo {
-        body: String,
-        started: std::time::Instant,
-        metrics: Option<Metrics>,
-        upstreams: Vec<(String, ServiceBalancer)>,
+    /// How often the file's modification time is looked at.
+    const POLL: Duration = Duration::from_secs(1);
+    /// How long the file must stay unchanged before it is read (editors write in steps).
+    const SETTLE: Duration = Duration::from_millis(300);
+
+    pub(super) fn watch(admin: AdminApi, path: String) {
+        #[cfg(unix)]
+        {
+            let (admin, path) = (admin.clone(), path.clone());
+            tokio::spawn(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let mut hangups = match signal(SignalKind::hangup()) {
+                    Ok(hangups) => hangups,
+                    Err(err) => {
+                        tracing::warn!(%err, "no reload on SIGHUP");
+                        return;
+                    }
+                };
+                while hangups.recv().await.is_some() {
+                    load(&admin, &path, "SIGHUP");
+                }
+            });
+        }
+        tokio::spawn(async move {
+            let modified = |path: &str| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            let mut seen = modified(&path);
+            loop {
+                tokio::time::sleep(POLL).await;
+                let mut now = modified(&path);
+                if now == seen {
+                    continue;
+                }
+                // Wait for the writes to settle.
+                loop {
+                    tokio::time::sleep(SETTLE).await;
+                    let again = modified(&path);
+                    if again == now {
+                        break;
+                    }
+                    now = again;
+                }
+                seen = now;
+                load(&admin, &path, "file changed");
+            }
+        });
     }
 
-    impl NodeInfo {
-        pub(super) fn new(
-            args: &Args,
-            routes: usize,
-            metrics: Option<Metrics>,
-            upstreams: Vec<(String, ServiceBalancer)>,
-            enabled: Vec<&'static str>,
-        ) -> Self {
-            let hostname = std::env::var("HOSTNAME").unwrap_or_default();
-            let body = serde_json::json!({
-                "tagline": "Welcome to tower-gateway",
-                "version": env!("CARGO_PKG_VERSION"),
-                "hostname": hostname,
-                "node_id": format!("{:x}", std::process::id()),
-                "configuration": {
-                    "database": "off",
-                    "declarative_config": args.config.clone().unwrap_or_else(|| "examples/gateway.yaml (bundled)".into()),
-                    "proxy_listen": [args.proxy_listen.to_string()],
-                    "admin_listen": [args.admin_listen.to_string()],
-                    "trusted_ips": !args.settings.trusted_proxies.is_empty(),
-                    "upstream_keepalive_pool_size": args.settings.max_idle_per_host,
-                    "upstream_keepalive_idle_timeout": args.settings.idle_timeout.as_secs(),
-                    "routes": routes,
-                },
-                "plugins": {
-                    "available_on_server": { "key-auth": true, "jwt": cfg!(feature = "jwt") },
-                    "enabled_in_cluster": enabled,
-                },
-            });
-            Self {
-                body: body.to_string(),
-                started: std::time::Instant::now(),
-                metrics,
-                upstreams,
+    fn load(admin: &AdminApi, path: &str, why: &str) {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) => {
+                tracing::warn!(%err, "{why}: cannot read {path}; the running configuration stays");
+                return;
+            }
+        };
+        match admin.reload(&text, path) {
+            Ok(()) => tracing::info!("{why}: configuration reloaded from {path}"),
+            Err(err) => {
+                tracing::warn!("{why}: {err}; the running configuration stays");
             }
         }
     }
-
-    pub(super) async fn handle(
-        req: Request<Incoming>,
-        info: Arc<NodeInfo>,
-    ) -> Result<Response<Full<Bytes>>, Infallible> {
-        Ok(match (req.method(), req.uri().path()) {
-            (&Method::GET, "/") => json(StatusCode::OK, info.body.clone()),
-            (&Method::GET, "/status") => json(
-                StatusCode::OK,
-                serde_json::json!({
-                    "database": { "reachable": true },
-                    "server": { "uptime_seconds": info.started.elapsed().as_secs() },
-                })
-                .to_string(),
-            ),
-            (&Method::GET, "/metrics") => match &info.metrics {
-                Some(metrics) => {
-                    let mut res = Response::new(Full::new(Bytes::from(metrics.encode())));
-                    res.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static(
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        ),
-                    );
-                    res
-                }
-                None => json(
-                    StatusCode::NOT_FOUND,
-                    r#"{"message":"metrics are off (--metrics off)"}"#.into(),
-                ),
-            },
-            (&Method::GET, path) if upstream_health(path).is_some() => {
-                let name = upstream_health(path).unwrap_or_default();
-                match info.upstreams.iter().find(|(n, _)| n == name) {
-                    Some((_, balancer)) => json(StatusCode::OK, health(balancer)),
-                    None => json(StatusCode::NOT_FOUND, r#"{"message":"Not found"}"#.into()),
-                }
-            }
-            (_, "/" | "/status" | "/metrics") => json(
-                StatusCode::METHOD_NOT_ALLOWED,
-                r#"{"message":"Method not allowed"}"#.into(),
-            ),
-            _ => json(StatusCode::NOT_FOUND, r#"{"message":"Not found"}"#.into()),
-        })
-    }
-}
-
-/// The names of the plugins the configuration uses, once each (Kong's `enabled_in_cluster`).
-fn enabled_plugins(config: &Config) -> Vec<&'static str> {
-    let scoped = config
-        .services
-        .iter()
-        .flat_map(|s| {
-            s.plugins
-                .iter()
-                .chain(s.routes.iter().flat_map(|r| &r.plugins))
-        })
-        .chain(config.routes.iter().flat_map(|r| &r.plugins))
-        .chain(config.consumers.iter().flat_map(|c| &c.plugins));
-    let mut names: Vec<&'static str> = config
-        .plugins
-        .iter()
-        .chain(scoped)
-        .filter(|p| p.enabled)
-        .map(|p| p.config.name())
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names
-}
-
-/// `name` from `/upstreams/{name}/health`.
-fn upstream_health(path: &str) -> Option<&str> {
-    let name = path.strip_prefix("/upstreams/")?.strip_suffix("/health")?;
-    (!name.is_empty() && !name.contains('/')).then_some(name)
-}
-
-/// Kong's `GET /upstreams/{name}/health` body: each target's weight and health.
-fn health(balancer: &ServiceBalancer) -> String {
-    let data: Vec<_> = balancer
-        .endpoints()
-        .into_iter()
-        .map(|e| {
-            serde_json::json!({
-                "target": e.endpoint.name(),
-                "weight": e.endpoint.get_weight(),
-                "health": if e.healthy { "HEALTHY" } else { "UNHEALTHY" },
-                "data": { "in_flight": e.in_flight },
-            })
-        })
-        .collect();
-    serde_json::json!({ "data": data, "next": null }).to_string()
 }
 
 /// The in-process demo upstream behind the bundled configuration.

@@ -300,31 +300,37 @@ async fn named_upstream(
     (addr, stop, task)
 }
 
-/// Writes `yaml` to a fresh file and starts the gateway on it; also hands over its log lines.
-fn start_config(
-    tag: &str,
-    yaml: &str,
-) -> (
+/// A gateway started on a file: the child, proxy and admin addresses, the file's folder, the
+/// log lines.
+type Started = (
     Child,
     SocketAddr,
     SocketAddr,
     PathBuf,
     std::sync::mpsc::Receiver<String>,
-) {
+);
+
+/// Writes `yaml` to a fresh file and starts the gateway on it; also hands over its log lines.
+fn start_config(tag: &str, yaml: &str) -> Started {
+    start_config_with(tag, yaml, &["--access-log", "off"])
+}
+
+/// As [`start_config`], with other options.
+fn start_config_with(tag: &str, yaml: &str, options: &[&str]) -> Started {
     let dir = std::env::temp_dir().join(format!("tower-gateway-test-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("kong.yaml");
     std::fs::write(&file, yaml).unwrap();
-    let (child, proxy, admin, logs) = start_with_logs(&[
+    let mut args = vec![
         "--config",
         file.to_str().unwrap(),
         "--proxy-listen",
         "127.0.0.1:0",
         "--admin-listen",
         "127.0.0.1:0",
-        "--access-log",
-        "off",
-    ]);
+    ];
+    args.extend_from_slice(options);
+    let (child, proxy, admin, logs) = start_with_logs(&args);
     (child, proxy, admin, dir, logs)
 }
 
@@ -618,14 +624,7 @@ services:
     );
     let (mut child, proxy, admin, dir, _logs) = start_config("ratelimit", &yaml);
     // The window is the calendar minute: start well inside one, so all 110 fall in it.
-    let second = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        % 60;
-    if second > 45 {
-        tokio::time::sleep(Duration::from_secs(61 - second)).await;
-    }
+    support::kong::wait_for_a_fresh_minute().await;
     let mut ok = 0;
     let mut limited = Vec::new();
     for i in 0..110 {
@@ -878,5 +877,102 @@ services:
     assert_eq!(lines[0]["fields"]["path"], "/a");
     assert_eq!(lines[1]["fields"]["status"], 200);
     assert_eq!(lines[1]["fields"]["route"], "r");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_s_kong_admin_commands_configure_the_example_gateway() {
+    let (mut child, proxy, admin, dir, _logs) =
+        start_config("walkthrough", "_format_version: \"3.0\"\n");
+    support::kong::walkthrough(admin, proxy).await;
+    // The node information counts the route the walkthrough created.
+    let (status, node) = support::kong::call(admin, "GET", "/", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(node["configuration"]["routes"], 1);
+    assert!(terminate(&mut child).success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Polls `path` on the proxy until it answers `status` (for at most 5 s).
+async fn until_status(proxy: SocketAddr, path: &str, status: u16) {
+    for _ in 0..100 {
+        if send(proxy, get(path)).await.status() == status {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{path} never answered {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_is_reloaded_when_it_changes_and_on_sighup_and_a_bad_one_is_refused() {
+    let (up, _seen) = ok_upstream().await;
+    let config = |path: &str| {
+        format!(
+            "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{up}\n    routes:\n      - name: r\n        paths: [{path}]\n"
+        )
+    };
+    let (mut child, proxy, _admin, dir, logs) = start_config("reload", &config("/one"));
+    let file = dir.join("kong.yaml");
+    assert_eq!(send(proxy, get("/one")).await.status(), 200);
+
+    // Edited: picked up within a couple of seconds.
+    std::fs::write(&file, config("/two")).unwrap();
+    until_status(proxy, "/two", 200).await;
+    assert_eq!(send(proxy, get("/one")).await.status(), 404);
+
+    // Broken: the running configuration stays, and the log says why.
+    std::fs::write(&file, "_format_version: \"3.0\"\nservices:\n  - nme: s\n").unwrap();
+    let refused = std::iter::from_fn(|| logs.recv_timeout(Duration::from_secs(5)).ok())
+        .find(|line| line.contains("the running configuration stays"))
+        .expect("no log line for the refused file");
+    assert!(refused.contains("nme"), "{refused}");
+    assert_eq!(send(proxy, get("/two")).await.status(), 200);
+
+    // SIGHUP reads it again: written with its old modification time put back, so that only
+    // the signal can have reloaded it.
+    let before = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(&file, config("/three")).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(before)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        send(proxy, get("/three")).await.status(),
+        404,
+        "reloaded without SIGHUP"
+    );
+    let _ = Command::new("kill")
+        .arg("-HUP")
+        .arg(child.id().to_string())
+        .status();
+    until_status(proxy, "/three", 200).await;
+    assert!(terminate(&mut child).success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_only_plugins_are_refused_through_the_admin_api_and_the_token_is_enforced() {
+    let (mut child, _proxy, admin, dir, _logs) = start_config_with(
+        "admin-token",
+        "_format_version: \"3.0\"\n",
+        &["--admin-token", "t0k3n"],
+    );
+    assert_eq!(send(admin, get("/services")).await.status(), 401);
+    let req = http::Request::post("/plugins")
+        .header("host", "admin.test")
+        .header("kong-admin-token", "t0k3n")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"name=correlation-id",
+        )))
+        .unwrap();
+    let res = send(admin, req).await;
+    assert_eq!(res.status(), 400);
+    assert!(text(res).await.contains("restart the gateway"));
+    assert!(terminate(&mut child).success());
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -101,10 +101,14 @@ struct Shared {
     connections: Option<crate::server::ConnectionStats>,
     /// Called with each gateway swapped in.
     on_swap: Vec<SwapHook>,
+    /// Asked about each gateway before it is swapped in.
+    guards: Vec<Guard>,
 }
 
 /// A hook called with each gateway swapped in.
 type SwapHook = Arc<dyn Fn(&Gateway) + Send + Sync>;
+/// A check a new gateway must pass to be swapped in.
+type Guard = Arc<dyn Fn(&Gateway) -> Result<(), String> + Send + Sync>;
 
 impl Clone for Shared {
     /// A copy for a clone configured further (see [`AdminApi::token`]): same gateway, same
@@ -131,6 +135,7 @@ impl Clone for Shared {
             metrics: self.metrics.clone(),
             connections: self.connections.clone(),
             on_swap: self.on_swap.clone(),
+            guards: self.guards.clone(),
         }
     }
 }
@@ -149,9 +154,14 @@ impl AdminApi {
     /// and the Admin API over it. Entities without an `id` get one derived from their names,
     /// so the same file gives the same ids. Needs a tokio runtime.
     pub fn from_yaml(text: &str, settings: Settings) -> Result<Self, ConfigError> {
+        Self::from_text(text, "<config>", settings)
+    }
+
+    /// [`from_yaml`](Self::from_yaml) with `source` (a file name) in the errors.
+    pub fn from_text(text: &str, source: &str, settings: Settings) -> Result<Self, ConfigError> {
         // Parsed once as the model first: errors then carry the line.
-        crate::config::Config::from_yaml(text)?;
-        let store = store_of(text, "<config>")?;
+        crate::config::Config::from_yaml(text).map_err(|err| rename(err, source))?;
+        let store = store_of(text, source)?;
         let config = store.config()?;
         let gateway = Gateway::from_config(&config, &settings)?;
         Ok(Self::with(store, LiveGateway::new(gateway), settings))
@@ -170,6 +180,7 @@ impl AdminApi {
                 metrics: None,
                 connections: None,
                 on_swap: Vec::new(),
+                guards: Vec::new(),
             }),
         }
     }
@@ -218,6 +229,16 @@ impl AdminApi {
         self
     }
 
+    /// Refuses every change whose gateway `check` refuses (400, with its message): for
+    /// settings the embedding program applies only at startup.
+    pub fn guard(
+        mut self,
+        check: impl Fn(&Gateway) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.shared_mut().guards.push(Arc::new(check));
+        self
+    }
+
     /// The live gateway: serve [`LiveGateway::service`] on the proxy listener.
     pub fn live(&self) -> &LiveGateway {
         &self.shared.live
@@ -244,6 +265,9 @@ impl AdminApi {
         let current = self.shared.live.current();
         let gateway =
             Gateway::rebuild(&config, &self.shared.settings, &current).map_err(config_error)?;
+        for guard in &self.shared.guards {
+            guard(&gateway).map_err(AdminError::schema)?;
+        }
         for hook in &self.shared.on_swap {
             hook(&gateway);
         }

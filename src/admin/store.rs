@@ -88,6 +88,24 @@ impl Store {
         }
         let mut entity = kind.defaults();
         prepare(kind, &mut fields)?;
+        if kind == Kind::Plugin {
+            let name = fields
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let mut config = Kind::plugin_defaults(name);
+            match fields.remove("config") {
+                Some(Value::Object(given)) => config.extend(given),
+                None | Some(Value::Null) => {}
+                Some(other) => {
+                    return Err(AdminError::Schema {
+                        path: vec!["config".into()],
+                        message: format!("expected an object, not {other}"),
+                    });
+                }
+            }
+            fields.insert("config".into(), Value::Object(config));
+        }
         entity.extend(fields);
         let id = match entity.get("id") {
             Some(Value::String(id)) if entity::is_uuid(id) => id.clone(),
@@ -428,17 +446,33 @@ fn check_fields(kind: Kind, entity: &mut Map<String, Value>) -> Result<(), Admin
     }?;
     // Write the retyped values back; the nulls stay as they were.
     if let Value::Object(typed) = value {
-        entity.extend(typed);
+        merge(entity, typed);
     }
     Ok(())
 }
 
-/// Fields whose value is not `null` (the model reads a missing field as its default).
+/// Writes `typed` over `entity`, object by object, so that nested `null`s stay.
+fn merge(entity: &mut Map<String, Value>, typed: Map<String, Value>) {
+    for (key, value) in typed {
+        match (entity.get_mut(&key), value) {
+            (Some(Value::Object(old)), Value::Object(new)) => merge(old, new),
+            (_, value) => {
+                entity.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Fields whose value is not `null`, in nested objects too (the model reads a missing field
+/// as its default; Kong shows unset fields as `null`).
 fn without_nulls(entity: &Map<String, Value>) -> Map<String, Value> {
     entity
         .iter()
         .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| match v {
+            Value::Object(inner) => (k.clone(), Value::Object(without_nulls(inner))),
+            _ => (k.clone(), v.clone()),
+        })
         .collect()
 }
 

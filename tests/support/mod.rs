@@ -16,6 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use tower::Service;
 use tower_gateway::server::Server;
 
+pub mod kong;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What an upstream saw of one request.
