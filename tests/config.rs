@@ -803,3 +803,60 @@ fn file_log_is_global_and_refuses_what_it_cannot_do() {
     ));
     assert!(err.to_string().contains("path"), "{err}");
 }
+
+#[tokio::test]
+async fn a_rebuilt_gateway_keeps_the_breaker_state_of_what_did_not_change() {
+    use tower_gateway::config::LiveGateway;
+    let (failing, _seen) = support::upstream(|_| async {
+        let mut res = http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+            b"down",
+        )));
+        *res.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        res
+    })
+    .await;
+    let (other, _) = ok_upstream().await;
+    let yaml = |extra: &str, failures: u32| {
+        format!(
+            "{HEAD}services:\n  - name: s\n    url: http://{failing}\n    routes:\n      - name: r\n        paths: [/s]\n    plugins:\n      - name: circuit-breaker\n        config:\n          failures: {failures}\n          open_time: 60\n{extra}"
+        )
+    };
+    let unrelated = format!(
+        "  - name: o\n    url: http://{other}\n    routes:\n      - name: o\n        paths: [/o]\n"
+    );
+    let settings = Settings::default();
+    let first = Gateway::from_config(&Config::from_yaml(&yaml("", 2)).unwrap(), &settings).unwrap();
+    let live = LiveGateway::new(first);
+    let (gw, _stop) = serve(live.service()).await;
+    for _ in 0..2 {
+        assert_eq!(send(gw, get("/s")).await.status(), 500);
+    }
+    assert_eq!(
+        send(gw, get("/s")).await.status(),
+        503,
+        "the breaker opened"
+    );
+
+    // Another service added: the breaker (and its open state) carries over.
+    let next = Config::from_yaml(&yaml(&unrelated, 2)).unwrap();
+    live.swap(Gateway::rebuild(&next, &settings, &live.current()).unwrap());
+    assert_eq!(
+        send(gw, get("/o")).await.status(),
+        200,
+        "the new route serves"
+    );
+    assert_eq!(
+        send(gw, get("/s")).await.status(),
+        503,
+        "still open after the change"
+    );
+
+    // The breaker's own settings changed: a new breaker, closed.
+    let changed = Config::from_yaml(&yaml(&unrelated, 3)).unwrap();
+    live.swap(Gateway::rebuild(&changed, &settings, &live.current()).unwrap());
+    assert_eq!(
+        send(gw, get("/s")).await.status(),
+        500,
+        "a fresh breaker lets it through"
+    );
+}

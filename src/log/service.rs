@@ -153,8 +153,8 @@ where
                 record.status = res.status();
                 let ext = res.extensions();
                 if let Some(matched) = ext.get::<RouteMatch>() {
-                    record.route = matched.name.clone();
-                    record.service = matched.service.clone();
+                    record.route = matched.names.name.clone();
+                    record.service = matched.names.service.clone();
                 }
                 record.upstream = ext.get::<HttpInfo>().map(HttpInfo::remote_addr);
                 record.chosen = ext.get::<crate::balance::Chosen>().cloned();

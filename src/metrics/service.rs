@@ -176,8 +176,8 @@ where
         };
         let ext = res.extensions();
         if let Some(matched) = ext.get::<RouteMatch>() {
-            pending.route = matched.name.clone();
-            pending.service = matched.service.clone();
+            pending.route = matched.names.name.clone();
+            pending.service = matched.names.service.clone();
         }
         if pending
             .metrics

@@ -52,14 +52,20 @@ pub struct Route {
 /// layers after it.
 #[derive(Debug, Clone)]
 pub struct RouteMatch {
-    pub(crate) name: Option<Arc<str>>,
-    pub(crate) service: Option<Arc<str>>,
+    pub(crate) names: Arc<RouteNames>,
     pub(crate) original_uri: Uri,
     /// Bytes of the original path removed by `strip_path` (0 when nothing was stripped).
     pub(crate) stripped_len: usize,
     /// `strip_path` removed the whole path: the upstream path is the service's path alone.
     pub(crate) remainder_empty: bool,
     pub(crate) params: Vec<(Arc<str>, Range<usize>)>,
+}
+
+/// A route's name and its service's, for logs and metrics.
+#[derive(Debug, Default)]
+pub(crate) struct RouteNames {
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) service: Option<Arc<str>>,
 }
 
 /// Put into a request's extensions by an outer layer (such as the access log) that wants the
@@ -169,13 +175,13 @@ impl Route {
 impl RouteMatch {
     /// The matched route's name, if it has one.
     pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+        self.names.name.as_deref()
     }
 
     /// The name of the service behind the matched route, if it was given one
     /// ([`Route::service`]).
     pub fn service(&self) -> Option<&str> {
-        self.service.as_deref()
+        self.names.service.as_deref()
     }
 
     /// The request URI as it arrived, before `strip_path`.

@@ -9,14 +9,15 @@ use http::{HeaderMap, HeaderName, Method, Request};
 
 use super::host::{HostPattern, split_port};
 use super::path::{MAX_PARAMS, PathPattern};
+use super::route::RouteNames;
 use super::tree::{Entry, Hit, Node};
 use super::{Route, RouteError, RouteMatch};
 
 /// A route after validation.
 #[derive(Debug)]
 struct Compiled {
-    name: Option<Arc<str>>,
-    service: Option<Arc<str>>,
+    /// The names, shared by every match of the route (one reference count per request).
+    names: Arc<RouteNames>,
     methods: Vec<Method>,
     hosts: Vec<HostPattern>,
     headers: Vec<(HeaderName, Vec<String>)>,
@@ -113,8 +114,10 @@ impl Table {
                 }
             }
             table.routes.push(Compiled {
-                name: route.name.as_deref().map(Arc::from),
-                service: route.service.as_deref().map(Arc::from),
+                names: Arc::new(RouteNames {
+                    name: route.name.as_deref().map(Arc::from),
+                    service: route.service.as_deref().map(Arc::from),
+                }),
                 methods: route.methods.clone(),
                 hosts,
                 headers: route.headers.clone(),
@@ -202,8 +205,7 @@ impl Table {
                 Lookup::Found(
                     best.route,
                     RouteMatch {
-                        name: route.name.clone(),
-                        service: route.service.clone(),
+                        names: route.names.clone(),
                         original_uri: req.uri().clone(),
                         stripped_len,
                         remainder_empty: route.strip_path && best.remainder_empty,
