@@ -68,6 +68,11 @@ async fn kong_s_answers_for_conflicts_bad_input_and_unknown_entities() {
     assert_eq!(status, 400);
     assert_eq!(body["name"], "foreign key violation");
 
+    // One instance of a plugin per scope.
+    let (status, _) = call(api, "POST", "/services/s/plugins", "name=key-auth").await;
+    assert_eq!(status, 201);
+    let (status, body) = call(api, "POST", "/services/s/plugins", "name=key-auth").await;
+    assert_eq!(status, 409, "{body}");
     let (status, body) = call(api, "GET", "/services/nope", "").await;
     assert_eq!(
         (status, body),

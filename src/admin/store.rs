@@ -288,6 +288,26 @@ impl Store {
                 });
             }
         }
+        if kind == Kind::Plugin {
+            // One instance of a plugin per scope (Kong's unique key).
+            fn scope(e: &Map<String, Value>) -> (Option<&str>, Vec<Option<&str>>) {
+                let refs = ["service", "route", "consumer"]
+                    .iter()
+                    .map(|f| e.get(*f).and_then(reference_id))
+                    .collect();
+                (e.get("name").and_then(Value::as_str), refs)
+            }
+            let mine = scope(entity);
+            let clash = self.all(kind).iter().enumerate().any(|(i, other)| {
+                Some(i) != replacing && other.get("id") != own_id.as_ref() && scope(other) == mine
+            });
+            if clash {
+                return Err(AdminError::Unique {
+                    field: "name".into(),
+                    value: mine.0.unwrap_or_default().to_owned(),
+                });
+            }
+        }
         check_fields(kind, entity)
     }
 
