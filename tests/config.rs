@@ -575,8 +575,23 @@ fn rate_limiting_errors_name_the_field() {
         ),
         (
             "      minute: 10\n      policy: redis\n",
+            "plugins[0].config.redis.host",
+            "needs redis.host",
+        ),
+        (
+            "      minute: 10\n      policy: redis\n      redis:\n        host: r\n        ssl: true\n",
+            "plugins[0].config.redis.ssl",
+            "TLS to Redis",
+        ),
+        (
+            "      minute: 10\n      policy: redis\n      redis_host: r\n      sync_rate: 10\n",
+            "plugins[0].config.sync_rate",
+            "batched counting",
+        ),
+        (
+            "      minute: 10\n      policy: cluster\n",
             "plugins[0].config.policy",
-            "cluster release",
+            "use redis",
         ),
         (
             "      minute: 10\n      limit_by: header\n",

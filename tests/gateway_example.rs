@@ -976,3 +976,53 @@ async fn startup_only_plugins_are_refused_through_the_admin_api_and_the_token_is
     assert!(terminate(&mut child).success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_sharing_redis_enforce_one_exact_limit() {
+    let Some(redis) = support::redis::RedisServer::start() else {
+        return;
+    };
+    let (up, _seen) = ok_upstream().await;
+    let yaml = format!(
+        "_format_version: \"3.0\"
+services:
+  - name: users
+    url: http://{up}
+    routes:
+      - name: users
+        paths: [/api/users]
+    plugins:
+      - name: rate-limiting
+        config:
+          minute: 100
+          policy: redis
+          redis:
+            host: 127.0.0.1
+            port: {}
+",
+        redis.port
+    );
+    let (mut a, proxy_a, _, dir_a, _logs_a) = start_config("redis-a", &yaml);
+    let (mut b, proxy_b, _, dir_b, _logs_b) = start_config("redis-b", &yaml);
+    support::kong::wait_for_a_fresh_minute().await;
+    let tasks: Vec<_> = (0..150)
+        .map(|i| {
+            let proxy = if i % 2 == 0 { proxy_a } else { proxy_b };
+            tokio::spawn(async move { send(proxy, get("/api/users")).await.status().as_u16() })
+        })
+        .collect();
+    let mut admitted = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            200 => admitted += 1,
+            429 => {}
+            other => panic!("status {other}"),
+        }
+    }
+    assert_eq!(admitted, 100, "one limit across both gateways");
+    assert!(terminate(&mut a).success());
+    assert!(terminate(&mut b).success());
+    let _ = std::fs::remove_dir_all(dir_a);
+    let _ = std::fs::remove_dir_all(dir_b);
+}

@@ -70,9 +70,13 @@ impl Store for Down {
 /// Builds a per-minute layer over one kind of store.
 type LayerIn = Box<dyn Fn(u64, KeyBy) -> RateLimitLayer>;
 
-/// Every store the layer tests run against (a shared store joins this list).
-fn stores() -> Vec<(&'static str, LayerIn)> {
-    vec![
+/// Every store the layer tests run against: memory, a deferred one, and a real Redis when
+/// this machine has one (the server lives as long as the returned guard).
+fn stores() -> (
+    Vec<(&'static str, LayerIn)>,
+    Option<support::redis::RedisServer>,
+) {
+    let mut list: Vec<(&'static str, LayerIn)> = vec![
         ("memory", Box::new(kong_minute)),
         (
             "deferred",
@@ -80,12 +84,42 @@ fn stores() -> Vec<(&'static str, LayerIn)> {
                 kong_minute_in(limit, key, Deferred(Arc::new(MemoryStore::new(1_000_000))))
             }),
         ),
-    ]
+    ];
+    let redis = redis_store_for_tests(&mut list);
+    (list, redis)
+}
+
+#[cfg(feature = "redis")]
+fn redis_store_for_tests(
+    list: &mut Vec<(&'static str, LayerIn)>,
+) -> Option<support::redis::RedisServer> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static LAYERS: AtomicUsize = AtomicUsize::new(0);
+    let server = support::redis::RedisServer::start()?;
+    let url = server.url();
+    list.push((
+        "redis",
+        Box::new(move |limit, key| {
+            // A namespace per layer: layers must not share counts.
+            let namespace = format!("test-{}", LAYERS.fetch_add(1, Ordering::Relaxed));
+            let store = tower_gateway::ratelimit::RedisStore::new(&url, &namespace).unwrap();
+            kong_minute_in(limit, key, store)
+        }),
+    ));
+    Some(server)
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_store_for_tests(
+    _: &mut Vec<(&'static str, LayerIn)>,
+) -> Option<support::redis::RedisServer> {
+    None
 }
 
 #[tokio::test]
 async fn kong_minute_100_admits_exactly_100_of_110_with_kong_headers() {
-    for (store, layer) in stores() {
+    let (stores, _redis) = stores();
+    for (store, layer) in stores {
         admits_100_of_110(layer(100, KeyBy::ClientIp(TrustedProxies::none())), store).await;
     }
 }
@@ -183,7 +217,8 @@ async fn the_ietf_draft_fields_are_sent_when_asked_for() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_never_overshoot_the_limit() {
-    for (store, layer) in stores() {
+    let (stores, _redis) = stores();
+    for (store, layer) in stores {
         let (up, _seen) = ok_upstream().await;
         let gw = gateway(layer(10, KeyBy::Global), up).await;
         let tasks: Vec<_> = (0..100)
@@ -273,4 +308,105 @@ async fn leaky_delays(store: impl Store) {
     }
     let rounded: Vec<u128> = arrivals.iter().map(|d| d.as_millis() / 10 * 10).collect();
     assert_eq!(rounded, [0, 100, 200]);
+}
+
+/// Two "instances": layers of their own, sharing one Redis namespace.
+#[cfg(feature = "redis")]
+fn shared_minute(url: &str, namespace: &str, limit: u64) -> [RateLimitLayer; 2] {
+    use tower_gateway::ratelimit::RedisStore;
+    [0, 1].map(|_| {
+        let store = RedisStore::new(url, namespace)
+            .unwrap()
+            .timeout(std::time::Duration::from_millis(300));
+        kong_minute_in(limit, KeyBy::Global, store)
+    })
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_sharing_redis_admit_exactly_the_limit_between_them() {
+    let Some(_redis) = support::redis::RedisServer::start() else {
+        return;
+    };
+    let (up, _seen) = ok_upstream().await;
+    let [a, b] = shared_minute(&_redis.url(), "shared-150", 100);
+    let (a, b) = (gateway(a, up).await, gateway(b, up).await);
+    // 150 requests, alternating, some of them at the same time.
+    let tasks: Vec<_> = (0..150)
+        .map(|i| {
+            let gw = if i % 2 == 0 { a } else { b };
+            tokio::spawn(async move { send(gw, get("/")).await.status() })
+        })
+        .collect();
+    let mut admitted = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            StatusCode::OK => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("status {other}"),
+        }
+    }
+    assert_eq!(admitted, 100);
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_falls_back_or_fails_as_configured_and_recovers() {
+    use tower_gateway::ratelimit::RedisStore;
+    let Some(mut redis) = support::redis::RedisServer::start() else {
+        return;
+    };
+    let (up, _seen) = ok_upstream().await;
+    let url = redis.url();
+    let layer = |namespace: &str, tolerant: bool| {
+        let store = RedisStore::new(&url, namespace)
+            .unwrap()
+            .timeout(std::time::Duration::from_millis(300));
+        let store = if tolerant {
+            store.local_fallback(1_000)
+        } else {
+            store
+        };
+        RateLimitLayer::builder(KeyBy::Global)
+            .limit(Limit::FixedWindow(FixedWindow::new([(Period::Minute, 2)])))
+            .clock(Clock::Manual(ManualClock::at(MID_MINUTE)))
+            .store(store)
+            .fault_tolerant(tolerant)
+            .build()
+    };
+    let tolerant = gateway(layer("tolerant", true), up).await;
+    let strict = gateway(layer("strict", false), up).await;
+    assert_eq!(
+        send(tolerant, get("/")).await.status(),
+        200,
+        "counted in redis"
+    );
+    assert_eq!(send(strict, get("/")).await.status(), 200);
+
+    redis.stop();
+    // Tolerant: the local fallback limits on its own (a fresh count of 2).
+    let statuses: Vec<u16> = {
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            out.push(send(tolerant, get("/")).await.status().as_u16());
+        }
+        out
+    };
+    assert_eq!(statuses, [200, 200, 429]);
+    // Strict: 500, the upstream untouched.
+    assert_eq!(send(strict, get("/")).await.status(), 500);
+
+    // Back (empty, as a restarted server without persistence is): shared counting resumes.
+    redis.restart();
+    let mut recovered = false;
+    for _ in 0..50 {
+        if send(strict, get("/")).await.status() == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "the store never reconnected");
+    assert_eq!(send(strict, get("/")).await.status(), 200);
+    assert_eq!(send(strict, get("/")).await.status(), 429);
 }

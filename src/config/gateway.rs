@@ -543,7 +543,8 @@ fn route_stack(
             },
         ) => {
             let key = format!("{label}|{:?}|{:?}|{c:?}", service.label(), plugin.id);
-            reuse.limit(key, || c.layer(&settings.trusted_proxies))
+            let namespace = format!("{}:{label}", service.label());
+            reuse.limit(key, || c.layer(&settings.trusted_proxies, &namespace))
         }
         // No limit: the layer passes requests straight through.
         _ => RateLimitLayer::builder(KeyBy::Global).max_keys(1).build(),
@@ -554,7 +555,11 @@ fn route_stack(
         .filter_map(|(id, plugin)| match &plugin.config {
             super::PluginConfig::RateLimiting(c) => {
                 let key = format!("{label}|{id}|{:?}|{c:?}", plugin.id);
-                Some((id, reuse.limit(key, || c.layer(&settings.trusted_proxies))))
+                let namespace = format!("{}:{label}:{id}", service.label());
+                Some((
+                    id,
+                    reuse.limit(key, || c.layer(&settings.trusted_proxies, &namespace)),
+                ))
             }
             _ => None,
         })

@@ -34,7 +34,7 @@ pub enum PluginConfig {
     /// Kong's `jwt`.
     Jwt(JwtConfig),
     /// Kong's `rate-limiting`, with this gateway's `algorithm` extension.
-    RateLimiting(RateLimitingConfig),
+    RateLimiting(Box<RateLimitingConfig>),
     /// This gateway's `circuit-breaker` (Kong has none).
     CircuitBreaker(CircuitBreakerConfig),
     /// Kong's `correlation-id` (global scope).
@@ -74,7 +74,9 @@ impl PluginConfig {
         match name {
             "key-auth" => KeyAuthConfig::deserialize(d).map(PluginConfig::KeyAuth),
             "jwt" => JwtConfig::deserialize(d).map(PluginConfig::Jwt),
-            "rate-limiting" => RateLimitingConfig::deserialize(d).map(PluginConfig::RateLimiting),
+            "rate-limiting" => {
+                RateLimitingConfig::deserialize(d).map(|c| PluginConfig::RateLimiting(Box::new(c)))
+            }
             "circuit-breaker" => {
                 CircuitBreakerConfig::deserialize(d).map(PluginConfig::CircuitBreaker)
             }
@@ -98,7 +100,7 @@ impl PluginConfig {
         match name {
             "key-auth" => typed(value).map(PluginConfig::KeyAuth),
             "jwt" => typed(value).map(PluginConfig::Jwt),
-            "rate-limiting" => typed(value).map(PluginConfig::RateLimiting),
+            "rate-limiting" => typed(value).map(|c| PluginConfig::RateLimiting(Box::new(c))),
             "circuit-breaker" => typed(value).map(PluginConfig::CircuitBreaker),
             "correlation-id" => typed(value).map(PluginConfig::CorrelationId),
             "prometheus" => typed(value).map(PluginConfig::Prometheus),
@@ -231,7 +233,8 @@ pub struct RateLimitingConfig {
     /// The path for `limit_by: path`.
     #[serde(default)]
     pub path: Option<String>,
-    /// `local` (default); `redis` and `cluster` are refused until the cluster release.
+    /// `local` (default) or `redis` (counts shared through the Redis server in `redis`, with
+    /// the `redis` feature); `cluster` (Kong's database) does not exist here.
     #[serde(default)]
     pub policy: Option<String>,
     /// When the store fails, let requests through (default true) or answer 500. The local
@@ -247,10 +250,38 @@ pub struct RateLimitingConfig {
     /// The rejection message (default "API rate limit exceeded").
     #[serde(default)]
     pub error_message: Option<String>,
-    /// Redis settings: refused until the cluster release.
+    /// The Redis server of `policy: redis` (Kong 3's `redis` object).
     #[serde(default)]
-    pub redis: Option<serde_norway::Value>,
-    /// Only `-1` (synchronous; Kong's default) until the cluster release.
+    pub redis: Option<RedisSettings>,
+    /// Kong 2's flat form of `redis.host`.
+    #[serde(default)]
+    pub redis_host: Option<String>,
+    /// Kong 2's flat form of `redis.port`.
+    #[serde(default)]
+    pub redis_port: Option<u16>,
+    /// Kong 2's flat form of `redis.username`.
+    #[serde(default)]
+    pub redis_username: Option<String>,
+    /// Kong 2's flat form of `redis.password`.
+    #[serde(default)]
+    pub redis_password: Option<String>,
+    /// Kong 2's flat form of `redis.database`.
+    #[serde(default)]
+    pub redis_database: Option<u32>,
+    /// Kong 2's flat form of `redis.timeout`.
+    #[serde(default)]
+    pub redis_timeout: Option<u64>,
+    /// Kong 2's flat form of `redis.ssl`.
+    #[serde(default)]
+    pub redis_ssl: Option<bool>,
+    /// Kong 2's flat form of `redis.ssl_verify`.
+    #[serde(default)]
+    pub redis_ssl_verify: Option<bool>,
+    /// Kong 2's flat form of `redis.server_name`.
+    #[serde(default)]
+    pub redis_server_name: Option<String>,
+    /// Only `-1` (every request decided by Redis; Kong's default): batched counting is not
+    /// implemented.
     #[serde(default)]
     pub sync_rate: Option<f64>,
     /// Extension: `fixed-window` (Kong's, the default), `sliding-window` (weighted two-window
@@ -269,6 +300,78 @@ pub struct RateLimitingConfig {
     /// (nginx's two-stage mode). Without either, excess requests wait until they conform.
     #[serde(default)]
     pub delay: Option<u64>,
+}
+
+/// Kong's `redis` settings of the `rate-limiting` plugin.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// The server's host (required with `policy: redis`).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Its port (default 6379).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// ACL user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Database number (default 0).
+    #[serde(default)]
+    pub database: Option<u32>,
+    /// Milliseconds a round trip may take (default 2000); past it, Redis counts as down.
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// Kong 3.4's split timeouts: the connect timeout is used as `timeout` when that is unset.
+    #[serde(default)]
+    pub connect_timeout: Option<u64>,
+    /// Accepted (one timeout covers the round trip).
+    #[serde(default)]
+    pub send_timeout: Option<u64>,
+    /// Accepted (one timeout covers the round trip).
+    #[serde(default)]
+    pub read_timeout: Option<u64>,
+    /// TLS to Redis: only `false` until TLS support.
+    #[serde(default)]
+    pub ssl: Option<bool>,
+    /// Accepted with `ssl: false`.
+    #[serde(default)]
+    pub ssl_verify: Option<bool>,
+    /// Accepted with `ssl: false`.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Accepted (the connection is multiplexed).
+    #[serde(default)]
+    pub keepalive_pool_size: Option<u64>,
+    /// Accepted (the connection is multiplexed).
+    #[serde(default)]
+    pub keepalive_backlog: Option<u64>,
+    /// Sentinel and cluster settings: refused unless empty.
+    #[serde(default)]
+    pub sentinel_master: Option<String>,
+    /// Refused unless empty.
+    #[serde(default)]
+    pub sentinel_role: Option<String>,
+    /// Refused unless empty.
+    #[serde(default)]
+    pub sentinel_nodes: Option<serde_norway::Value>,
+    /// Refused unless empty.
+    #[serde(default)]
+    pub sentinel_username: Option<String>,
+    /// Refused unless empty.
+    #[serde(default)]
+    pub sentinel_password: Option<String>,
+    /// Refused unless empty.
+    #[serde(default)]
+    pub cluster_nodes: Option<serde_norway::Value>,
+    /// Accepted.
+    #[serde(default)]
+    pub cluster_max_redirections: Option<u64>,
+    /// Accepted when false.
+    #[serde(default)]
+    pub connection_is_proxied: Option<bool>,
 }
 
 /// The `circuit-breaker` plugin (this gateway's own; fields after APISIX's `api-breaker` and

@@ -65,23 +65,28 @@ impl RateLimitingConfig {
         }
         match self.policy.as_deref().unwrap_or("local") {
             "local" => {}
-            "redis" | "cluster" => {
+            "redis" => {
+                if !cfg!(feature = "redis") {
+                    return Err((
+                        ".policy".into(),
+                        "policy redis needs the `redis` feature (e.g. cargo run --release --features redis --example gateway)".into(),
+                    ));
+                }
+                self.redis_server()?;
+            }
+            "cluster" => {
                 return Err((
                     ".policy".into(),
-                    "only policy local is supported yet: redis comes with the cluster release"
-                        .into(),
+                    "policy cluster needs Kong's database; use redis to share counts".into(),
                 ));
             }
             other => return Err((".policy".into(), format!("unknown policy {other:?}"))),
         }
-        if self.redis.is_some() {
-            return Err((
-                ".redis".into(),
-                "redis settings come with the cluster release".into(),
-            ));
-        }
         if self.sync_rate.is_some_and(|r| r != -1.0) {
-            return Err((".sync_rate".into(), "sync_rate needs policy redis".into()));
+            return Err((
+                ".sync_rate".into(),
+                "only -1 (every request decided by the store) is supported: batched counting is not implemented".into(),
+            ));
         }
         if let Some(code) = self.error_code
             && StatusCode::from_u16(code).is_err()
@@ -216,11 +221,87 @@ impl RateLimitingConfig {
     }
 
     /// The layer for one route (checked configurations only: `Config::check` ran `limits`).
-    pub(crate) fn layer(&self, trusted: &TrustedProxies) -> RateLimitLayer {
+    /// The Redis server of `policy: redis`: its URL and timeout, from `redis.*` (or Kong 2's
+    /// `redis_*` fields).
+    pub(crate) fn redis_server(&self) -> Result<(String, Duration), Invalid> {
+        let r = self.redis.clone().unwrap_or_default();
+        let host = r.host.or(self.redis_host.clone()).filter(|h| !h.is_empty());
+        let Some(host) = host else {
+            return Err((".redis.host".into(), "policy redis needs redis.host".into()));
+        };
+        if r.ssl.or(self.redis_ssl) == Some(true) {
+            return Err((
+                ".redis.ssl".into(),
+                "TLS to Redis is not supported yet: it comes with TLS support".into(),
+            ));
+        }
+        let empty = |v: &Option<serde_norway::Value>| {
+            v.as_ref()
+                .is_none_or(|v| v.is_null() || v.as_sequence().is_some_and(Vec::is_empty))
+        };
+        if r.sentinel_master.is_some()
+            || r.sentinel_role.is_some()
+            || !empty(&r.sentinel_nodes)
+            || !empty(&r.cluster_nodes)
+            || r.connection_is_proxied == Some(true)
+        {
+            return Err((
+                ".redis".into(),
+                "Redis Sentinel and Redis Cluster are not supported: give one server".into(),
+            ));
+        }
+        let port = r.port.or(self.redis_port).unwrap_or(6379);
+        let database = r.database.or(self.redis_database).unwrap_or(0);
+        let username = r.username.or(self.redis_username.clone());
+        let password = r.password.or(self.redis_password.clone());
+        let credentials = match (username, password) {
+            (Some(user), Some(pass)) => format!("{}:{}@", encode(&user), encode(&pass)),
+            (None, Some(pass)) => format!(":{}@", encode(&pass)),
+            (Some(user), None) => format!("{}@", encode(&user)),
+            (None, None) => String::new(),
+        };
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        let timeout = r
+            .timeout
+            .or(self.redis_timeout)
+            .or(r.connect_timeout)
+            .unwrap_or(2000);
+        Ok((
+            format!("redis://{credentials}{host}:{port}/{database}"),
+            Duration::from_millis(timeout.max(1)),
+        ))
+    }
+
+    /// The plugin as a layer; with `policy: redis` its counts live under `namespace` in Redis.
+    pub(crate) fn layer(&self, trusted: &TrustedProxies, namespace: &str) -> RateLimitLayer {
         let mut builder = RateLimitLayer::builder(self.key(trusted))
             .max_keys(MAX_KEYS)
             .fault_tolerant(self.fault_tolerant)
             .hide_client_headers(self.hide_client_headers);
+        #[cfg(feature = "redis")]
+        if self.policy.as_deref() == Some("redis")
+            && let Ok((url, timeout)) = self.redis_server()
+        {
+            match crate::ratelimit::RedisStore::new(&url, namespace) {
+                Ok(store) => {
+                    let store = store.timeout(timeout);
+                    // Kong's fault_tolerant: keep limiting, locally, while Redis is away.
+                    let store = if self.fault_tolerant {
+                        store.local_fallback(MAX_KEYS)
+                    } else {
+                        store
+                    };
+                    builder = builder.store(store);
+                }
+                Err(err) => tracing::error!(%err, "rate-limiting: invalid redis settings"),
+            }
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = namespace;
         for limit in self.limits().unwrap_or_default() {
             builder = builder.limit(limit);
         }
@@ -232,6 +313,18 @@ impl RateLimitingConfig {
         }
         builder.build()
     }
+}
+
+/// Percent-encodes a URL user-info part.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn field(period: Period) -> &'static str {
@@ -255,7 +348,7 @@ mod tests {
             "_format_version: \"3.0\"\nplugins:\n  - name: rate-limiting\n    config:\n{config}"
         );
         match Config::from_yaml(&yaml).unwrap().plugins.remove(0).config {
-            PluginConfig::RateLimiting(c) => c,
+            PluginConfig::RateLimiting(c) => *c,
             other => panic!("{other:?}"),
         }
     }

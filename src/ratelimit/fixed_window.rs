@@ -58,6 +58,18 @@ pub struct FixedWindowState {
     windows: [(u64, u64); 6],
 }
 
+#[cfg(feature = "redis")]
+impl FixedWindowState {
+    /// Per period: the window it counts in and its count.
+    pub(crate) fn windows(&self) -> &[(u64, u64); 6] {
+        &self.windows
+    }
+
+    pub(crate) fn from_windows(windows: [(u64, u64); 6]) -> Self {
+        Self { windows }
+    }
+}
+
 // === impl Period ===
 
 impl Period {

@@ -49,6 +49,18 @@ pub struct LeakyState {
     last: Nanos,
 }
 
+#[cfg(feature = "redis")]
+impl LeakyState {
+    /// The excess (in 1/10⁹ requests) and when it was last updated.
+    pub(crate) fn parts(&self) -> (u128, Nanos) {
+        (self.excess, self.last)
+    }
+
+    pub(crate) fn from_parts(excess: u128, last: Nanos) -> Self {
+        Self { excess, last }
+    }
+}
+
 impl LeakyBucket {
     /// Leaks at `rate`; up to `burst` requests of excess are queued (delayed).
     pub fn new(rate: Rate, burst: u64) -> Self {

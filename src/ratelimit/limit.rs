@@ -187,6 +187,72 @@ impl Limit {
     }
 }
 
+#[cfg(feature = "redis")]
+impl LimitState {
+    /// A compact text form, for stores across the network: a letter for the algorithm, then
+    /// numbers (`t 1700000000000000000`).
+    pub(crate) fn encode(&self) -> String {
+        let join = |numbers: &[String]| numbers.join(" ");
+        match self {
+            Self::TokenBucket(s) => format!("t {}", s.tat()),
+            Self::LeakyBucket(None) => "l".into(),
+            Self::LeakyBucket(Some(s)) => {
+                let (excess, last) = s.parts();
+                format!("l {excess} {last}")
+            }
+            Self::FixedWindow(s) => {
+                let numbers: Vec<String> = s
+                    .windows()
+                    .iter()
+                    .flat_map(|(window, count)| [window.to_string(), count.to_string()])
+                    .collect();
+                format!("f {}", join(&numbers))
+            }
+            Self::SlidingWindow(s) => {
+                let (index, current, previous) = s.parts();
+                format!("s {index} {current} {previous}")
+            }
+            Self::SlidingLog(log) => {
+                let numbers: Vec<String> = log.iter().map(ToString::to_string).collect();
+                format!("g {}", join(&numbers)).trim_end().to_owned()
+            }
+        }
+    }
+
+    /// The state [`encode`](Self::encode) wrote, or `None` for text it did not write.
+    pub(crate) fn decode(text: &str) -> Option<Self> {
+        let mut words = text.split(' ');
+        let kind = words.next()?;
+        let numbers: Vec<u128> = words
+            .filter(|w| !w.is_empty())
+            .map(|w| w.parse().ok())
+            .collect::<Option<_>>()?;
+        let n = |i: usize| numbers.get(i).and_then(|v| u64::try_from(*v).ok());
+        Some(match (kind, numbers.len()) {
+            ("t", 1) => Self::TokenBucket(TokenBucketState::from_tat(n(0)?)),
+            ("l", 0) => Self::LeakyBucket(None),
+            ("l", 2) => Self::LeakyBucket(Some(super::leaky_bucket::LeakyState::from_parts(
+                numbers[0],
+                n(1)?,
+            ))),
+            ("f", 12) => {
+                let mut windows = [(0, 0); 6];
+                for (i, slot) in windows.iter_mut().enumerate() {
+                    *slot = (n(2 * i)?, n(2 * i + 1)?);
+                }
+                Self::FixedWindow(FixedWindowState::from_windows(windows))
+            }
+            ("s", 3) => Self::SlidingWindow(SlidingWindowState::from_parts(n(0)?, n(1)?, n(2)?)),
+            ("g", _) => Self::SlidingLog(
+                (0..numbers.len())
+                    .map(n)
+                    .collect::<Option<SlidingLogState>>()?,
+            ),
+            _ => return None,
+        })
+    }
+}
+
 /// The longest of `retry_after` among rejecting decisions.
 pub(crate) fn longest_wait(decisions: &[Decision]) -> Duration {
     decisions

@@ -59,6 +59,8 @@ mod key;
 mod layer;
 mod leaky_bucket;
 mod limit;
+#[cfg(feature = "redis")]
+mod redis;
 mod service;
 mod sliding_window;
 mod store;
@@ -71,6 +73,9 @@ pub use key::{KeyBy, KeyRule};
 pub use layer::{RATE_LIMIT_EXCEEDED, RateLimitBuilder, RateLimitLayer};
 pub use leaky_bucket::{LeakyBucket, LeakyBucketState, LeakyState};
 pub use limit::{Limit, LimitState};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::{DEFAULT_REDIS_TIMEOUT, RedisStore};
 pub use service::{ByConsumer, RateLimit, ResponseFuture};
 pub use sliding_window::{SlidingLog, SlidingLogState, SlidingWindow, SlidingWindowState};
 pub use store::{Decided, Key, MemoryStore, Outcome, Store, StoreError};

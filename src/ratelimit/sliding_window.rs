@@ -72,6 +72,22 @@ pub struct SlidingWindowState {
     previous: u64,
 }
 
+#[cfg(feature = "redis")]
+impl SlidingWindowState {
+    /// The current window's index, its count and the previous window's.
+    pub(crate) fn parts(&self) -> (u64, u64, u64) {
+        (self.index, self.current, self.previous)
+    }
+
+    pub(crate) fn from_parts(index: u64, current: u64, previous: u64) -> Self {
+        Self {
+            index,
+            current,
+            previous,
+        }
+    }
+}
+
 // === impl SlidingLog ===
 
 impl SlidingLog {

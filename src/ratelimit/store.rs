@@ -89,29 +89,10 @@ impl MemoryStore {
         let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
 
         // Check every limit first; the states change only if all of them admit.
-        let known = shard.keys.get(key);
-        let decisions: Vec<Decision> = limits
-            .iter()
-            .enumerate()
-            .map(|(i, limit)| match known.and_then(|states| states.get(i)) {
-                Some(state) => limit.check(state, now),
-                None => limit.check(&limit.fresh(), now),
-            })
-            .collect();
+        let known = shard.keys.get(key).map(Vec::as_slice);
+        let decisions = check_all(limits, known, now);
         if !decisions.iter().all(Decision::admitted) {
-            let periods = match known {
-                Some(states) => periods(limits, states, now),
-                None => periods(
-                    limits,
-                    &limits.iter().map(Limit::fresh).collect::<Vec<_>>(),
-                    now,
-                ),
-            };
-            return Outcome {
-                periods,
-                decisions,
-                full: false,
-            };
+            return refused(limits, known, decisions, now);
         }
 
         if !shard.keys.contains_key(key) {
@@ -136,10 +117,7 @@ impl MemoryStore {
                 full: true,
             };
         };
-        states.resize_with(limits.len(), || LimitState::TokenBucket(Default::default()));
-        for (limit, state) in limits.iter().zip(states.iter_mut()) {
-            limit.commit(state, now);
-        }
+        commit_all(limits, states, now);
         Outcome {
             periods: periods(limits, states, now),
             decisions,
@@ -171,7 +149,57 @@ impl MemoryStore {
     }
 }
 
-fn periods(limits: &[Limit], states: &[LimitState], now: Nanos) -> Vec<(Period, u64, u64)> {
+/// What every limit decides for a key in state `known` (a key never seen when `None`).
+pub(crate) fn check_all(
+    limits: &[Limit],
+    known: Option<&[LimitState]>,
+    now: Nanos,
+) -> Vec<Decision> {
+    limits
+        .iter()
+        .enumerate()
+        .map(|(i, limit)| match known.and_then(|states| states.get(i)) {
+            Some(state) => limit.check(state, now),
+            None => limit.check(&limit.fresh(), now),
+        })
+        .collect()
+}
+
+/// Counts an admitted request in every limit's state.
+pub(crate) fn commit_all(limits: &[Limit], states: &mut Vec<LimitState>, now: Nanos) {
+    states.resize_with(limits.len(), || LimitState::TokenBucket(Default::default()));
+    for (limit, state) in limits.iter().zip(states.iter_mut()) {
+        limit.commit(state, now);
+    }
+}
+
+/// The outcome of a refused request: nothing counted.
+pub(crate) fn refused(
+    limits: &[Limit],
+    known: Option<&[LimitState]>,
+    decisions: Vec<Decision>,
+    now: Nanos,
+) -> Outcome {
+    let periods = match known {
+        Some(states) => periods(limits, states, now),
+        None => periods(
+            limits,
+            &limits.iter().map(Limit::fresh).collect::<Vec<_>>(),
+            now,
+        ),
+    };
+    Outcome {
+        periods,
+        decisions,
+        full: false,
+    }
+}
+
+pub(crate) fn periods(
+    limits: &[Limit],
+    states: &[LimitState],
+    now: Nanos,
+) -> Vec<(Period, u64, u64)> {
     let mut out = Vec::new();
     for (limit, state) in limits.iter().zip(states) {
         if let (Limit::FixedWindow(window), LimitState::FixedWindow(state)) = (limit, state) {

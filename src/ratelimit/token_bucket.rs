@@ -43,6 +43,11 @@ impl TokenBucketState {
     pub(crate) fn tat(&self) -> Nanos {
         self.tat
     }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn from_tat(tat: Nanos) -> Self {
+        Self { tat }
+    }
 }
 
 impl TokenBucket {
