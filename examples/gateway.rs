@@ -43,6 +43,12 @@ OPTIONS:
                             apply at once, without dropping a request.
     --admin-token TOKEN     Require TOKEN on every Admin API call (Kong-Admin-Token header
                             or Authorization: Bearer)
+    --cluster URL           Share the configuration with every gateway started with the same
+                            Redis (redis://host:6379/0): an Admin API change on any of them
+                            reaches all within a second; keys route:<path> naming a service
+                            or upstream add routes. Needs the redis feature
+                            (cargo run --release --features redis --example gateway).
+    --cluster-name NAME     Several clusters on one Redis (default: default)
     --trusted-ips LIST      Comma-separated addresses/CIDR blocks whose X-Forwarded-* headers
                             are believed (Kong's trusted_ips; default: none)
     --keepalive-pool N      Idle upstream connections kept per host (default 512)
@@ -94,6 +100,8 @@ struct Args {
     request_id: Option<RequestIdLayer>,
     metrics: bool,
     admin_token: Option<String>,
+    cluster: Option<String>,
+    cluster_name: String,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -111,6 +119,8 @@ fn parse_args() -> Result<Option<Args>, String> {
         request_id: Some(RequestIdLayer::new()),
         metrics: true,
         admin_token: None,
+        cluster: None,
+        cluster_name: "default".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -166,6 +176,19 @@ fn parse_args() -> Result<Option<Args>, String> {
                 args.grace_period = secs(value("--grace-period")?, "--grace-period")?
             }
             "--check" => args.check = true,
+            "--cluster" => {
+                let url = value("--cluster")?;
+                if !cfg!(feature = "redis") {
+                    return Err(
+                        "--cluster needs the redis feature: cargo run --release --features redis --example gateway".into(),
+                    );
+                }
+                if !url.starts_with("redis://") {
+                    return Err(format!("--cluster: {url:?} is not a redis:// URL"));
+                }
+                args.cluster = Some(url);
+            }
+            "--cluster-name" => args.cluster_name = value("--cluster-name")?,
             "--admin-token" => {
                 let token = value("--admin-token")?;
                 if token.is_empty() {
@@ -398,6 +421,17 @@ async fn run(args: Args, text: String, source: String) -> ExitCode {
     if let Some(token) = args.admin_token.clone() {
         admin = admin.token(token);
     }
+    #[cfg(feature = "redis")]
+    if let Some(url) = &args.cluster {
+        if let Err(err) = admin.join_cluster(url, &args.cluster_name).await {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+        tracing::info!(
+            "configuration shared through {url} (cluster {:?})",
+            args.cluster_name
+        );
+    }
     if let Some(file) = args.config.clone() {
         reload::watch(admin.clone(), file);
     }
@@ -520,7 +554,7 @@ mod reload {
                     }
                 };
                 while hangups.recv().await.is_some() {
-                    load(&admin, &path, "SIGHUP");
+                    load(&admin, &path, "SIGHUP").await;
                 }
             });
         }
@@ -543,12 +577,12 @@ mod reload {
                     now = again;
                 }
                 seen = now;
-                load(&admin, &path, "file changed");
+                load(&admin, &path, "file changed").await;
             }
         });
     }
 
-    fn load(admin: &AdminApi, path: &str, why: &str) {
+    async fn load(admin: &AdminApi, path: &str, why: &str) {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(err) => {
@@ -556,7 +590,7 @@ mod reload {
                 return;
             }
         };
-        match admin.reload(&text, path) {
+        match admin.reload(&text, path).await {
             Ok(()) => tracing::info!("{why}: configuration reloaded from {path}"),
             Err(err) => {
                 tracing::warn!("{why}: {err}; the running configuration stays");

@@ -260,3 +260,52 @@ async fn an_export_loads_back_to_the_same_gateway() {
     let (_, again) = call(api, "GET", "/services", "").await;
     assert_eq!(before, again);
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_survives_its_redis_restarting_and_a_late_joiner_gets_its_configuration() {
+    let Some(mut redis) = support::redis::RedisServer::start() else {
+        return;
+    };
+    let up = named("up").await;
+    let (api_a, proxy_a, admin_a) = gateway(EMPTY).await;
+    let (_api_b, proxy_b, admin_b) = gateway(EMPTY).await;
+    admin_a.join_cluster(&redis.url(), "t").await.unwrap();
+    admin_b.join_cluster(&redis.url(), "t").await.unwrap();
+    let (status, _) = call(
+        api_a,
+        "POST",
+        "/services",
+        &format!("name=s&url=http://{up}"),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = call(api_a, "POST", "/services/s/routes", "paths[]=/x").await;
+    assert_eq!(status, 201);
+    eventually(|| async { send(proxy_b, get("/x")).await.status() == 200 }).await;
+
+    // Redis restarts empty; the instances keep serving and put the configuration back.
+    redis.restart();
+    assert_eq!(send(proxy_a, get("/x")).await.status(), 200);
+    // A gateway joining now, with a file of its own, takes the cluster's configuration.
+    let (_api_c, proxy_c, admin_c) = gateway(EMPTY).await;
+    admin_c.join_cluster(&redis.url(), "t").await.unwrap();
+    assert_eq!(send(proxy_c, get("/x")).await.status(), 200);
+    drop(admin_b);
+}
+
+/// Retries `check` for up to 5 s.
+#[cfg(feature = "redis")]
+async fn eventually<F, Fut>(check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("never happened");
+}

@@ -1026,3 +1026,84 @@ services:
     let _ = std::fs::remove_dir_all(dir_a);
     let _ = std::fs::remove_dir_all(dir_b);
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_change_on_one_gateway_reaches_the_other_through_redis() {
+    let Some(redis) = support::redis::RedisServer::start() else {
+        return;
+    };
+    let (up, _seen) = ok_upstream().await;
+    let url = redis.url();
+    let options = ["--cluster", url.as_str(), "--access-log", "off"];
+    let empty = "_format_version: \"3.0\"\n";
+    let (mut a, proxy_a, admin_a, dir_a, _logs_a) = start_config_with("cluster-a", empty, &options);
+    let (mut b, proxy_b, admin_b, dir_b, _logs_b) = start_config_with("cluster-b", empty, &options);
+
+    // A service and a route created on A...
+    let (status, _) = support::kong::call(
+        admin_a,
+        "POST",
+        "/services",
+        &format!("name=user-service&url=http://{up}"),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let started = std::time::Instant::now();
+    let (status, _) = support::kong::call(
+        admin_a,
+        "POST",
+        "/services/user-service/routes",
+        "paths[]=/api/users",
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(send(proxy_a, get("/api/users")).await.status(), 200);
+    // ...are served by B within a second.
+    until_status(proxy_b, "/api/users", 200).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let (_, services) = support::kong::call(admin_b, "GET", "/services", "").await;
+    assert_eq!(services["data"][0]["name"], "user-service");
+
+    // A change on B comes back to A; a conflicting name is refused on either.
+    let (status, _) = support::kong::call(admin_b, "DELETE", "/services/user-service", "").await;
+    assert_eq!(status, 400, "its route still uses it");
+    let (status, _) = support::kong::call(
+        admin_a,
+        "POST",
+        "/services",
+        &format!("name=user-service&url=http://{up}"),
+    )
+    .await;
+    assert_eq!(status, 409);
+
+    // OpenResty's pattern: a route:<path> key naming a service takes effect live.
+    let set = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "SET",
+            "route:/legacy",
+            "user-service",
+        ])
+        .output()
+        .unwrap();
+    assert!(set.status.success());
+    until_status(proxy_a, "/legacy", 200).await;
+    until_status(proxy_b, "/legacy", 200).await;
+    let del = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "DEL", "route:/legacy"])
+        .output()
+        .unwrap();
+    assert!(del.status.success());
+    until_status(proxy_b, "/legacy", 404).await;
+
+    assert!(terminate(&mut a).success());
+    assert!(terminate(&mut b).success());
+    let _ = std::fs::remove_dir_all(dir_a);
+    let _ = std::fs::remove_dir_all(dir_b);
+}

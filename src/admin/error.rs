@@ -23,6 +23,9 @@ pub(crate) enum AdminError {
     BadBody(String),
     /// 413: a body over the Admin API's limit.
     TooLarge,
+    /// 503: the cluster's store cannot be reached; nothing changed.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Unavailable(String),
 }
 
 impl AdminError {
@@ -41,6 +44,7 @@ impl AdminError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Unique { .. } => StatusCode::CONFLICT,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Schema { .. } | Self::ForeignKey { .. } | Self::BadBody(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -54,7 +58,7 @@ impl AdminError {
             Self::MethodNotAllowed => json!({ "message": "Method not allowed" }),
             Self::Unauthorized => json!({ "message": "Invalid authentication credentials" }),
             Self::TooLarge => json!({ "message": "request body too large" }),
-            Self::BadBody(message) => json!({ "message": message }),
+            Self::BadBody(message) | Self::Unavailable(message) => json!({ "message": message }),
             Self::Schema { path, message } => {
                 let text = if path.is_empty() {
                     message.clone()

@@ -54,6 +54,8 @@
 //! ```
 
 mod body;
+#[cfg(feature = "redis")]
+mod cluster;
 mod entity;
 mod error;
 mod store;
@@ -91,6 +93,12 @@ pub struct AdminApi {
 
 struct Shared {
     store: Mutex<Store>,
+    /// Serializes changes; holds the configuration's version in the cluster (0 alone).
+    writes: tokio::sync::Mutex<u64>,
+    /// Keys `route:<path>` of the cluster's Redis (the OpenResty pattern), as last read.
+    route_keys: Mutex<Vec<(String, String)>>,
+    #[cfg(feature = "redis")]
+    cluster: std::sync::OnceLock<cluster::Link>,
     live: LiveGateway,
     settings: Settings,
     token: Option<String>,
@@ -121,6 +129,15 @@ impl Clone for Shared {
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone(),
             ),
+            writes: tokio::sync::Mutex::new(0),
+            route_keys: Mutex::new(
+                self.route_keys
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone(),
+            ),
+            #[cfg(feature = "redis")]
+            cluster: std::sync::OnceLock::new(),
             live: self.live.clone(),
             settings: self.settings.clone(),
             token: self.token.clone(),
@@ -171,6 +188,10 @@ impl AdminApi {
         Self {
             shared: Arc::new(Shared {
                 store: Mutex::new(store),
+                writes: tokio::sync::Mutex::new(0),
+                route_keys: Mutex::new(Vec::new()),
+                #[cfg(feature = "redis")]
+                cluster: std::sync::OnceLock::new(),
                 live,
                 settings,
                 token: None,
@@ -245,29 +266,45 @@ impl AdminApi {
     }
 
     /// Replaces the whole configuration with a declarative one (a reloaded file): checked
-    /// first; when it is refused, the running configuration stays.
-    pub fn reload(&self, text: &str, source: &str) -> Result<(), ConfigError> {
+    /// first; when it is refused, the running configuration stays. In a cluster, every
+    /// instance takes it.
+    pub async fn reload(&self, text: &str, source: &str) -> Result<(), ConfigError> {
         crate::config::Config::from_yaml(text).map_err(|err| rename(err, source))?;
         let store = store_of(text, source)?;
-        self.replace_all(store).map_err(|err| ConfigError::Invalid {
-            file: source.to_owned(),
-            path: String::new(),
-            message: err.body()["message"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        })
+        self.replace_all(store)
+            .await
+            .map_err(|err| ConfigError::Invalid {
+                file: source.to_owned(),
+                path: String::new(),
+                message: err.body()["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            })
     }
 
-    /// Checks `store`, builds its gateway over the current one and swaps both in.
-    fn commit(&self, store: Store) -> Result<(), AdminError> {
-        let config = store.config().map_err(config_error)?;
+    /// Checks `store` and builds its gateway over the current one, without swapping it in.
+    fn prepare(&self, store: &Store) -> Result<Gateway, AdminError> {
+        let keys = self
+            .shared
+            .route_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut doc = store.to_doc();
+        add_route_keys(&mut doc, &keys, store);
+        let config = crate::config::Config::from_json(&mut doc, "<admin>").map_err(config_error)?;
         let current = self.shared.live.current();
         let gateway =
             Gateway::rebuild(&config, &self.shared.settings, &current).map_err(config_error)?;
         for guard in &self.shared.guards {
             guard(&gateway).map_err(AdminError::schema)?;
         }
+        Ok(gateway)
+    }
+
+    /// Puts `store` and its gateway in place.
+    fn install(&self, store: Store, gateway: Gateway) {
         for hook in &self.shared.on_swap {
             hook(&gateway);
         }
@@ -275,24 +312,38 @@ impl AdminApi {
         if let Some(metrics) = &self.shared.metrics {
             watch(metrics, &gateway);
         }
-        self.shared.live.swap(gateway);
-        Ok(())
-    }
-
-    /// Applies `change` to a copy of the entities; commits it when the result is valid.
-    fn mutate<T>(
-        &self,
-        change: impl FnOnce(&mut Store) -> Result<T, AdminError>,
-    ) -> Result<T, AdminError> {
-        let mut store = self
+        *self
             .shared
             .store
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut next = store.clone();
+            .unwrap_or_else(PoisonError::into_inner) = store;
+        self.shared.live.swap(gateway);
+    }
+
+    fn snapshot(&self) -> Store {
+        self.read(Store::clone)
+    }
+
+    /// Applies `change` to a copy of the entities and puts the result in place when the
+    /// whole configuration is valid. In a cluster, the change is made to the cluster's
+    /// latest configuration and published with a compare-and-set on its version (made again
+    /// on the newer one when another instance published first).
+    async fn mutate<T>(
+        &self,
+        change: impl Fn(&mut Store) -> Result<T, AdminError>,
+    ) -> Result<T, AdminError> {
+        // One change at a time; the guard holds the cluster version.
+        let turn = self.shared.writes.lock().await;
+        #[cfg(feature = "redis")]
+        if let Some(link) = self.shared.cluster.get() {
+            let mut turn = turn;
+            return link.mutate(self, &mut turn, change).await;
+        }
+        let mut next = self.snapshot();
         let out = change(&mut next)?;
-        self.commit(next.clone())?;
-        *store = next;
+        let gateway = self.prepare(&next)?;
+        self.install(next, gateway);
+        drop(turn);
         Ok(out)
     }
 
@@ -362,7 +413,7 @@ impl AdminApi {
             (&Method::GET, ["metrics"]) => self.metrics_text(),
             (&Method::GET, ["config"]) => self.export(query),
             (&Method::POST, ["config"]) => {
-                self.import(&parts.headers, &bytes)?;
+                self.import(&parts.headers, &bytes).await?;
                 Ok(json(StatusCode::CREATED, &self.read(|s| s.to_doc())))
             }
             (&Method::GET, ["upstreams", name, "health"]) => self.health(name),
@@ -372,10 +423,11 @@ impl AdminApi {
             (_, [collection]) => {
                 let kind = Kind::from_path(collection).ok_or(AdminError::NotFound)?;
                 self.collection(method, kind, None, path, query, fields)
+                    .await
             }
             (_, [collection, key]) => {
                 let kind = Kind::from_path(collection).ok_or(AdminError::NotFound)?;
-                self.item(method, kind, key, None, fields)
+                self.item(method, kind, key, None, fields).await
             }
             (&Method::GET, ["routes", key, "service"]) => {
                 let service = self.read(|s| {
@@ -396,8 +448,11 @@ impl AdminApi {
                     .ok_or(AdminError::NotFound)?;
                 let under = Some((field, parent_id.as_str()));
                 match rest {
-                    [] | ["all"] => self.collection(method, kind, under, path, query, fields),
-                    [item] => self.item(method, kind, item, under, fields),
+                    [] | ["all"] => {
+                        self.collection(method, kind, under, path, query, fields)
+                            .await
+                    }
+                    [item] => self.item(method, kind, item, under, fields).await,
                     _ => Err(AdminError::NotFound),
                 }
             }
@@ -405,7 +460,7 @@ impl AdminApi {
         }
     }
 
-    fn collection(
+    async fn collection(
         &self,
         method: &Method,
         kind: Kind,
@@ -463,17 +518,19 @@ impl AdminApi {
             }
             Method::POST => {
                 let fields = fields()?;
-                let entity = self.mutate(|s| {
-                    let at = s.create(kind, fields, parent)?;
-                    Ok(s.get(kind, at).cloned().unwrap_or_default())
-                })?;
+                let entity = self
+                    .mutate(|s| {
+                        let at = s.create(kind, fields.clone(), parent)?;
+                        Ok(s.get(kind, at).cloned().unwrap_or_default())
+                    })
+                    .await?;
                 Ok(json(StatusCode::CREATED, &Value::Object(entity)))
             }
             _ => Err(AdminError::MethodNotAllowed),
         }
     }
 
-    fn item(
+    async fn item(
         &self,
         method: &Method,
         kind: Kind,
@@ -491,15 +548,16 @@ impl AdminApi {
                 let fields = fields()?;
                 self.mutate(|s| {
                     let at = found(s).ok_or(AdminError::NotFound)?;
-                    s.update(kind, at, fields)?;
+                    s.update(kind, at, fields.clone())?;
                     Ok(entity_at(s, at))
-                })?
+                })
+                .await?
             }
             Method::PUT => {
-                let mut fields = fields()?;
+                let given = fields()?;
                 self.mutate(|s| match found(s) {
                     Some(at) => {
-                        s.replace(kind, at, fields, parent)?;
+                        s.replace(kind, at, given.clone(), parent)?;
                         Ok(entity_at(s, at))
                     }
                     None => {
@@ -509,18 +567,21 @@ impl AdminApi {
                         } else {
                             kind.names().first().copied().ok_or(AdminError::NotFound)?
                         };
+                        let mut fields = given.clone();
                         fields.insert(field.into(), Value::String(key.to_owned()));
                         let at = s.create(kind, fields, parent)?;
                         Ok(entity_at(s, at))
                     }
-                })?
+                })
+                .await?
             }
             Method::DELETE => {
                 self.mutate(|s| match found(s) {
                     Some(at) => s.delete(kind, at),
                     // Kong answers 204 for what is already gone.
                     None => Ok(()),
-                })?;
+                })
+                .await?;
                 return Ok(empty(StatusCode::NO_CONTENT));
             }
             _ => return Err(AdminError::MethodNotAllowed),
@@ -608,7 +669,7 @@ impl AdminApi {
     }
 
     /// `POST /config`: `config=<yaml>` (form or JSON), or a declarative object itself.
-    fn import(&self, headers: &http::HeaderMap, bytes: &Bytes) -> Result<(), AdminError> {
+    async fn import(&self, headers: &http::HeaderMap, bytes: &Bytes) -> Result<(), AdminError> {
         let is_yaml = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -629,19 +690,16 @@ impl AdminApi {
         };
         crate::config::Config::from_yaml(&text).map_err(config_error)?;
         let store = store_of(&text, "<config>").map_err(config_error)?;
-        self.replace_all(store)
+        self.replace_all(store).await
     }
 
     /// Puts `store` in place of every entity, when its configuration is valid.
-    fn replace_all(&self, store: Store) -> Result<(), AdminError> {
-        let mut current = self
-            .shared
-            .store
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.commit(store.clone())?;
-        *current = store;
-        Ok(())
+    async fn replace_all(&self, store: Store) -> Result<(), AdminError> {
+        self.mutate(|current| {
+            *current = store.clone();
+            Ok(())
+        })
+        .await
     }
 
     fn health(&self, name: &str) -> Result<Response<Full<Bytes>>, AdminError> {
@@ -683,6 +741,41 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+/// Adds the routes of the cluster's `route:<path>` keys (OpenResty's pattern) to `doc`: each
+/// names a service (by name) or an upstream, which then gets a service of its own.
+fn add_route_keys(doc: &mut Value, keys: &[(String, String)], store: &Store) {
+    for (path, target) in keys {
+        let name = format!("route:{path}");
+        if let Err(err) = crate::router::check_path(path) {
+            tracing::warn!(key = %name, %err, "not a route path; ignored");
+            continue;
+        }
+        let service = if store.id_of(Kind::Service, target).is_some() {
+            json!({ "name": target })
+        } else if store.id_of(Kind::Upstream, target).is_some() {
+            let service = json!({ "name": name, "host": target, "protocol": "http", "port": 80 });
+            push(doc, "services", service);
+            json!({ "name": name })
+        } else {
+            tracing::warn!(key = %name, %target, "names no service or upstream; ignored");
+            continue;
+        };
+        let route = json!({ "name": name, "paths": [path], "service": service });
+        push(doc, "routes", route);
+    }
+}
+
+fn push(doc: &mut Value, section: &str, entity: Value) {
+    if let Some(doc) = doc.as_object_mut() {
+        let list = doc
+            .entry(section)
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(list) = list.as_array_mut() {
+            list.push(entity);
+        }
     }
 }
 

@@ -123,7 +123,10 @@ impl Store {
             .entry("created_at")
             .or_insert_with(|| Value::from(now));
         if kind.has_updated_at() {
-            entity.insert("updated_at".into(), Value::from(now));
+            // Kept when given: an entity copied from another instance keeps its times.
+            entity
+                .entry("updated_at")
+                .or_insert_with(|| Value::from(now));
         }
         self.admit(kind, &mut entity, None)?;
         self.all_mut(kind).push(entity);
