@@ -410,3 +410,55 @@ async fn redis_going_away_falls_back_or_fails_as_configured_and_recovers() {
     assert_eq!(send(strict, get("/")).await.status(), 200);
     assert_eq!(send(strict, get("/")).await.status(), 429);
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_other_algorithm_is_exact_across_instances_through_redis() {
+    use tower_gateway::ratelimit::{RedisStore, SlidingLog, SlidingWindow, TokenBucket};
+    let Some(redis) = support::redis::RedisServer::start() else {
+        return;
+    };
+    let (up, _seen) = ok_upstream().await;
+    let limits = [
+        (
+            "token-bucket",
+            Limit::TokenBucket(TokenBucket::new(Rate::per_minute(5), 5)),
+        ),
+        (
+            "sliding-window",
+            Limit::SlidingWindow(SlidingWindow::new(5, std::time::Duration::from_secs(60))),
+        ),
+        (
+            "sliding-log",
+            Limit::SlidingLog(SlidingLog::new(5, std::time::Duration::from_secs(60))),
+        ),
+    ];
+    for (name, limit) in limits {
+        // Two instances on one namespace, 40 requests at once, the clock standing still.
+        let instance = || {
+            let store = RedisStore::new(&redis.url(), name).unwrap();
+            RateLimitLayer::builder(KeyBy::Global)
+                .limit(limit.clone())
+                .clock(Clock::Manual(ManualClock::at(MID_MINUTE)))
+                .store(store)
+                .fault_tolerant(false)
+                .build()
+        };
+        let (a, b) = (gateway(instance(), up).await, gateway(instance(), up).await);
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let gw = if i % 2 == 0 { a } else { b };
+                tokio::spawn(async move { send(gw, get("/")).await.status() })
+            })
+            .collect();
+        let mut admitted = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                StatusCode::OK => admitted += 1,
+                StatusCode::TOO_MANY_REQUESTS => {}
+                other => panic!("{name}: status {other}"),
+            }
+        }
+        assert_eq!(admitted, 5, "{name}");
+    }
+}

@@ -4,6 +4,8 @@
 #
 #   benches/load/run.sh                      # 3 rounds of 8 s per target
 #   ROUNDS=5 DURATION=10 benches/load/run.sh
+#   STORES=1 benches/load/run.sh             # also: the gateway with a Kong rate-limiting
+#                                            # plugin counted locally, and through Redis
 #
 # Prints, per target: requests/s, p50 and p99 latency (medians over the rounds), CPU time per
 # request of the proxy process (all its threads; nginx: master and workers), then the ratios
@@ -40,10 +42,14 @@ need() {
 }
 need wrk wrk
 need nginx nginx-light
+STORES=${STORES:-0}
+[ "$STORES" = 1 ] && need redis-server redis-server
 [ -x /usr/sbin/nginx ] && PATH="$PATH:/usr/sbin"
 
 echo "building (release)…" >&2
-(cd "$root" && cargo build --release --quiet --example gateway --example load-upstream --example load-bare-proxy)
+features=""
+[ "$STORES" = 1 ] && features="--features redis"
+(cd "$root" && cargo build --release --quiet $features --example gateway --example load-upstream --example load-bare-proxy)
 bin="$root/target/release/examples"
 
 wait_port() {
@@ -74,6 +80,42 @@ RUST_LOG=warn "$bin/gateway" --config "$here/gateway.yaml" --access-log off --re
 pids+=($!); gateway_pid=$!
 wait_port 18083
 
+declare -A port=([upstream]=18080 [nginx]=18081 [bare-hyper]=18082 [gateway]=18083)
+declare -A proc=([upstream]=$upstream_pid [nginx]=$nginx_pid [bare-hyper]=$bare_pid [gateway]=$gateway_pid)
+targets=(upstream nginx bare-hyper gateway)
+
+if [ "$STORES" = 1 ]; then
+    redis-server --port 18089 --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+    pids+=($!)
+    wait_port 18089
+    # The same route with Kong's rate-limiting plugin: a limit never reached, so that every
+    # request pays the counting; one client address, so one key (the hardest case).
+    for store in local redis; do
+        cp "$here/gateway.yaml" "$work/$store.yaml"
+        cat >>"$work/$store.yaml" <<YAML
+    plugins:
+      - name: rate-limiting
+        config:
+          second: 1000000000
+          policy: $store
+          redis:
+            host: 127.0.0.1
+            port: 18089
+YAML
+        [ "$store" = local ] && sed -i '/redis:/,$d' "$work/$store.yaml"
+    done
+    for store in local redis; do
+        p=$([ "$store" = local ] && echo 18085 || echo 18086)
+        RUST_LOG=warn "$bin/gateway" --config "$work/$store.yaml" --access-log off --request-id off --metrics off \
+            --proxy-listen 127.0.0.1:$p --admin-listen 127.0.0.1:$((p + 10)) 2>"$work/gateway-$store.log" &
+        pids+=($!)
+        port[gw-$store]=$p
+        proc[gw-$store]=$!
+        wait_port "$p"
+        targets+=("gw-$store")
+    done
+fi
+
 tick=$(getconf CLK_TCK)
 
 # CPU clock ticks used so far by a process and its direct children (nginx's workers).
@@ -95,10 +137,6 @@ to_us() {
         else if (v ~ /s$/) print n * 1000000; else print n }'
 }
 
-declare -A port=([upstream]=18080 [nginx]=18081 [bare-hyper]=18082 [gateway]=18083)
-declare -A proc=([upstream]=$upstream_pid [nginx]=$nginx_pid [bare-hyper]=$bare_pid [gateway]=$gateway_pid)
-targets=(upstream nginx bare-hyper gateway)
-
 for t in "${targets[@]}"; do
     curl -fsS "http://127.0.0.1:${port[$t]}$PATH_UNDER_TEST" >/dev/null || { echo "error: $t does not answer" >&2; exit 1; }
     wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:${port[$t]}$PATH_UNDER_TEST" >/dev/null
@@ -107,7 +145,7 @@ done
 for round in $(seq 1 "$ROUNDS"); do
     # Rotate the order every round so that no target always runs first or last.
     order=()
-    for i in 0 1 2 3; do order+=("${targets[$(((i + round - 1) % 4))]}"); done
+    for i in "${!targets[@]}"; do order+=("${targets[$(((i + round - 1) % ${#targets[@]}))]}"); done
     for t in "${order[@]}"; do
         before=$(cpu_ticks "${proc[$t]}")
         out=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:${port[$t]}$PATH_UNDER_TEST")
@@ -126,7 +164,7 @@ echo
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo | sed 's/^ *//')"
 echo "load: wrk -t$THREADS -c$CONNS, $ROUNDS interleaved rounds of ${DURATION}s, GET $PATH_UNDER_TEST, 13-byte response"
 echo
-awk -v tick="$tick" '
+awk -v tick="$tick" -v names="${targets[*]}" '
     function median(list, n,    i, j, tmp, a) {
         split(list, a, " ")
         for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { tmp = a[i]; a[i] = a[j]; a[j] = tmp }
@@ -139,8 +177,8 @@ awk -v tick="$tick" '
     END {
         printf "| %-10s | %10s | %8s | %8s | %12s |\n", "target", "req/s", "p50 (us)", "p99 (us)", "CPU us/req"
         printf "|------------|------------|----------|----------|--------------|\n"
-        split("upstream nginx bare-hyper gateway", order, " ")
-        for (k = 1; k <= 4; k++) {
+        count = split(names, order, " ")
+        for (k = 1; k <= count; k++) {
             t = order[k]
             r[t] = median(rps[t], n[t])
             cpu = ticks[t] * 1000000 / tick / reqs[t]
@@ -148,4 +186,8 @@ awk -v tick="$tick" '
         }
         printf "\ngateway / nginx:      %.2fx requests/s\n", r["gateway"] / r["nginx"]
         printf "gateway / bare-hyper: %.2fx requests/s\n", r["gateway"] / r["bare-hyper"]
+        if ("gw-redis" in r) {
+            printf "rate-limited, local store / gateway:  %.2fx requests/s\n", r["gw-local"] / r["gateway"]
+            printf "rate-limited, redis store / local:    %.2fx requests/s\n", r["gw-redis"] / r["gw-local"]
+        }
     }' "$work/results"

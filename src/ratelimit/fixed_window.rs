@@ -68,6 +68,12 @@ impl FixedWindowState {
     pub(crate) fn from_windows(windows: [(u64, u64); 6]) -> Self {
         Self { windows }
     }
+
+    /// A state whose `period` counts `count` requests in the window starting at `start`.
+    pub(crate) fn with_count(mut self, period: Period, start: u64, count: u64) -> Self {
+        self.windows[period.index()] = (start, count);
+        self
+    }
 }
 
 // === impl Period ===

@@ -25,8 +25,34 @@ const STRIPES: usize = 64;
 /// Last-seen states kept per store, so that an uncontended decision is one round trip.
 const CACHED_KEYS: usize = 10_000;
 
+/// Kong's fixed windows as counters, one key per period and window: counts them all if every
+/// one is under its limit. The fast path of the usual configuration (one fixed-window limit),
+/// with no per-key turn-taking: concurrent requests on one key are decided in parallel.
+///
+/// KEYS one per period; ARGV[i] its limit, ARGV[n + i] its time to live in milliseconds.
+/// Returns the counts before this request.
+const FIXED_WINDOWS: &str = r"
+local counts = {}
+local admit = true
+for i, key in ipairs(KEYS) do
+  local count = tonumber(redis.call('GET', key) or '0')
+  counts[i] = count
+  if count >= tonumber(ARGV[i]) then
+    admit = false
+  end
+end
+if admit then
+  local n = #KEYS
+  for i, key in ipairs(KEYS) do
+    redis.call('INCR', key)
+    redis.call('PEXPIRE', key, ARGV[n + i])
+  end
+end
+return counts
+";
+
 /// Replaces a key's state only if it is still the one the decision was computed from: the
-/// one atomic step every algorithm's decision goes through.
+/// one atomic step every other algorithm's decision goes through.
 ///
 /// KEYS[1] the key; ARGV[1] the state read (empty: none); ARGV[2] the new state (empty:
 /// unchanged); ARGV[3] its time to live in milliseconds. Returns `{1}`, or `{0, current}`.
@@ -44,16 +70,23 @@ return {0, current or ''}
 /// A rate-limit [`Store`] in Redis (feature `redis`): instances sharing a server share every
 /// count, so a limit of 100 a minute is 100 across all of them (Kong's `policy: redis`).
 ///
-/// Each decision is computed by the same code as [`MemoryStore`]'s, from the key's state as
-/// Redis holds it, and written back by one server-side script that replaces the state only
-/// if no other instance changed it meanwhile; if one did, the decision is computed again
-/// from the newer state. Concurrent instances therefore never overshoot, and every
-/// algorithm decides exactly as it does in memory. Within an instance, requests on one key
-/// take turns (64 striped locks), so only other instances can make a decision retry; the
-/// last state seen per key is kept (for at most 10 000 keys), so a decision nobody else
-/// raced costs one round trip. One key therefore admits at most one decision per round trip
-/// per instance (about 10 000 a second on a LAN). Keys expire in Redis once their state
-/// decides as a fresh key's would.
+/// Every decision is the one [`MemoryStore`] would take, on the state Redis holds, and is
+/// made atomic by one server-side script:
+///
+/// - Kong's usual configuration, one fixed-window limit (Kong's periods), is counted by a
+///   script over one counter per period and window: it counts a request only if every
+///   period is under its limit, so concurrent requests on one key, from any number of
+///   instances, are decided in parallel and never overshoot.
+/// - Every other limit (token and leaky buckets, sliding windows and logs, several limits
+///   together) keeps its state as one value that a compare-and-set script replaces only if
+///   no other instance changed it since it was read; if one did, the decision is computed
+///   again on the newer state. Within an instance, requests on one key take turns (64
+///   striped locks), so only other instances can make a decision retry, and the last state
+///   seen per key is kept (for at most 10 000 keys), so a decision nobody raced costs one
+///   round trip. One key then admits at most one decision per round trip per instance
+///   (about 10 000 a second on a LAN).
+///
+/// Keys expire in Redis once their state decides as a fresh key's would.
 ///
 /// While Redis cannot be reached (or answers slower than the timeout), requests are decided
 /// by a local [`MemoryStore`] when [`local_fallback`](Self::local_fallback) is on (Kong's
@@ -78,6 +111,7 @@ pub struct RedisStore {
     prefix: Arc<str>,
     timeout: Duration,
     script: Arc<redis::Script>,
+    fixed_windows: Arc<redis::Script>,
     seen: Arc<Mutex<HashMap<String, String>>>,
     stripes: Arc<[tokio::sync::Mutex<()>]>,
     fallback: Option<Arc<MemoryStore>>,
@@ -109,6 +143,7 @@ impl RedisStore {
             prefix: Arc::from(format!("tower-gateway:ratelimit:{namespace}:")),
             timeout: DEFAULT_REDIS_TIMEOUT,
             script: Arc::new(redis::Script::new(COMPARE_AND_SET)),
+            fixed_windows: Arc::new(redis::Script::new(FIXED_WINDOWS)),
             seen: Arc::new(Mutex::new(HashMap::new())),
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             fallback: None,
@@ -151,6 +186,45 @@ impl RedisStore {
             .cloned()
     }
 
+    /// Kong's fixed windows, counted by [`FIXED_WINDOWS`]; the decision is the memory
+    /// store's, taken on the counts Redis had.
+    async fn decide_fixed(
+        &self,
+        key: String,
+        window: &super::FixedWindow,
+        now: Nanos,
+    ) -> Result<Outcome, redis::RedisError> {
+        let mut connection = self.connection().await?;
+        let secs = now / 1_000_000_000;
+        let mut invocation = self.fixed_windows.prepare_invoke();
+        let mut windows = Vec::new();
+        for &(period, _) in window.limits() {
+            let (start, end) = period.window(secs);
+            invocation.key(format!("{key}:{}:{start}", period.name()));
+            windows.push((period, start, end));
+        }
+        for &(_, limit) in window.limits() {
+            invocation.arg(limit);
+        }
+        for &(_, _, end) in &windows {
+            // Relative to this instance's clock, plus a second of slack.
+            let left = (end * 1_000_000_000).saturating_sub(now) / 1_000_000;
+            invocation.arg(left + 1_000);
+        }
+        let counts: Vec<u64> = invocation.invoke_async(&mut connection).await?;
+        let state = windows.iter().zip(&counts).fold(
+            super::FixedWindowState::default(),
+            |state, (&(period, start, _), &count)| state.with_count(period, start, count),
+        );
+        let (decision, next) = window.decide(&state, now);
+        let counted = if decision.admitted() { &next } else { &state };
+        Ok(Outcome {
+            periods: window.remaining(counted, now),
+            decisions: vec![decision],
+            full: false,
+        })
+    }
+
     /// Decides against Redis, recomputing when another instance changed the key meanwhile.
     async fn decide_remote(
         &self,
@@ -158,6 +232,9 @@ impl RedisStore {
         limits: Vec<Limit>,
         now: Nanos,
     ) -> Result<Outcome, redis::RedisError> {
+        if let [Limit::FixedWindow(window)] = limits.as_slice() {
+            return self.decide_fixed(key, window, now).await;
+        }
         let mut connection = self.connection().await?;
         let stripe = {
             use std::hash::{Hash, Hasher};
