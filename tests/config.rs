@@ -584,9 +584,14 @@ fn rate_limiting_errors_name_the_field() {
             "TLS to Redis",
         ),
         (
-            "      minute: 10\n      policy: redis\n      redis_host: r\n      sync_rate: 10\n",
+            "      minute: 10\n      policy: local\n      sync_rate: 10\n",
             "plugins[0].config.sync_rate",
-            "batched counting",
+            "needs policy redis",
+        ),
+        (
+            "      minute: 10\n      policy: redis\n      redis_host: r\n      sync_rate: 0.001\n",
+            "plugins[0].config.sync_rate",
+            "at least 0.02",
         ),
         (
             "      minute: 10\n      policy: cluster\n",

@@ -462,3 +462,37 @@ async fn every_other_algorithm_is_exact_across_instances_through_redis() {
         assert_eq!(admitted, 5, "{name}");
     }
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_rate_counts_locally_and_overshoots_no_more_than_one_interval_allows() {
+    use tower_gateway::ratelimit::RedisStore;
+    let Some(redis) = support::redis::RedisServer::start() else {
+        return;
+    };
+    let (up, _seen) = ok_upstream().await;
+    let instance = || {
+        let store = RedisStore::new(&redis.url(), "batched")
+            .unwrap()
+            .sync_every(std::time::Duration::from_millis(100));
+        kong_minute_in(100, KeyBy::Global, store)
+    };
+    let (a, b) = (gateway(instance(), up).await, gateway(instance(), up).await);
+    let admitted = |gw, n| async move {
+        let mut ok = 0;
+        for _ in 0..n {
+            if send(gw, get("/")).await.status() == StatusCode::OK {
+                ok += 1;
+            }
+        }
+        ok
+    };
+    // Within one interval each instance knows only its own count: 60 + 60 pass, 20 over the
+    // limit, fewer than the 60 one instance admitted unseen by the other.
+    let first = admitted(a, 60).await + admitted(b, 60).await;
+    assert!(first <= 100 + 60, "{first}");
+    assert!(first >= 100, "{first}");
+    // After a synchronisation both know the cluster's count: nothing more passes.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(admitted(a, 10).await + admitted(b, 10).await, 0);
+}

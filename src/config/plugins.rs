@@ -280,8 +280,10 @@ pub struct RateLimitingConfig {
     /// Kong 2's flat form of `redis.server_name`.
     #[serde(default)]
     pub redis_server_name: Option<String>,
-    /// Only `-1` (every request decided by Redis; Kong's default): batched counting is not
-    /// implemented.
+    /// `-1` (every request decided by Redis; Kong's default), or seconds between
+    /// synchronisations of locally kept fixed-window counts (at least 0.02; see
+    /// [`RedisStore::sync_every`](crate::ratelimit::RedisStore::sync_every) for the
+    /// overshoot this allows).
     #[serde(default)]
     pub sync_rate: Option<f64>,
     /// Extension: `fixed-window` (Kong's, the default), `sliding-window` (weighted two-window

@@ -82,11 +82,22 @@ impl RateLimitingConfig {
             }
             other => return Err((".policy".into(), format!("unknown policy {other:?}"))),
         }
-        if self.sync_rate.is_some_and(|r| r != -1.0) {
-            return Err((
-                ".sync_rate".into(),
-                "only -1 (every request decided by the store) is supported: batched counting is not implemented".into(),
-            ));
+        if let Some(rate) = self.sync_rate.filter(|r| *r != -1.0) {
+            if rate.is_nan() || rate < 0.02 {
+                return Err((
+                    ".sync_rate".into(),
+                    "must be -1 (every request decided by Redis) or at least 0.02 seconds".into(),
+                ));
+            }
+            if self.policy.as_deref() != Some("redis") {
+                return Err((".sync_rate".into(), "sync_rate needs policy redis".into()));
+            }
+            if !matches!(self.algorithm, None | Some(RateAlgorithm::FixedWindow)) {
+                return Err((
+                    ".sync_rate".into(),
+                    "sync_rate batches fixed-window counts only".into(),
+                ));
+            }
         }
         if let Some(code) = self.error_code
             && StatusCode::from_u16(code).is_err()
@@ -288,7 +299,10 @@ impl RateLimitingConfig {
         {
             match crate::ratelimit::RedisStore::new(&url, namespace) {
                 Ok(store) => {
-                    let store = store.timeout(timeout);
+                    let mut store = store.timeout(timeout);
+                    if let Some(rate) = self.sync_rate.filter(|r| *r >= 0.02) {
+                        store = store.sync_every(Duration::from_secs_f64(rate));
+                    }
                     // Kong's fault_tolerant: keep limiting, locally, while Redis is away.
                     let store = if self.fault_tolerant {
                         store.local_fallback(MAX_KEYS)

@@ -52,6 +52,8 @@
 //! later (a shared store over the network), and with `fault_tolerant` (the default, as Kong)
 //! a store that fails lets requests through uncounted.
 
+#[cfg(feature = "redis")]
+mod batch;
 mod clock;
 mod decision;
 mod fixed_window;

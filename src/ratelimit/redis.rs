@@ -116,6 +116,7 @@ pub struct RedisStore {
     stripes: Arc<[tokio::sync::Mutex<()>]>,
     fallback: Option<Arc<MemoryStore>>,
     last_warning: Arc<AtomicU64>,
+    batch: Option<Arc<super::batch::Batch>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -148,6 +149,7 @@ impl RedisStore {
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             fallback: None,
             last_warning: Arc::new(AtomicU64::new(0)),
+            batch: None,
         })
     }
 
@@ -162,6 +164,18 @@ impl RedisStore {
     /// keys (each instance then limits on its own), instead of reporting the failure.
     pub fn local_fallback(mut self, max_keys: usize) -> Self {
         self.fallback = Some(Arc::new(MemoryStore::new(max_keys)));
+        self
+    }
+
+    /// Kong's `sync_rate`: fixed-window limits are counted locally and synchronised with
+    /// Redis every `every` (at least 20 ms); a decision then costs no round trip. The price is
+    /// accuracy: between two synchronisations an instance knows only its own admissions, so
+    /// the cluster admits at most `(instances − 1) × admissions per instance per interval`
+    /// beyond the limit, and never more than `instances × limit` in a window. Other limits are
+    /// decided against Redis as without it.
+    pub fn sync_every(mut self, every: Duration) -> Self {
+        let every = every.max(Duration::from_millis(20));
+        self.batch = Some(Arc::new(super::batch::Batch::new(every)));
         self
     }
 
@@ -195,26 +209,21 @@ impl RedisStore {
         now: Nanos,
     ) -> Result<Outcome, redis::RedisError> {
         let mut connection = self.connection().await?;
-        let secs = now / 1_000_000_000;
+        let windows = fixed_windows(&key, window, now);
         let mut invocation = self.fixed_windows.prepare_invoke();
-        let mut windows = Vec::new();
-        for &(period, _) in window.limits() {
-            let (start, end) = period.window(secs);
-            invocation.key(format!("{key}:{}:{start}", period.name()));
-            windows.push((period, start, end));
+        for (redis_key, ..) in &windows {
+            invocation.key(redis_key);
         }
         for &(_, limit) in window.limits() {
             invocation.arg(limit);
         }
-        for &(_, _, end) in &windows {
-            // Relative to this instance's clock, plus a second of slack.
-            let left = (end * 1_000_000_000).saturating_sub(now) / 1_000_000;
-            invocation.arg(left + 1_000);
+        for (.., ttl_ms) in &windows {
+            invocation.arg(*ttl_ms);
         }
         let counts: Vec<u64> = invocation.invoke_async(&mut connection).await?;
         let state = windows.iter().zip(&counts).fold(
             super::FixedWindowState::default(),
-            |state, (&(period, start, _), &count)| state.with_count(period, start, count),
+            |state, (&(_, period, start, ..), &count)| state.with_count(period, start, count),
         );
         let (decision, next) = window.decide(&state, now);
         let counted = if decision.admitted() { &next } else { &state };
@@ -311,23 +320,83 @@ impl RedisStore {
 
 impl Store for RedisStore {
     fn decide(&self, key: &Key, limits: &[Limit], now: Nanos) -> Decided {
-        let store = self.clone();
         let redis_key = self.redis_key(key);
+        if let (Some(batch), [Limit::FixedWindow(window)]) = (&self.batch, limits) {
+            let windows = fixed_windows(&redis_key, window, now);
+            if let Some(connection) = self.connection.get() {
+                batch.start(connection.clone());
+                if let Some(outcome) = batch.decide(window, &windows, now) {
+                    return Decided::Ready(Ok(outcome));
+                }
+            } else {
+                // Not connected yet: connect (the synchronisation needs it), then decide.
+                let (store, batch, window) = (self.clone(), batch.clone(), window.clone());
+                let limits = limits.to_vec();
+                let key = key.clone();
+                return Decided::Pending(Box::pin(async move {
+                    match store.connection().await {
+                        Ok(connection) => batch.start(connection),
+                        Err(err) => store.warn(&err, now),
+                    }
+                    match batch.decide(&window, &windows, now) {
+                        Some(outcome) => Ok(outcome),
+                        None => store.decide_now(key, redis_key, limits, now).await,
+                    }
+                }));
+            }
+        }
+        let store = self.clone();
         let (key, limits) = (key.clone(), limits.to_vec());
         Decided::Pending(Box::pin(async move {
-            let remote = store.decide_remote(redis_key, limits.clone(), now);
-            let err = match tokio::time::timeout(store.timeout, remote).await {
-                Ok(Ok(outcome)) => return Ok(outcome),
-                Ok(Err(err)) => err.to_string(),
-                Err(_) => format!("no answer within {:?}", store.timeout),
-            };
-            store.warn(&err, now);
-            match &store.fallback {
-                Some(local) => Ok(local.decide(&key, &limits, now)),
-                None => Err(StoreError::Unavailable(err)),
-            }
+            store.decide_now(key, redis_key, limits, now).await
         }))
     }
+}
+
+impl RedisStore {
+    /// Decides against Redis, or locally when Redis cannot answer and a fallback is set.
+    async fn decide_now(
+        &self,
+        key: Key,
+        redis_key: String,
+        limits: Vec<Limit>,
+        now: Nanos,
+    ) -> Result<Outcome, StoreError> {
+        let store = self;
+        let remote = store.decide_remote(redis_key, limits.clone(), now);
+        let err = match tokio::time::timeout(store.timeout, remote).await {
+            Ok(Ok(outcome)) => return Ok(outcome),
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => format!("no answer within {:?}", store.timeout),
+        };
+        store.warn(&err, now);
+        match &store.fallback {
+            Some(local) => Ok(local.decide(&key, &limits, now)),
+            None => Err(StoreError::Unavailable(err)),
+        }
+    }
+}
+
+/// The Redis keys of `window`'s periods at `now`, with their windows and times to live
+/// (relative to the deciding clock, plus a second of slack).
+fn fixed_windows(key: &str, window: &super::FixedWindow, now: Nanos) -> Vec<super::batch::Window> {
+    let secs = now / 1_000_000_000;
+    window
+        .limits()
+        .iter()
+        .map(|&(period, _)| {
+            let (start, end) = period.window(secs);
+            let end_ns = end.saturating_mul(1_000_000_000);
+            let ttl_ms = end_ns.saturating_sub(now) / 1_000_000 + 1_000;
+            (
+                format!("{key}:{}:{start}", period.name()),
+                period,
+                start,
+                end_ns,
+                ttl_ms,
+            )
+        })
+        .collect()
 }
 
 /// The outcome for a key in state `known`, and the state to store when it changed.
