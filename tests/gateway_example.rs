@@ -1102,6 +1102,40 @@ async fn an_admin_change_on_one_gateway_reaches_the_other_through_redis() {
     assert!(del.status.success());
     until_status(proxy_b, "/legacy", 404).await;
 
+    // Redis goes away: both keep serving; a change is refused (503) rather than made on one
+    // instance only.
+    let mut redis = redis;
+    redis.stop();
+    assert_eq!(send(proxy_a, get("/api/users")).await.status(), 200);
+    assert_eq!(send(proxy_b, get("/api/users")).await.status(), 200);
+    let (status, body) =
+        support::kong::call(admin_a, "POST", "/consumers", "username=while-down").await;
+    assert_eq!(status, 503, "{body}");
+    // Back, empty: the instances put their configuration back, and changes flow again.
+    redis.restart();
+    let mut created = false;
+    for _ in 0..100 {
+        let (status, _) =
+            support::kong::call(admin_a, "POST", "/consumers", "username=after-restart").await;
+        if status == 201 {
+            created = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(created, "no change accepted after Redis came back");
+    let mut seen_on_b = false;
+    for _ in 0..100 {
+        let (_, consumers) = support::kong::call(admin_b, "GET", "/consumers", "").await;
+        if consumers["data"][0]["username"] == "after-restart" {
+            seen_on_b = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen_on_b, "the change did not reach the other instance");
+    assert_eq!(send(proxy_b, get("/api/users")).await.status(), 200);
+
     assert!(terminate(&mut a).success());
     assert!(terminate(&mut b).success());
     let _ = std::fs::remove_dir_all(dir_a);
