@@ -26,6 +26,8 @@ pin_project! {
         #[pin]
         upstream: ClientFuture,
         started: Instant,
+        // The client's connection, for a request that asked to switch protocols.
+        client_side: Option<hyper::upgrade::OnUpgrade>,
     }
 }
 
@@ -35,10 +37,11 @@ pin_project! {
 pub struct UpstreamLatency(pub std::time::Duration);
 
 impl ResponseFuture {
-    pub(crate) fn new(upstream: ClientFuture) -> Self {
+    pub(crate) fn new(upstream: ClientFuture, client_side: Option<hyper::upgrade::OnUpgrade>) -> Self {
         Self {
             upstream,
             started: Instant::now(),
+            client_side,
         }
     }
 }
@@ -55,7 +58,23 @@ impl Future for ResponseFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = match std::task::ready!(this.upstream.poll(cx)) {
-            Ok(res) => match invalid_framing(res.headers()) {
+            Ok(mut res) => match invalid_framing(res.headers()) {
+                None if res.status() == StatusCode::SWITCHING_PROTOCOLS
+                    && this.client_side.is_some() =>
+                {
+                    let upstream_side = hyper::upgrade::on(&mut res);
+                    if let Some(client_side) = this.client_side.take() {
+                        tokio::spawn(tunnel(client_side, upstream_side));
+                    }
+                    let protocol = res.headers().get(header::UPGRADE).cloned();
+                    let mut res = downstream_response(res);
+                    if let Some(protocol) = protocol {
+                        headers::ask_upgrade(res.headers_mut(), protocol);
+                    }
+                    res.extensions_mut()
+                        .insert(UpstreamLatency(this.started.elapsed()));
+                    Ok(res)
+                }
                 None => {
                     let mut res = downstream_response(res);
                     res.extensions_mut()
@@ -77,6 +96,24 @@ impl Future for ResponseFuture {
             tracing::warn!(upstream, %failure, "upstream request failed");
             failure_response(failure)
         })))
+    }
+}
+
+/// Pumps bytes both ways between the client's and the upstream's upgraded connections until
+/// either side closes.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(both) => both,
+        Err(err) => {
+            tracing::debug!(%err, "upgrade abandoned");
+            return;
+        }
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok((up, down)) => tracing::debug!(up, down, "upgraded connection closed"),
+        Err(err) => tracing::debug!(%err, "upgraded connection ended"),
     }
 }
 

@@ -65,6 +65,21 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
     te_trailers
 }
 
+/// The protocol a request asks to switch to (`Connection: upgrade` with `Upgrade: websocket`).
+pub(crate) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asked = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| has_token(v, "upgrade"));
+    asked.then(|| headers.get(header::UPGRADE).cloned()).flatten()
+}
+
+/// Asks the next hop for the upgrade again, after [`strip_hop_by_hop`] removed the request's.
+pub(crate) fn ask_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
+}
+
 /// Puts `TE: trailers` back after [`strip_hop_by_hop`] when the client sent it.
 pub(crate) fn restore_te_trailers(headers: &mut HeaderMap) {
     headers.insert(header::TE, TRAILERS);

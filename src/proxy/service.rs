@@ -214,8 +214,16 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let req = self.upstream_request(req);
-        ResponseFuture::new(self.shared.client.request(req))
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // An `Upgrade` request (WebSocket): its connection is handed over once the upstream
+        // agrees, and both sides are then pumped into each other.
+        let upgrade = headers::upgrade_protocol(req.headers())
+            .map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
+        let mut req = self.upstream_request(req);
+        let client_side = upgrade.map(|(protocol, on_upgrade)| {
+            headers::ask_upgrade(req.headers_mut(), protocol);
+            on_upgrade
+        });
+        ResponseFuture::new(self.shared.client.request(req), client_side)
     }
 }

@@ -83,6 +83,14 @@ impl ConnState {
     }
 }
 
+impl InFlight {
+    /// The connection switched protocols: from now on it is a tunnel, never idle in the
+    /// header-read sense (the tunnel's own timeouts apply).
+    pub(crate) fn switched_protocols(&self) {
+        self.0.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         let state = &self.0;

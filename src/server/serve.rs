@@ -169,7 +169,9 @@ impl Server {
                 state: state.clone(),
             };
             let io = ClientIo::new(TokioIo::new(stream), state, self.header_read_timeout);
-            let conn = http.serve_connection(io, conn_service);
+            // With upgrades: a `101 Switching Protocols` hands the socket to whoever asked
+            // for it (the proxy's WebSocket tunnel).
+            let conn = http.serve_connection(io, conn_service).with_upgrades();
             let (id, shutdown) = connections.add();
             let registry = connections.clone();
             let drain = drain_tx.clone();
@@ -289,9 +291,9 @@ pin_project! {
     }
 }
 
-impl<I, S, B> Future for GracefulConnection<http1::Connection<I, S>>
+impl<I, S, B> Future for GracefulConnection<http1::UpgradeableConnection<I, S>>
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::HttpService<Incoming, ResBody = B>,
     S::Error: Into<BoxError>,
     B: Body + 'static,
@@ -349,6 +351,9 @@ where
             // Polled after completion.
             return Poll::Pending;
         };
+        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+            guard.switched_protocols();
+        }
         Poll::Ready(Ok(res.map(|body| InFlightBody::new(body, guard))))
     }
 }

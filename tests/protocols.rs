@@ -1,0 +1,188 @@
+#![cfg(feature = "config")]
+//! Protocols beyond request and response: WebSocket upgrades relayed through the gateway (with
+//! its authentication first), server-sent events delivered as they are sent.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use support::*;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tower_gateway::config::{Config, Gateway, Settings};
+use tower_gateway::server::Server;
+
+/// A WebSocket upstream that echoes every text message back in upper case.
+async fn echo_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.next().await {
+                    match message {
+                        Message::Text(text) => {
+                            let reply = Message::text(text.to_uppercase());
+                            if ws.send(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                        Message::Close(_) => return,
+                        _ => {}
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A gateway over `yaml`, with a short header-read timeout (an idle tunnel must outlive it).
+async fn gateway(yaml: &str) -> SocketAddr {
+    let config = Config::from_yaml(yaml).unwrap();
+    let gateway = Gateway::from_config(&config, &Settings::default()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::from_listener(listener)
+            .header_read_timeout(Duration::from_millis(300))
+            .serve(gateway.router()),
+    );
+    addr
+}
+
+fn ws_config(up: SocketAddr) -> String {
+    format!(
+        "_format_version: \"3.0\"
+services:
+  - name: chat
+    url: http://{up}
+    routes:
+      - name: chat
+        paths: [/chat]
+        plugins:
+          - name: key-auth
+consumers:
+  - username: ann
+    keyauth_credentials:
+      - key: k-ann
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_is_relayed_both_ways_after_authentication() {
+    let up = echo_upstream().await;
+    let gw = gateway(&ws_config(up)).await;
+
+    let mut request = format!("ws://{gw}/chat").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("apikey", "k-ann".parse().unwrap());
+    let stream = TcpStream::connect(gw).await.unwrap();
+    let (mut ws, response) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    for word in ["hello", "world"] {
+        ws.send(Message::text(word)).await.unwrap();
+        let reply = ws.next().await.unwrap().unwrap();
+        assert_eq!(reply, Message::text(word.to_uppercase()));
+    }
+    // Idle for longer than the header-read timeout: a tunnel is not an idle connection.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    ws.send(Message::text("still here")).await.unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::text("STILL HERE")
+    );
+    ws.close(None).await.unwrap();
+
+    // Without the key, the upgrade is refused before the upstream sees it.
+    let request = format!("ws://{gw}/chat").into_client_request().unwrap();
+    let stream = TcpStream::connect(gw).await.unwrap();
+    match tokio_tungstenite::client_async(request, stream).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), StatusCode::UNAUTHORIZED)
+        }
+        other => panic!("expected a 401, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_upgrade_the_upstream_refuses_is_relayed_as_it_is() {
+    let (up, _seen) = upstream(|_| async {
+        let mut res = Response::new(http_body_util::Full::new(Bytes::from_static(b"no")));
+        *res.status_mut() = StatusCode::FORBIDDEN;
+        res
+    })
+    .await;
+    let gw = gateway(&format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{up}\n    routes:\n      - paths: [/]\n"
+    ))
+    .await;
+    let request = format!("ws://{gw}/socket").into_client_request().unwrap();
+    let stream = TcpStream::connect(gw).await.unwrap();
+    match tokio_tungstenite::client_async(request, stream).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        }
+        other => panic!("expected the upstream's 403, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sent_events_reach_the_client_as_they_are_sent() {
+    // An upstream sending one event every 200 ms.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let events = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+        let events = futures_util::stream::unfold(0u32, |n| async move {
+            if n == 5 {
+                return None;
+            }
+            if n > 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let event = Bytes::from(format!("data: {n}\n\n"));
+            Some((Ok::<_, std::convert::Infallible>(http_body::Frame::data(event)), n + 1))
+        });
+        let mut res = Response::new(StreamBody::new(events));
+        res.headers_mut()
+            .insert("content-type", "text/event-stream".parse().unwrap());
+        Ok::<_, std::convert::Infallible>(res)
+    });
+    tokio::spawn(Server::from_listener(listener).serve(events));
+    let gw = gateway(&format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{up}\n    routes:\n      - paths: [/events]\n"
+    ))
+    .await;
+    let res = send(gw, get("/events")).await;
+    assert_eq!(res.status(), 200);
+    let mut body = res.into_body();
+    let started = tokio::time::Instant::now();
+    let mut received = 0u32;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.unwrap().into_data() else {
+            continue;
+        };
+        for event in String::from_utf8_lossy(&data).split("\n\n").filter(|e| !e.is_empty()) {
+            assert_eq!(event, format!("data: {received}"));
+            // Event n leaves the upstream at n × 200 ms; it must arrive within 100 ms of that.
+            let sent_at = Duration::from_millis(200 * u64::from(received));
+            let late = started.elapsed().saturating_sub(sent_at);
+            assert!(late < Duration::from_millis(100), "event {received} came {late:?} late");
+            received += 1;
+        }
+    }
+    assert_eq!(received, 5);
+}
