@@ -154,7 +154,10 @@ async fn server_sent_events_reach_the_client_as_they_are_sent() {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             let event = Bytes::from(format!("data: {n}\n\n"));
-            Some((Ok::<_, std::convert::Infallible>(http_body::Frame::data(event)), n + 1))
+            Some((
+                Ok::<_, std::convert::Infallible>(http_body::Frame::data(event)),
+                n + 1,
+            ))
         });
         let mut res = Response::new(StreamBody::new(events));
         res.headers_mut()
@@ -175,14 +178,53 @@ async fn server_sent_events_reach_the_client_as_they_are_sent() {
         let Ok(data) = frame.unwrap().into_data() else {
             continue;
         };
-        for event in String::from_utf8_lossy(&data).split("\n\n").filter(|e| !e.is_empty()) {
+        for event in String::from_utf8_lossy(&data)
+            .split("\n\n")
+            .filter(|e| !e.is_empty())
+        {
             assert_eq!(event, format!("data: {received}"));
             // Event n leaves the upstream at n × 200 ms; it must arrive within 100 ms of that.
             let sent_at = Duration::from_millis(200 * u64::from(received));
             let late = started.elapsed().saturating_sub(sent_at);
-            assert!(late < Duration::from_millis(100), "event {received} came {late:?} late");
+            assert!(
+                late < Duration::from_millis(100),
+                "event {received} came {late:?} late"
+            );
             received += 1;
         }
     }
     assert_eq!(received, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_with_prior_knowledge_shares_the_listener_with_http1() {
+    let (up, mut seen) = ok_upstream().await;
+    let gw = gateway(&format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{up}\n    routes:\n      - paths: [/h2]\n"
+    ))
+    .await;
+    let stream = TcpStream::connect(gw).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for i in 0..3 {
+        let req = http::Request::get(format!("http://gateway.test/h2/{i}"))
+            .body(http_body_util::Full::new(Bytes::new()))
+            .unwrap();
+        let res = h2.send_request(req).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.version(), http::Version::HTTP_2);
+        assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ok");
+        let upstream = seen.recv().await.unwrap();
+        // Forwarded over HTTP/1.1 (the route strips its prefix), with the client's authority
+        // as the forwarded host.
+        assert_eq!(upstream.uri.path(), format!("/{i}"));
+        assert_eq!(upstream.headers["x-forwarded-host"], "gateway.test");
+    }
+    // HTTP/1.1 on the same listener.
+    assert_eq!(send(gw, get("/h2/x")).await.status(), 200);
 }

@@ -37,7 +37,10 @@ pin_project! {
 pub struct UpstreamLatency(pub std::time::Duration);
 
 impl ResponseFuture {
-    pub(crate) fn new(upstream: ClientFuture, client_side: Option<hyper::upgrade::OnUpgrade>) -> Self {
+    pub(crate) fn new(
+        upstream: ClientFuture,
+        client_side: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Self {
         Self {
             upstream,
             started: Instant::now(),

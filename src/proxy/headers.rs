@@ -71,7 +71,9 @@ pub(crate) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         .get_all(header::CONNECTION)
         .iter()
         .any(|v| has_token(v, "upgrade"));
-    asked.then(|| headers.get(header::UPGRADE).cloned()).flatten()
+    asked
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
 }
 
 /// Asks the next hop for the upgrade again, after [`strip_hop_by_hop`] removed the request's.

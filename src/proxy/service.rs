@@ -114,7 +114,13 @@ impl<B> ReverseProxy<B> {
     fn upstream_request(&self, req: Request<B>) -> Request<B> {
         let config = &*self.shared.config;
         let (mut parts, body) = req.into_parts();
-        let client_host = parts.headers.get(header::HOST).cloned();
+        // HTTP/2 clients name the host in `:authority`, not in `Host`.
+        let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
 
         if headers::strip_hop_by_hop(&mut parts.headers) {
             headers::restore_te_trailers(&mut parts.headers);

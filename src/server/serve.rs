@@ -14,8 +14,8 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, Version, header};
 use http_body::Body;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use pin_project_lite::pin_project;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -143,6 +143,8 @@ impl Server {
         if let Some(max) = self.max_headers {
             http.max_headers(max);
         }
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.max_header_list_size(u32::try_from(self.max_header_size.max(1024)).unwrap_or(u32::MAX));
         let connections = Connections::default();
         // Every connection task holds a clone; `recv` returns `None` once all have ended.
         let (drain_tx, mut drained) = mpsc::channel::<()>(1);
@@ -168,21 +170,27 @@ impl Server {
                 info: ConnectionInfo::new(remote, local),
                 state: state.clone(),
             };
-            let io = ClientIo::new(TokioIo::new(stream), state, self.header_read_timeout);
-            // With upgrades: a `101 Switching Protocols` hands the socket to whoever asked
-            // for it (the proxy's WebSocket tunnel).
-            let conn = http.serve_connection(io, conn_service).with_upgrades();
+            let header_timeout = self.header_read_timeout;
             let (id, shutdown) = connections.add();
             let registry = connections.clone();
             let drain = drain_tx.clone();
             let open = self.stats.as_ref().map(super::ConnectionStats::open);
+            let (http, h2) = (http.clone(), h2.clone());
             let task = tokio::spawn(async move {
                 let _open = open;
-                let result = GracefulConnection {
-                    conn,
-                    shutdown: Some(shutdown),
-                }
-                .await;
+                // HTTP/2 with prior knowledge (h2c) or HTTP/1.1, told apart by the preface.
+                let is_h2 = starts_with_h2_preface(&stream, header_timeout).await;
+                let io = ClientIo::new(TokioIo::new(stream), state, header_timeout);
+                let shutdown = Some(shutdown);
+                let result = if is_h2 {
+                    let conn = h2.serve_connection(io, conn_service);
+                    GracefulConnection { conn, shutdown }.await
+                } else {
+                    // With upgrades: a `101 Switching Protocols` hands the socket to whoever
+                    // asked for it (the proxy's WebSocket tunnel).
+                    let conn = http.serve_connection(io, conn_service).with_upgrades();
+                    GracefulConnection { conn, shutdown }.await
+                };
                 if let Err(err) = result {
                     tracing::debug!(%err, %remote, "connection ended with an error");
                 }
@@ -314,6 +322,58 @@ where
         }
         this.conn.poll(cx)
     }
+}
+
+impl<I, S, B> Future for GracefulConnection<http2::Connection<I, S, TokioExecutor>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<(), hyper::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(shutdown) = this.shutdown.as_mut()
+            && let Poll::Ready(asked) = Pin::new(shutdown).poll(cx)
+        {
+            *this.shutdown = None;
+            if asked.is_ok() {
+                this.conn.as_mut().graceful_shutdown();
+            }
+        }
+        this.conn.poll(cx)
+    }
+}
+
+/// The client connection preface of HTTP/2 (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether the client opens with HTTP/2's preface (without consuming it). Gives up (HTTP/1.1)
+/// on the first byte that differs, on a closed connection, or after `timeout`.
+async fn starts_with_h2_preface(stream: &tokio::net::TcpStream, timeout: Duration) -> bool {
+    let look = async {
+        let mut buf = [0u8; 24];
+        loop {
+            let n = match stream.peek(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => n,
+            };
+            if buf[..n] != H2_PREFACE[..n] {
+                return false;
+            }
+            if n == H2_PREFACE.len() {
+                return true;
+            }
+            // Part of the preface so far: wait for the rest.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(timeout, look).await.unwrap_or(false)
 }
 
 /// Serves one TCP connection: the tower service plus what the server adds per request.
