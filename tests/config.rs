@@ -139,7 +139,7 @@ fn values_are_checked_where_they_are_written() {
             "not supported yet",
         ),
         (
-            "_format_version: \"3.0\"\nservices:\n  - name: a\n    protocol: grpc\n    host: x\n"
+            "_format_version: \"3.0\"\nservices:\n  - name: a\n    protocol: grpcs\n    host: x\n"
                 .to_owned(),
             "services[0].protocol",
             "not supported yet",

@@ -228,3 +228,159 @@ async fn http2_with_prior_knowledge_shares_the_listener_with_http1() {
     // HTTP/1.1 on the same listener.
     assert_eq!(send(gw, get("/h2/x")).await.status(), 200);
 }
+
+type Frames = futures_util::stream::BoxStream<
+    'static,
+    Result<http_body::Frame<Bytes>, std::convert::Infallible>,
+>;
+
+/// A body sent frame by frame through the returned sender.
+fn channel_body() -> (
+    tokio::sync::mpsc::UnboundedSender<http_body::Frame<Bytes>>,
+    StreamBody<Frames>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|frame| (Ok(frame), rx))
+    });
+    (tx, StreamBody::new(Box::pin(frames) as Frames))
+}
+
+fn grpc_trailers(status: &str) -> http::HeaderMap {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", status.parse().unwrap());
+    trailers
+}
+
+/// A gRPC-shaped HTTP/2 (h2c) upstream: `/echo.Echo/Stream` echoes each message as it comes,
+/// then ends with `grpc-status: 0` in trailers; `/echo.Echo/Missing` answers trailers-only
+/// `grpc-status: 5`.
+async fn grpc_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(
+                |req: http::Request<hyper::body::Incoming>| async move {
+                    let (tx, body) = channel_body();
+                    let mut res = Response::new(body);
+                    res.headers_mut()
+                        .insert("content-type", "application/grpc".parse().unwrap());
+                    if req.uri().path() == "/echo.Echo/Missing" {
+                        res.headers_mut()
+                            .insert("grpc-status", "5".parse().unwrap());
+                        return Ok::<_, std::convert::Infallible>(res);
+                    }
+                    let mut incoming = req.into_body();
+                    tokio::spawn(async move {
+                        while let Some(Ok(frame)) = incoming.frame().await {
+                            if let Ok(data) = frame.into_data() {
+                                let _ = tx.send(http_body::Frame::data(data));
+                            }
+                        }
+                        let _ = tx.send(http_body::Frame::trailers(grpc_trailers("0")));
+                    });
+                    Ok(res)
+                },
+            );
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+async fn h2_client(
+    addr: SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<StreamBody<Frames>> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+fn grpc_request(path: &str, body: StreamBody<Frames>) -> http::Request<StreamBody<Frames>> {
+    http::Request::post(format!("http://gateway.test{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_streams_both_ways_with_its_trailers_and_gateway_errors_in_grpc_terms() {
+    let up = grpc_upstream().await;
+    let gw = gateway(&format!(
+        "_format_version: \"3.0\"
+services:
+  - name: echo
+    url: grpc://{up}
+    routes:
+      - name: open
+        paths: [/echo.Echo]
+        strip_path: false
+      - name: locked
+        paths: [/secure.Echo]
+        strip_path: false
+        plugins:
+          - name: key-auth
+"
+    ))
+    .await;
+    let mut client = h2_client(gw).await;
+
+    // Bidirectional streaming: each message comes back before the next is sent.
+    let (tx, body) = channel_body();
+    let res = client
+        .send_request(grpc_request("/echo.Echo/Stream", body))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut replies = res.into_body();
+    for message in ["first", "second", "third"] {
+        tx.send(http_body::Frame::data(Bytes::from(message)))
+            .unwrap();
+        let frame = replies.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), message);
+    }
+    drop(tx);
+    let trailers = loop {
+        let frame = replies.frame().await.unwrap().unwrap();
+        if let Ok(trailers) = frame.into_trailers() {
+            break trailers;
+        }
+    };
+    assert_eq!(trailers["grpc-status"], "0");
+
+    // A trailers-only error from the upstream is relayed as it is.
+    let (_tx, body) = channel_body();
+    let res = client
+        .send_request(grpc_request("/echo.Echo/Missing", body))
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["grpc-status"], "5");
+
+    // The gateway's own refusal, in gRPC's terms: UNAUTHENTICATED, trailers-only.
+    let (_tx, body) = channel_body();
+    let res = client
+        .send_request(grpc_request("/secure.Echo/Stream", body))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["grpc-status"], "16");
+    assert_eq!(res.headers()["grpc-message"], "Unauthorized");
+    // And an unknown method: UNIMPLEMENTED.
+    let (_tx, body) = channel_body();
+    let res = client
+        .send_request(grpc_request("/nothing.Here/Call", body))
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["grpc-status"], "12");
+}

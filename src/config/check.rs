@@ -215,6 +215,14 @@ impl Service {
         }
     }
 
+    /// How the upstream is spoken to: `grpc` (from `protocol` or a `grpc://` url) is HTTP/2.
+    pub(crate) fn protocol(&self) -> super::Protocol {
+        match (&self.url, self.protocol) {
+            (Some(url), _) => url.1,
+            (None, protocol) => protocol.unwrap_or_default(),
+        }
+    }
+
     /// The name shown in logs: the name, else the id, else the origin.
     pub(crate) fn label(&self) -> String {
         self.name

@@ -384,8 +384,12 @@ fn balancer_key(config: &Config, service: &Service, index: usize, settings: &Set
         .or(service.name.clone())
         .unwrap_or_else(|| format!("#{index}"));
     format!(
-        "{own:?}|{origin}|{:?}|{:?}|{:?}|{:?}|{described:?}|{settings:?}",
-        service.connect_timeout, service.read_timeout, service.write_timeout, service.retries
+        "{own:?}|{origin}|{:?}|{:?}|{:?}|{:?}|{:?}|{described:?}|{settings:?}",
+        service.protocol(),
+        service.connect_timeout,
+        service.read_timeout,
+        service.write_timeout,
+        service.retries
     )
 }
 
@@ -416,7 +420,8 @@ fn service_balancer(
         .write_timeout(ms(service.write_timeout))
         .trusted_proxies(settings.trusted_proxies.clone())
         .max_idle_per_host(settings.max_idle_per_host)
-        .idle_timeout(settings.idle_timeout);
+        .idle_timeout(settings.idle_timeout)
+        .http2_prior_knowledge(service.protocol() == super::Protocol::Grpc);
     let pool = ReverseProxy::new(proxy_config);
     let retries = u32::from(service.retries.unwrap_or(5));
 

@@ -233,13 +233,21 @@ pub enum FormatVersion {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceRef(pub String);
 
-/// A service `url`, checked to be a URL the proxy can forward to.
+/// A service `url`, checked to be a URL the proxy can forward to: `http://…`, or `grpc://…`
+/// for HTTP/2 cleartext.
 #[derive(Debug, Clone)]
-pub struct ServiceUrl(pub Origin);
+pub struct ServiceUrl(pub Origin, pub Protocol);
 
-/// A service `protocol`: only `http` until TLS is implemented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Protocol;
+/// A service `protocol`: `http`, or `grpc` (HTTP/2 with prior knowledge to the upstream, as
+/// Kong's); the TLS ones (`https`, `grpcs`) come with TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// HTTP/1.1.
+    #[default]
+    Http,
+    /// HTTP/2 cleartext (h2c).
+    Grpc,
+}
 
 /// A timeout in milliseconds, 1 to 2 147 483 646 (Kong's range).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -408,7 +416,18 @@ impl<'de> Deserialize<'de> for ServiceRef {
 impl<'de> Deserialize<'de> for ServiceUrl {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         checked_str(d, "a URL", |v| {
-            Origin::parse(v).map(ServiceUrl).map_err(|e| e.to_string())
+            let (url, protocol) = match v.strip_prefix("grpc://") {
+                Some(rest) => (format!("http://{rest}"), Protocol::Grpc),
+                None => (v.to_owned(), Protocol::Http),
+            };
+            if v.starts_with("https://") || v.starts_with("grpcs://") {
+                return Err(format!(
+                    "{v:?}: TLS to upstreams is not supported yet: use http:// or grpc://"
+                ));
+            }
+            Origin::parse(&url)
+                .map(|origin| ServiceUrl(origin, protocol))
+                .map_err(|e| e.to_string())
         })
     }
 }
@@ -416,12 +435,17 @@ impl<'de> Deserialize<'de> for ServiceUrl {
 impl<'de> Deserialize<'de> for Protocol {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         checked_str(d, "a protocol", |v| match v {
-            "http" => Ok(Protocol),
-            p @ ("https" | "grpc" | "grpcs" | "tcp" | "tls" | "tls_passthrough" | "udp" | "ws"
-            | "wss") => Err(format!(
-                "protocol {p:?} is not supported yet: only \"http\" services are"
+            "http" => Ok(Protocol::Http),
+            "grpc" => Ok(Protocol::Grpc),
+            p @ ("https" | "grpcs") => Err(format!(
+                "protocol {p:?} is not supported yet: TLS to upstreams comes with TLS support"
             )),
-            other => Err(format!("unknown protocol {other:?}: expected \"http\"")),
+            p @ ("tcp" | "tls" | "tls_passthrough" | "udp" | "ws" | "wss") => Err(format!(
+                "protocol {p:?} is not supported: services speak \"http\" or \"grpc\""
+            )),
+            other => Err(format!(
+                "unknown protocol {other:?}: expected \"http\" or \"grpc\""
+            )),
         })
     }
 }

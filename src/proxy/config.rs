@@ -37,6 +37,8 @@ pub struct ProxyConfig {
     pub(crate) write_timeout: Duration,
     pub(crate) max_idle_per_host: usize,
     pub(crate) idle_timeout: Duration,
+    /// Speak HTTP/2 to the origin without negotiation (h2c; Kong's `protocol: grpc`).
+    pub(crate) http2: bool,
 }
 
 /// Where requests go: scheme, authority and a base path that request paths are appended to.
@@ -78,6 +80,7 @@ impl ProxyConfig {
             write_timeout: DEFAULT_TIMEOUT,
             max_idle_per_host: DEFAULT_MAX_IDLE_PER_HOST,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            http2: false,
         }
     }
 
@@ -127,6 +130,14 @@ impl ProxyConfig {
     /// The origin requests are forwarded to.
     pub fn origin(&self) -> &Origin {
         &self.origin
+    }
+
+    /// Speaks HTTP/2 to the origin with prior knowledge (h2c), as gRPC services need (Kong's
+    /// `protocol: grpc`): multiplexed connections kept alive with pings every 30 s and retired
+    /// when one goes unanswered for 10 s. Default: HTTP/1.1.
+    pub fn http2_prior_knowledge(mut self, yes: bool) -> Self {
+        self.http2 = yes;
+        self
     }
 }
 

@@ -56,14 +56,22 @@ where
             config.read_timeout,
             config.write_timeout,
         );
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .pool_max_idle_per_host(config.max_idle_per_host)
             .pool_idle_timeout(config.idle_timeout)
             // Host is set from the origin or kept from the client, never guessed.
-            .set_host(false)
-            .build(connector);
+            .set_host(false);
+        if config.http2 {
+            builder
+                .http2_only(true)
+                .http2_keep_alive_interval(Some(std::time::Duration::from_secs(30)))
+                .http2_keep_alive_timeout(std::time::Duration::from_secs(10))
+                .http2_keep_alive_while_idle(true);
+        }
+        let client = builder.build(connector);
         Self {
             shared: Arc::new(Shared {
                 client,
@@ -158,7 +166,11 @@ impl<B> ReverseProxy<B> {
 
         let remainder_empty = matched.is_some_and(|m| m.remainder_empty);
         parts.uri = upstream_uri(config, &parts.uri, remainder_empty);
-        parts.version = Version::HTTP_11;
+        parts.version = if config.http2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
         Request::from_parts(parts, body)
     }
 }

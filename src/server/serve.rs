@@ -350,6 +350,37 @@ where
     }
 }
 
+/// A refusal of the gateway's own (401, 429, 503…) in gRPC's terms: a trailers-only response,
+/// HTTP 200 with `grpc-status` and `grpc-message` (the HTTP status's reason), as gRPC clients
+/// read errors.
+fn grpc_refusal<B>(res: Response<ResponseBody<B>>) -> Response<ResponseBody<B>> {
+    let code: u16 = match res.status().as_u16() {
+        400 => 3,        // INVALID_ARGUMENT
+        401 => 16,       // UNAUTHENTICATED
+        403 => 7,        // PERMISSION_DENIED
+        404 | 405 => 12, // UNIMPLEMENTED
+        429 => 8,        // RESOURCE_EXHAUSTED
+        500 => 13,       // INTERNAL
+        502 | 503 => 14, // UNAVAILABLE
+        504 => 4,        // DEADLINE_EXCEEDED
+        _ => 2,          // UNKNOWN
+    };
+    let reason = res.status().canonical_reason().unwrap_or("Error");
+    let (parts, _) = res.into_parts();
+    let mut out = Response::new(ResponseBody::empty());
+    *out.extensions_mut() = parts.extensions;
+    let headers = out.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", http::HeaderValue::from(code));
+    if let Ok(message) = http::HeaderValue::from_str(&reason.replace(' ', "%20")) {
+        headers.insert("grpc-message", message);
+    }
+    out
+}
+
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -395,6 +426,8 @@ pin_project! {
         #[pin]
         inner: CallOrReject<S, R>,
         guard: Option<InFlight>,
+        // A gRPC request: the gateway's own refusals are answered in gRPC's terms.
+        grpc: bool,
     }
 }
 
@@ -414,6 +447,11 @@ where
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
             guard.switched_protocols();
         }
+        let res = if *this.grpc && res.extensions().get::<reject::AnsweredBy>().is_some() {
+            grpc_refusal(res)
+        } else {
+            res
+        };
         Poll::Ready(Ok(res.map(|body| InFlightBody::new(body, guard))))
     }
 }
@@ -434,9 +472,17 @@ where
                 StatusCode::BAD_REQUEST,
                 reject::BAD_REQUEST,
             );
-            return ConnFuture { inner, guard };
+            return ConnFuture {
+                inner,
+                guard,
+                grpc: false,
+            };
         }
         self.info.begin_request();
+        let grpc = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
         req.extensions_mut().insert(self.info.clone());
         // hyper never calls re-entrantly; should the handle be busy anyway, use a clone.
         let inner = match self.inner.try_borrow_mut() {
@@ -450,7 +496,7 @@ where
                 ),
             },
         };
-        ConnFuture { inner, guard }
+        ConnFuture { inner, guard, grpc }
     }
 }
 
