@@ -37,6 +37,12 @@ OPTIONS:
                             or 3.0). Without it, the bundled examples/gateway.yaml runs with
                             a demo upstream started in-process on 127.0.0.1:9001.
     --proxy-listen ADDR     Address of the proxy (default 0.0.0.0:8000; Kong: 8000)
+    --proxy-listen-tls ADDR Also serve the proxy over TLS on ADDR (Kong: 8443), HTTP/2 or
+                            HTTP/1.1 by ALPN. Needs --tls-cert and --tls-key and the tls
+                            feature (cargo run --release --features tls --example gateway).
+    --tls-cert FILE         A PEM certificate chain for the TLS listener; give several
+                            (each followed by its --tls-key) to serve several names by SNI
+    --tls-key FILE          The PEM private key of the preceding --tls-cert
     --admin-listen ADDR     Address of Kong's Admin API (default 127.0.0.1:8001; Kong:
                             8001): services, routes, consumers, plugins, upstreams, targets
                             and credentials; GET /, /status, /metrics, /config. Changes
@@ -102,6 +108,9 @@ struct Args {
     admin_token: Option<String>,
     cluster: Option<String>,
     cluster_name: String,
+    proxy_listen_tls: Option<SocketAddr>,
+    /// Certificate and key files, in pairs.
+    tls_files: Vec<(String, Option<String>)>,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -121,6 +130,8 @@ fn parse_args() -> Result<Option<Args>, String> {
         admin_token: None,
         cluster: None,
         cluster_name: "default".into(),
+        proxy_listen_tls: None,
+        tls_files: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -189,6 +200,23 @@ fn parse_args() -> Result<Option<Args>, String> {
                 args.cluster = Some(url);
             }
             "--cluster-name" => args.cluster_name = value("--cluster-name")?,
+            "--proxy-listen-tls" => {
+                if !cfg!(feature = "tls") {
+                    return Err(
+                        "--proxy-listen-tls needs the tls feature: cargo run --release --features tls --example gateway".into(),
+                    );
+                }
+                args.proxy_listen_tls =
+                    Some(addr(value("--proxy-listen-tls")?, "--proxy-listen-tls")?);
+            }
+            "--tls-cert" => args.tls_files.push((value("--tls-cert")?, None)),
+            "--tls-key" => {
+                let key = value("--tls-key")?;
+                match args.tls_files.last_mut() {
+                    Some((_, slot @ None)) => *slot = Some(key),
+                    _ => return Err("--tls-key must follow its --tls-cert".into()),
+                }
+            }
             "--admin-token" => {
                 let token = value("--admin-token")?;
                 if token.is_empty() {
@@ -229,6 +257,12 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             other => return Err(format!("unknown option {other:?} (see --help)")),
         }
+    }
+    if args.tls_files.iter().any(|(_, key)| key.is_none()) {
+        return Err("every --tls-cert needs its --tls-key".into());
+    }
+    if args.proxy_listen_tls.is_some() && args.tls_files.is_empty() {
+        return Err("--proxy-listen-tls needs --tls-cert and --tls-key".into());
     }
     Ok(Some(args))
 }
@@ -453,6 +487,13 @@ async fn run(args: Args, text: String, source: String) -> ExitCode {
         Some(metrics) => MetricsLayer::new(metrics),
         None => MetricsLayer::disabled(),
     };
+    let tls_server = match tls_server(&args).await {
+        Ok(server) => server,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let served = match args.access_log {
         Some(format) => {
             let service = ServiceBuilder::new()
@@ -460,14 +501,14 @@ async fn run(args: Args, text: String, source: String) -> ExitCode {
                 .layer(AccessLogLayer::new(format))
                 .layer(counted)
                 .service(admin.live().service());
-            server.serve_with_shutdown(service, shutdown_signal()).await
+            serve_all(service, server, tls_server).await
         }
         None => {
             let service = ServiceBuilder::new()
                 .layer(ids)
                 .layer(counted)
                 .service(admin.live().service());
-            server.serve_with_shutdown(service, shutdown_signal()).await
+            serve_all(service, server, tls_server).await
         }
     };
     match served {
@@ -480,6 +521,60 @@ async fn run(args: Args, text: String, source: String) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The TLS listener of `--proxy-listen-tls`, with its certificates.
+async fn tls_server(args: &Args) -> Result<Option<Server>, String> {
+    let Some(listen) = args.proxy_listen_tls else {
+        return Ok(None);
+    };
+    #[cfg(feature = "tls")]
+    {
+        let mut tls = tower_gateway::server::TlsConfig::new();
+        for (cert, key) in &args.tls_files {
+            tls = tls
+                .certificate_files(cert, key.as_deref().unwrap_or_default())
+                .map_err(|err| format!("invalid TLS certificate: {err}"))?;
+        }
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|err| format!("cannot listen on {listen}: {err}"))?;
+        let bound = listener.local_addr().unwrap_or(listen);
+        tracing::info!("proxy listening on https://{bound}");
+        Ok(Some(
+            Server::from_listener(listener)
+                .header_read_timeout(args.header_timeout)
+                .max_header_size(args.max_header_size)
+                .grace_period(args.grace_period)
+                .tls(tls),
+        ))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = listen;
+        Err("--proxy-listen-tls needs the tls feature".into())
+    }
+}
+
+/// Serves `service` on the plain listener, and on the TLS one when there is one, until
+/// SIGINT/SIGTERM.
+async fn serve_all<S, B>(service: S, plain: Server, tls: Option<Server>) -> std::io::Result<()>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    if let Some(tls) = tls {
+        let service = service.clone();
+        tokio::spawn(async move {
+            if let Err(err) = tls.serve_with_shutdown(service, shutdown_signal()).await {
+                tracing::error!(%err, "the TLS listener stopped");
+            }
+        });
+    }
+    plain.serve_with_shutdown(service, shutdown_signal()).await
 }
 
 fn init_logging(json: bool, access_to_stderr: bool, file: Option<std::fs::File>) {

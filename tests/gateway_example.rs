@@ -67,7 +67,7 @@ fn start_with_logs(
                 .parse::<SocketAddr>()
                 .ok()
         };
-        if line.contains("proxy listening on") {
+        if line.contains("proxy listening on http://") {
             proxy = addr(&line);
         } else if line.contains("admin API listening on") {
             admin = addr(&line);
@@ -1140,4 +1140,76 @@ async fn an_admin_change_on_one_gateway_reaches_the_other_through_redis() {
     assert!(terminate(&mut b).success());
     let _ = std::fs::remove_dir_all(dir_a);
     let _ = std::fs::remove_dir_all(dir_b);
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_program_terminates_tls_with_the_given_certificate() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let (up, _seen) = ok_upstream().await;
+    let generated = rcgen::generate_simple_self_signed(vec!["gateway.test".to_owned()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("tower-gateway-test-{}-tls", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{up}\n    routes:\n      - paths: [/]\n"
+    );
+    let (mut child, _proxy, _admin, dir2, logs) = start_config_with(
+        "tls",
+        &yaml,
+        &[
+            "--proxy-listen-tls",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let line = std::iter::from_fn(|| logs.recv_timeout(Duration::from_secs(5)).ok())
+        .find(|line| line.contains("proxy listening on https://"))
+        .expect("no TLS listener");
+    let addr: SocketAddr = line
+        .rsplit("https://")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(generated.cert.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("gateway.test").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("https://gateway.test/")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let res = h2.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(terminate(&mut child).success());
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(dir2);
 }

@@ -44,6 +44,8 @@ mod conn_info;
 mod serve;
 mod signal;
 mod stats;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use conn_info::ConnectionInfo;
 pub use serve::{
@@ -51,3 +53,6 @@ pub use serve::{
 };
 pub use signal::shutdown_signal;
 pub use stats::ConnectionStats;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use tls::{TlsConfig, TlsError};

@@ -46,6 +46,8 @@ pub struct Server {
     max_headers: Option<usize>,
     grace_period: Duration,
     stats: Option<super::ConnectionStats>,
+    #[cfg(feature = "tls")]
+    tls: Option<super::TlsConfig>,
 }
 
 #[derive(Debug)]
@@ -75,6 +77,8 @@ impl Server {
             max_headers: None,
             grace_period: DEFAULT_GRACE_PERIOD,
             stats: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -100,6 +104,16 @@ impl Server {
     /// How long in-flight requests may run once shutdown begins.
     pub fn grace_period(mut self, period: Duration) -> Self {
         self.grace_period = period;
+        self
+    }
+
+    /// Terminates TLS on this listener (feature `tls`): the certificate matching the client's
+    /// SNI, HTTP/2 or HTTP/1.1 as ALPN decides; requests see
+    /// [`ConnectionInfo::is_secure`](super::ConnectionInfo::is_secure) (`X-Forwarded-Proto:
+    /// https`). The handshake must finish within the header-read timeout.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: super::TlsConfig) -> Self {
+        self.tls = Some(config);
         self
     }
 
@@ -138,6 +152,15 @@ impl Server {
             Listen::Listener(listener) => listener,
         };
         let local = listener.local_addr()?;
+        #[cfg(feature = "tls")]
+        let tls = match &self.tls {
+            Some(config) => Some(tokio_rustls::TlsAcceptor::from(
+                config.server_config().map_err(io::Error::other)?,
+            )),
+            None => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        let tls: Option<std::convert::Infallible> = None;
         let mut http = http1::Builder::new();
         http.max_header_size(self.max_header_size.max(1024));
         if let Some(max) = self.max_headers {
@@ -167,9 +190,10 @@ impl Server {
             let state = Arc::new(ConnState::new());
             let conn_service = ConnService {
                 inner: RefCell::new(service.clone()),
-                info: ConnectionInfo::new(remote, local),
+                info: ConnectionInfo::with_tls(remote, local, tls.is_some()),
                 state: state.clone(),
             };
+            let tls = tls.clone();
             let header_timeout = self.header_read_timeout;
             let (id, shutdown) = connections.add();
             let registry = connections.clone();
@@ -178,18 +202,36 @@ impl Server {
             let (http, h2) = (http.clone(), h2.clone());
             let task = tokio::spawn(async move {
                 let _open = open;
-                // HTTP/2 with prior knowledge (h2c) or HTTP/1.1, told apart by the preface.
-                let is_h2 = starts_with_h2_preface(&stream, header_timeout).await;
-                let io = ClientIo::new(TokioIo::new(stream), state, header_timeout);
                 let shutdown = Some(shutdown);
-                let result = if is_h2 {
-                    let conn = h2.serve_connection(io, conn_service);
-                    GracefulConnection { conn, shutdown }.await
-                } else {
-                    // With upgrades: a `101 Switching Protocols` hands the socket to whoever
-                    // asked for it (the proxy's WebSocket tunnel).
-                    let conn = http.serve_connection(io, conn_service).with_upgrades();
-                    GracefulConnection { conn, shutdown }.await
+                let result = match tls {
+                    #[cfg(feature = "tls")]
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(header_timeout, acceptor.accept(stream));
+                        match handshake.await {
+                            Ok(Ok(stream)) => {
+                                // ALPN decides between HTTP/2 and HTTP/1.1.
+                                let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                                let io = ClientIo::new(TokioIo::new(stream), state, header_timeout);
+                                serve_io(io, is_h2, conn_service, &http, &h2, shutdown).await
+                            }
+                            Ok(Err(err)) => {
+                                tracing::debug!(%err, %remote, "TLS handshake failed");
+                                Ok(())
+                            }
+                            Err(_) => {
+                                tracing::debug!(%remote, "TLS handshake timed out");
+                                Ok(())
+                            }
+                        }
+                    }
+                    _ => {
+                        // HTTP/2 with prior knowledge (h2c) or HTTP/1.1, told apart by the
+                        // preface.
+                        let is_h2 = starts_with_h2_preface(&stream, header_timeout).await;
+                        let io = ClientIo::new(TokioIo::new(stream), state, header_timeout);
+                        serve_io(io, is_h2, conn_service, &http, &h2, shutdown).await
+                    }
                 };
                 if let Err(err) = result {
                     tracing::debug!(%err, %remote, "connection ended with an error");
@@ -379,6 +421,34 @@ fn grpc_refusal<B>(res: Response<ResponseBody<B>>) -> Response<ResponseBody<B>> 
         headers.insert("grpc-message", message);
     }
     out
+}
+
+/// Serves one connection's requests, over HTTP/2 or HTTP/1.1 (with upgrades: a `101
+/// Switching Protocols` hands the socket to whoever asked for it, the proxy's WebSocket
+/// tunnel), until it closes or is asked to shut down.
+async fn serve_io<I, S, B>(
+    io: ClientIo<I>,
+    is_h2: bool,
+    service: ConnService<S>,
+    http: &http1::Builder,
+    h2: &http2::Builder<TokioExecutor>,
+    shutdown: Option<oneshot::Receiver<()>>,
+) -> Result<(), hyper::Error>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    if is_h2 {
+        let conn = h2.serve_connection(io, service);
+        GracefulConnection { conn, shutdown }.await
+    } else {
+        let conn = http.serve_connection(io, service).with_upgrades();
+        GracefulConnection { conn, shutdown }.await
+    }
 }
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4).

@@ -1,0 +1,159 @@
+#![cfg(all(feature = "tls", feature = "config"))]
+//! TLS termination over real sockets: the certificate the client's SNI asks for, HTTP/2 or
+//! HTTP/1.1 as ALPN decides, and `https` as the forwarded protocol.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use support::*;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tower_gateway::config::{Config, Gateway, Settings};
+use tower_gateway::server::{Server, TlsConfig};
+
+/// A self-signed certificate for `name`: (certificate PEM, key PEM, certificate DER).
+fn certificate(name: &str) -> (String, String, CertificateDer<'static>) {
+    let generated = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+    (
+        generated.cert.pem(),
+        generated.signing_key.serialize_pem(),
+        generated.cert.der().clone(),
+    )
+}
+
+/// A TLS gateway in front of `up`, presenting `certificates`.
+async fn tls_gateway(up: SocketAddr, certificates: &[(String, String)]) -> SocketAddr {
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{up}\n    routes:\n      - paths: [/]\n"
+    );
+    let gateway =
+        Gateway::from_config(&Config::from_yaml(&yaml).unwrap(), &Settings::default()).unwrap();
+    let mut tls = TlsConfig::new();
+    for (cert, key) in certificates {
+        tls = tls
+            .certificate_pem(cert.as_bytes(), key.as_bytes())
+            .unwrap();
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::from_listener(listener)
+            .tls(tls)
+            .serve(gateway.router()),
+    );
+    addr
+}
+
+/// A TLS client trusting `roots`, offering `alpn`, asking for `name`.
+async fn connect(
+    addr: SocketAddr,
+    roots: &[CertificateDer<'static>],
+    name: &str,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    connector
+        .connect(ServerName::try_from(name.to_owned()).unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_http2_and_http1_by_alpn_with_the_certificate_sni_asks_for() {
+    let (up, mut seen) = ok_upstream().await;
+    let (api_cert, api_key, api_der) = certificate("api.test");
+    let (admin_cert, admin_key, admin_der) = certificate("admin.test");
+    let gw = tls_gateway(up, &[(api_cert, api_key), (admin_cert, admin_key)]).await;
+    let roots = [api_der.clone(), admin_der.clone()];
+
+    // HTTP/2 over TLS, negotiated by ALPN.
+    let stream = connect(gw, &roots, "api.test", &[b"h2", b"http/1.1"]).await;
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    assert_eq!(stream.get_ref().1.peer_certificates().unwrap()[0], api_der);
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("https://api.test/over-h2")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = h2.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ok");
+    let upstream = seen.recv().await.unwrap();
+    assert_eq!(upstream.headers["x-forwarded-proto"], "https");
+
+    // HTTP/1.1 over TLS, and the other certificate for the other name.
+    let stream = connect(gw, &roots, "admin.test", &[b"http/1.1"]).await;
+    assert_eq!(
+        stream.get_ref().1.peer_certificates().unwrap()[0],
+        admin_der
+    );
+    let (mut h1, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/over-h1")
+        .header("host", "admin.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = h1.send_request(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.version(), http::Version::HTTP_11);
+
+    // A name no certificate has: the first one is presented (and a client checking the name
+    // refuses it).
+    let store = {
+        let mut store = rustls::RootCertStore::empty();
+        store.add(api_der.clone()).unwrap();
+        store
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(gw).await.unwrap();
+    let refused = connector
+        .connect(ServerName::try_from("other.test").unwrap(), tcp)
+        .await;
+    assert!(refused.is_err());
+}
+
+#[test]
+fn a_key_that_does_not_match_its_certificate_is_refused() {
+    let (cert, _, _) = certificate("a.test");
+    let (_, other_key, _) = certificate("b.test");
+    let err = TlsConfig::new()
+        .certificate_pem(cert.as_bytes(), other_key.as_bytes())
+        .unwrap_err();
+    assert!(err.message.contains("does not match"), "{err}");
+    let err = TlsConfig::new()
+        .certificate_pem(b"not pem", b"not pem")
+        .unwrap_err();
+    assert!(err.message.contains("certificate"), "{err}");
+}
