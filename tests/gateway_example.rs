@@ -1197,13 +1197,7 @@ async fn the_gateway_program_terminates_tls_with_the_given_certificate() {
         )
         .await
         .unwrap();
-    let (mut h2, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut h2 = support::h2_client(stream).await;
     let req = http::Request::get("https://gateway.test/")
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .unwrap();

@@ -204,13 +204,7 @@ async fn http2_with_prior_knowledge_shares_the_listener_with_http1() {
     ))
     .await;
     let stream = TcpStream::connect(gw).await.unwrap();
-    let (mut h2, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut h2 = support::h2_client(stream).await;
     for i in 0..3 {
         let req = http::Request::get(format!("http://gateway.test/h2/{i}"))
             .body(http_body_util::Full::new(Bytes::new()))
@@ -292,18 +286,10 @@ async fn grpc_upstream() -> SocketAddr {
     addr
 }
 
-async fn h2_client(
+async fn grpc_client(
     addr: SocketAddr,
 ) -> hyper::client::conn::http2::SendRequest<StreamBody<Frames>> {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    sender
+    support::h2_client(TcpStream::connect(addr).await.unwrap()).await
 }
 
 fn grpc_request(path: &str, body: StreamBody<Frames>) -> http::Request<StreamBody<Frames>> {
@@ -334,7 +320,7 @@ services:
 "
     ))
     .await;
-    let mut client = h2_client(gw).await;
+    let mut client = grpc_client(gw).await;
 
     // Bidirectional streaming: each message comes back before the next is sent.
     let (tx, body) = channel_body();

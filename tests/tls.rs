@@ -87,13 +87,7 @@ async fn tls_serves_http2_and_http1_by_alpn_with_the_certificate_sni_asks_for() 
     let stream = connect(gw, &roots, "api.test", &[b"h2", b"http/1.1"]).await;
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     assert_eq!(stream.get_ref().1.peer_certificates().unwrap()[0], api_der);
-    let (mut h2, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut h2 = support::h2_client(stream).await;
     let req = http::Request::get("https://api.test/over-h2")
         .body(Full::new(Bytes::new()))
         .unwrap();

@@ -159,6 +159,25 @@ pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Response<Incom
     sender.send_request(req).await.unwrap()
 }
 
+/// An HTTP/2 client over `io` (prior knowledge, or after ALPN chose `h2`); its connection
+/// runs in a task of its own.
+pub async fn h2_client<I, B>(io: I) -> hyper::client::conn::http2::SendRequest<B>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    B: http_body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(io),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 /// A GET with a Host header.
 pub fn get(path: &str) -> Request<Full<Bytes>> {
     Request::get(path)
