@@ -370,3 +370,76 @@ services:
         .unwrap();
     assert_eq!(res.headers()["grpc-status"], "12");
 }
+
+#[tokio::test]
+async fn expect_continue_head_and_http1_trailers_behave_as_http_says() {
+    // An upstream that echoes the body's length, and sends trailers when asked for them.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let service = tower::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+        let wants_trailers = req.uri().path() == "/trailers";
+        let length = req.into_body().collect().await.unwrap().to_bytes().len();
+        let (tx, body) = channel_body();
+        tx.send(http_body::Frame::data(Bytes::from(format!("got {length}"))))
+            .unwrap();
+        if wants_trailers {
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("x-checksum", "abc".parse().unwrap());
+            tx.send(http_body::Frame::trailers(trailers)).unwrap();
+        }
+        drop(tx);
+        let mut res = Response::new(body);
+        res.headers_mut()
+            .insert("x-upstream", "yes".parse().unwrap());
+        if wants_trailers {
+            // HTTP/1.1 sends the trailers the `Trailer` field announces.
+            res.headers_mut()
+                .insert("trailer", "x-checksum".parse().unwrap());
+        }
+        Ok::<_, std::convert::Infallible>(res)
+    });
+    tokio::spawn(Server::from_listener(listener).serve(service));
+    let gw = gateway(&format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{up}\n    routes:\n      - paths: [/]\n"
+    ))
+    .await;
+
+    // Expect: 100-continue: the gateway says continue before the body is sent.
+    let mut stream = TcpStream::connect(gw).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nhost: g\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 25];
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 100 Continue\r\n\r\n");
+    stream.write_all(b"hello").await.unwrap();
+    let mut rest = vec![0u8; 1024];
+    let n = stream.read(&mut rest).await.unwrap();
+    let answer = String::from_utf8_lossy(&rest[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("got 5"), "{answer}");
+
+    // HEAD: the upstream's head, no body.
+    let answer = raw_exchange(
+        gw,
+        b"HEAD /x HTTP/1.1\r\nhost: g\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("x-upstream: yes"), "{answer}");
+    assert!(
+        answer.ends_with("\r\n\r\n"),
+        "a body came with HEAD: {answer}"
+    );
+
+    // Trailers over HTTP/1.1 chunked, to a client that accepts them.
+    let answer = raw_exchange(
+        gw,
+        b"GET /trailers HTTP/1.1\r\nhost: g\r\nte: trailers\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.contains("transfer-encoding: chunked"), "{answer}");
+    assert!(answer.contains("x-checksum: abc"), "{answer}");
+}

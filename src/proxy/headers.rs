@@ -19,12 +19,13 @@ const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Fields that describe one connection, never forwarded whether or not `Connection` names them.
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// (`Trailer` is not one: it announces end-to-end trailer fields, and HTTP/1.1 servers send
+/// only the trailers it names.)
+const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     header::PROXY_AUTHENTICATE,

@@ -8,7 +8,8 @@
 //!
 //! - Removes the hop-by-hop fields (RFC 9110 §7.6.1): every field named in any `Connection`
 //!   line, then `Connection`, `Keep-Alive`, `Proxy-Connection`, `TE` (`TE: trailers`
-//!   survives), `Trailer`, `Transfer-Encoding`, `Upgrade`, `Proxy-Authenticate`,
+//!   survives), `Transfer-Encoding`, `Upgrade` (re-added for an upgrade the proxy
+//!   tunnels), `Proxy-Authenticate`,
 //!   `Proxy-Authorization`. End-to-end fields, repeated ones included, pass intact. The same
 //!   rule applies to responses.
 //! - Appends the peer address to `X-Forwarded-For` (several incoming lines are folded into
