@@ -134,15 +134,15 @@ fn values_are_checked_where_they_are_written() {
             "hosts",
         ),
         (
-            "_format_version: \"3.0\"\nservices:\n  - name: a\n    url: https://x\n".to_owned(),
+            "_format_version: \"3.0\"\nservices:\n  - name: a\n    url: ftp://x\n".to_owned(),
             "services[0].url",
-            "not supported yet",
+            "scheme must be http or https",
         ),
         (
-            "_format_version: \"3.0\"\nservices:\n  - name: a\n    protocol: grpcs\n    host: x\n"
+            "_format_version: \"3.0\"\nservices:\n  - name: a\n    protocol: udp\n    host: x\n"
                 .to_owned(),
             "services[0].protocol",
-            "not supported yet",
+            "not supported",
         ),
     ];
     for (yaml, path, message) in cases {

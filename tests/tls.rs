@@ -151,3 +151,68 @@ fn a_key_that_does_not_match_its_certificate_is_refused() {
         .unwrap_err();
     assert!(err.message.contains("certificate"), "{err}");
 }
+
+/// An HTTPS upstream on 127.0.0.1 with a self-signed certificate for that address; answers
+/// "secure". Returns its address and the certificate's PEM.
+async fn https_upstream() -> (SocketAddr, String) {
+    let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert_pem = generated.cert.pem();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(generated.signing_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![generated.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                        Bytes::from_static(b"secure"),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, cert_pem)
+}
+
+#[tokio::test]
+async fn https_origins_are_verified_against_the_given_ca_and_refused_otherwise() {
+    use tower_gateway::proxy::{ProxyConfig, ReverseProxy};
+    let (up, ca) = https_upstream().await;
+    let origin = format!("https://{up}");
+    let proxy = |config: ProxyConfig| async move {
+        let (gw, stop) = serve(ReverseProxy::<hyper::body::Incoming>::new(config)).await;
+        std::mem::forget(stop);
+        gw
+    };
+    // Trusting the upstream's certificate: served.
+    let trusted = ProxyConfig::new(&origin)
+        .unwrap()
+        .tls_ca_pem(ca.as_bytes())
+        .unwrap();
+    let gw = proxy(trusted).await;
+    let res = send(gw, get("/")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(text(res).await, "secure");
+    // The system's roots do not know it: 502, nothing sent in clear.
+    let gw = proxy(ProxyConfig::new(&origin).unwrap()).await;
+    assert_eq!(send(gw, get("/")).await.status(), 502);
+    // Verification explicitly off: served (with a warning in the log).
+    let gw = proxy(ProxyConfig::new(&origin).unwrap().tls_verify(false)).await;
+    assert_eq!(send(gw, get("/")).await.status(), 200);
+}

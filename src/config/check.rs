@@ -195,6 +195,11 @@ impl Service {
                 Ok(url.0.clone())
             }
             (None, Some(host)) => {
+                let scheme = if self.protocol.unwrap_or_default().tls() {
+                    "https"
+                } else {
+                    "http"
+                };
                 let port = self.port.unwrap_or(80);
                 let path = self.path.as_deref().unwrap_or("");
                 if !path.is_empty() && !path.starts_with('/') {
@@ -208,7 +213,7 @@ impl Service {
                 } else {
                     host.clone()
                 };
-                Origin::parse(&format!("http://{host}:{port}{path}"))
+                Origin::parse(&format!("{scheme}://{host}:{port}{path}"))
                     .map_err(|e| ("host", e.to_string()))
             }
             (None, None) => Err(("host", "a service needs `url` or `host`".into())),

@@ -384,8 +384,9 @@ fn balancer_key(config: &Config, service: &Service, index: usize, settings: &Set
         .or(service.name.clone())
         .unwrap_or_else(|| format!("#{index}"));
     format!(
-        "{own:?}|{origin}|{:?}|{:?}|{:?}|{:?}|{:?}|{described:?}|{settings:?}",
+        "{own:?}|{origin}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{described:?}|{settings:?}",
         service.protocol(),
+        service.tls_verify,
         service.connect_timeout,
         service.read_timeout,
         service.write_timeout,
@@ -421,7 +422,9 @@ fn service_balancer(
         .trusted_proxies(settings.trusted_proxies.clone())
         .max_idle_per_host(settings.max_idle_per_host)
         .idle_timeout(settings.idle_timeout)
-        .http2_prior_knowledge(service.protocol() == super::Protocol::Grpc);
+        .http2_prior_knowledge(service.protocol().http2());
+    #[cfg(feature = "tls")]
+    let proxy_config = proxy_config.tls_verify(service.tls_verify.unwrap_or(true));
     let pool = ReverseProxy::new(proxy_config);
     let retries = u32::from(service.retries.unwrap_or(5));
 
@@ -458,8 +461,12 @@ fn service_balancer(
     }
     for target in config.targets_of(upstream) {
         let address = &target.target.0;
-        let target_origin = Origin::parse(&format!("http://{address}{}", origin.base_path()))
-            .map_err(|err| invalid(at("targets".into()), err.to_string()))?;
+        let target_origin = Origin::parse(&format!(
+            "{}://{address}{}",
+            origin.scheme(),
+            origin.base_path()
+        ))
+        .map_err(|err| invalid(at("targets".into()), err.to_string()))?;
         let weight = target
             .weight
             .map_or(crate::balance::DEFAULT_WEIGHT, |w| w.0);

@@ -119,9 +119,10 @@ pub struct Service {
     /// target of the service's upstream.
     #[serde(default)]
     pub retries: Option<u16>,
-    /// Upstream TLS verification: refused until upstream TLS is implemented.
+    /// Whether an `https`/`grpcs` upstream's certificate is verified against the system's
+    /// roots (default true; `false` logs a warning).
     #[serde(default)]
-    pub tls_verify: NotYet<Tls>,
+    pub tls_verify: Option<bool>,
     /// Upstream TLS verification depth: refused until upstream TLS is implemented.
     #[serde(default)]
     pub tls_verify_depth: NotYet<Tls>,
@@ -238,8 +239,8 @@ pub struct ServiceRef(pub String);
 #[derive(Debug, Clone)]
 pub struct ServiceUrl(pub Origin, pub Protocol);
 
-/// A service `protocol`: `http`, or `grpc` (HTTP/2 with prior knowledge to the upstream, as
-/// Kong's); the TLS ones (`https`, `grpcs`) come with TLS.
+/// A service `protocol`: `http`, `grpc` (HTTP/2 with prior knowledge to the upstream, as
+/// Kong's), and with the `tls` feature `https` and `grpcs` (HTTP/2 by ALPN).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Protocol {
     /// HTTP/1.1.
@@ -247,6 +248,32 @@ pub enum Protocol {
     Http,
     /// HTTP/2 cleartext (h2c).
     Grpc,
+    /// HTTP/1.1 over TLS.
+    Https,
+    /// HTTP/2 over TLS.
+    Grpcs,
+}
+
+impl Protocol {
+    /// Whether the upstream is spoken to over HTTP/2.
+    pub fn http2(self) -> bool {
+        matches!(self, Protocol::Grpc | Protocol::Grpcs)
+    }
+
+    /// Whether the upstream is spoken to over TLS.
+    pub fn tls(self) -> bool {
+        matches!(self, Protocol::Https | Protocol::Grpcs)
+    }
+}
+
+/// Refuses the TLS protocols when the `tls` feature is off.
+fn with_tls(protocol: Protocol, name: &str) -> Result<Protocol, String> {
+    if protocol.tls() && !cfg!(feature = "tls") {
+        return Err(format!(
+            "protocol {name:?} needs the `tls` feature (TLS to upstreams)"
+        ));
+    }
+    Ok(protocol)
 }
 
 /// A timeout in milliseconds, 1 to 2 147 483 646 (Kong's range).
@@ -416,15 +443,18 @@ impl<'de> Deserialize<'de> for ServiceRef {
 impl<'de> Deserialize<'de> for ServiceUrl {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         checked_str(d, "a URL", |v| {
-            let (url, protocol) = match v.strip_prefix("grpc://") {
-                Some(rest) => (format!("http://{rest}"), Protocol::Grpc),
-                None => (v.to_owned(), Protocol::Http),
+            let (url, protocol) = if let Some(rest) = v.strip_prefix("grpc://") {
+                (format!("http://{rest}"), Protocol::Grpc)
+            } else if let Some(rest) = v.strip_prefix("grpcs://") {
+                (
+                    format!("https://{rest}"),
+                    with_tls(Protocol::Grpcs, "grpcs")?,
+                )
+            } else if v.starts_with("https://") {
+                (v.to_owned(), with_tls(Protocol::Https, "https")?)
+            } else {
+                (v.to_owned(), Protocol::Http)
             };
-            if v.starts_with("https://") || v.starts_with("grpcs://") {
-                return Err(format!(
-                    "{v:?}: TLS to upstreams is not supported yet: use http:// or grpc://"
-                ));
-            }
             Origin::parse(&url)
                 .map(|origin| ServiceUrl(origin, protocol))
                 .map_err(|e| e.to_string())
@@ -437,9 +467,8 @@ impl<'de> Deserialize<'de> for Protocol {
         checked_str(d, "a protocol", |v| match v {
             "http" => Ok(Protocol::Http),
             "grpc" => Ok(Protocol::Grpc),
-            p @ ("https" | "grpcs") => Err(format!(
-                "protocol {p:?} is not supported yet: TLS to upstreams comes with TLS support"
-            )),
+            "https" => with_tls(Protocol::Https, "https"),
+            "grpcs" => with_tls(Protocol::Grpcs, "grpcs"),
             p @ ("tcp" | "tls" | "tls_passthrough" | "udp" | "ws" | "wss") => Err(format!(
                 "protocol {p:?} is not supported: services speak \"http\" or \"grpc\""
             )),

@@ -39,6 +39,8 @@ pub struct ProxyConfig {
     pub(crate) idle_timeout: Duration,
     /// Speak HTTP/2 to the origin without negotiation (h2c; Kong's `protocol: grpc`).
     pub(crate) http2: bool,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: super::tls::UpstreamTls,
 }
 
 /// Where requests go: scheme, authority and a base path that request paths are appended to.
@@ -81,6 +83,8 @@ impl ProxyConfig {
             max_idle_per_host: DEFAULT_MAX_IDLE_PER_HOST,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             http2: false,
+            #[cfg(feature = "tls")]
+            tls: Default::default(),
         }
     }
 
@@ -139,13 +143,30 @@ impl ProxyConfig {
         self.http2 = yes;
         self
     }
+
+    /// For an `https` origin (feature `tls`): trust the certificates of this PEM bundle
+    /// instead of the system's roots.
+    #[cfg(feature = "tls")]
+    pub fn tls_ca_pem(mut self, pem: &[u8]) -> Result<Self, crate::server::TlsError> {
+        self.tls.ca = Some(super::tls::certificates(pem)?.into());
+        Ok(self)
+    }
+
+    /// For an `https` origin (feature `tls`): whether its certificate is verified (default
+    /// true). `false` accepts any certificate, which lets a man in the middle read and change
+    /// the traffic; a warning is logged when a proxy is built so.
+    #[cfg(feature = "tls")]
+    pub fn tls_verify(mut self, verify: bool) -> Self {
+        self.tls.verify = verify;
+        self
+    }
 }
 
 // === impl Origin ===
 
 impl Origin {
-    /// Parses `http://host[:port][/base/path]`. A query or fragment is refused, as is any
-    /// scheme but `http` (TLS origins come with TLS support).
+    /// Parses `http://host[:port][/base/path]`, or `https://…` with the `tls` feature. A query
+    /// or fragment is refused, as is any other scheme.
     pub fn parse(origin: &str) -> Result<Self, InvalidOrigin> {
         let invalid = |reason| InvalidOrigin {
             origin: origin.to_owned(),
@@ -154,12 +175,15 @@ impl Origin {
         let uri: Uri = origin
             .parse()
             .map_err(|_| invalid("not a valid absolute URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => return Err(invalid("https origins are not supported yet")),
-            Some(_) => return Err(invalid("the scheme must be http")),
+        let scheme = match uri.scheme_str() {
+            Some("http") => Scheme::HTTP,
+            #[cfg(feature = "tls")]
+            Some("https") => Scheme::HTTPS,
+            #[cfg(not(feature = "tls"))]
+            Some("https") => return Err(invalid("https origins need the `tls` feature")),
+            Some(_) => return Err(invalid("the scheme must be http or https")),
             None => return Err(invalid("the URL needs a scheme, e.g. http://")),
-        }
+        };
         let authority = uri
             .authority()
             .cloned()
@@ -173,8 +197,9 @@ impl Origin {
         if uri.query().is_some() {
             return Err(invalid("the URL must not have a query"));
         }
+        let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
         let host = match authority.port_u16() {
-            Some(80) => authority.host(),
+            Some(port) if port == default_port => authority.host(),
             _ => authority.as_str(),
         };
         let host_header = HeaderValue::from_str(host).map_err(|_| invalid("invalid host"))?;
@@ -183,7 +208,7 @@ impl Origin {
             path => path.to_owned(),
         };
         Ok(Self {
-            scheme: Scheme::HTTP,
+            scheme,
             authority,
             base_path,
             host_header,
@@ -274,9 +299,13 @@ mod tests {
             "http://example.com/?a=1",
             "ftp://example.com",
             "example.com",
-            "https://example.com",
         ] {
             assert!(Origin::parse(bad).is_err(), "{bad} accepted");
         }
+        // https needs the TLS support.
+        assert_eq!(
+            Origin::parse("https://example.com").is_ok(),
+            cfg!(feature = "tls")
+        );
     }
 }

@@ -250,7 +250,6 @@ mod tests {
             ("proxy-connection", "keep-alive"),
             ("transfer-encoding", "chunked"),
             ("upgrade", "websocket"),
-            ("trailer", "x-checksum"),
             ("proxy-authorization", "Basic Zm9v"),
             ("proxy-authenticate", "Basic"),
             ("te", "gzip"),

@@ -61,6 +61,8 @@ mod future;
 mod headers;
 mod service;
 mod timeout_io;
+#[cfg(feature = "tls")]
+mod tls;
 mod trusted;
 
 pub use config::{

@@ -56,6 +56,16 @@ where
             config.read_timeout,
             config.write_timeout,
         );
+        #[cfg(feature = "tls")]
+        let connector = {
+            if !config.tls.verify {
+                tracing::warn!(
+                    origin = %config.origin,
+                    "TLS verification of the origin is OFF: anybody on the path can read and change its traffic"
+                );
+            }
+            connector.tls(super::tls::client_config(&config.tls, config.http2))
+        };
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_timer(TokioTimer::new())

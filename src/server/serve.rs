@@ -193,6 +193,7 @@ impl Server {
                 info: ConnectionInfo::with_tls(remote, local, tls.is_some()),
                 state: state.clone(),
             };
+            #[allow(clippy::clone_on_copy)] // An acceptor with `tls`, nothing without.
             let tls = tls.clone();
             let header_timeout = self.header_read_timeout;
             let (id, shutdown) = connections.add();
