@@ -59,13 +59,13 @@ fn start_with_logs(
             .next()
             .expect("the gateway exited before listening")
             .unwrap();
+        // The address after `http://`, in plain or JSON log lines.
         let addr = |l: &str| {
-            l.rsplit("http://")
-                .next()
-                .unwrap()
-                .trim()
-                .parse::<SocketAddr>()
-                .ok()
+            let rest = l.rsplit("http://").next().unwrap_or("");
+            let end = rest
+                .find(|c: char| !(c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']')))
+                .unwrap_or(rest.len());
+            rest[..end].parse::<SocketAddr>().ok()
         };
         if line.contains("proxy listening on http://") {
             proxy = addr(&line);
@@ -1206,4 +1206,108 @@ async fn the_gateway_program_terminates_tls_with_the_given_certificate() {
     assert!(terminate(&mut child).success());
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(dir2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_and_grpc_pass_the_example_gateway_with_auth_limits_and_logs() {
+    use futures_util::{SinkExt, StreamExt};
+    use support::protocols::{channel_body, echo_upstream, grpc_request, grpc_upstream};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let (ws_up, grpc_up) = (echo_upstream().await, grpc_upstream().await);
+    let yaml = format!(
+        "_format_version: \"3.0\"
+services:
+  - name: chat
+    url: http://{ws_up}
+    routes:
+      - name: chat
+        paths: [/chat]
+  - name: echo
+    url: grpc://{grpc_up}
+    routes:
+      - name: echo
+        paths: [/echo.Echo]
+        strip_path: false
+plugins:
+  - name: key-auth
+  - name: rate-limiting
+    config:
+      minute: 1000
+consumers:
+  - username: ann
+    keyauth_credentials:
+      - key: k-ann
+"
+    );
+    let (mut child, proxy, _admin, dir, logs) =
+        start_config_with("protocols", &yaml, &["--access-log", "json"]);
+
+    // WebSocket, authenticated, counted.
+    let mut request = format!("ws://{proxy}/chat").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("apikey", "k-ann".parse().unwrap());
+    let stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let (mut ws, response) = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::client_async(request, stream),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(response.headers()["x-ratelimit-limit-minute"], "1000");
+    ws.send(Message::text("hi")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("HI"));
+    ws.close(None).await.unwrap();
+
+    // gRPC over h2c, authenticated; and refused in gRPC's terms without the key.
+    let mut client = support::h2_client(tokio::net::TcpStream::connect(proxy).await.unwrap()).await;
+    let (tx, body) = channel_body();
+    let mut req = grpc_request("/echo.Echo/Stream", body);
+    req.headers_mut().insert("apikey", "k-ann".parse().unwrap());
+    let res = tokio::time::timeout(Duration::from_secs(5), client.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    tx.send(http_body::Frame::data(bytes::Bytes::from("ping")))
+        .unwrap();
+    let mut replies = res.into_body();
+    let frame = tokio::time::timeout(
+        Duration::from_secs(5),
+        http_body_util::BodyExt::frame(&mut replies),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .unwrap();
+    assert_eq!(frame.into_data().unwrap(), "ping");
+    drop(tx);
+    let (_tx, body) = channel_body();
+    let res = client
+        .send_request(grpc_request("/echo.Echo/Stream", body))
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["grpc-status"], "16");
+
+    // Both logged, with their route and consumer.
+    let lines: Vec<String> = std::iter::from_fn(|| logs.recv_timeout(Duration::from_secs(3)).ok())
+        .filter(|line| line.contains("request finished"))
+        .take(3)
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"route\":\"chat\"") && l.contains("\"status\":101")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"route\":\"echo\"") && l.contains("\"consumer\":\"ann\"")),
+        "{lines:?}"
+    );
+    assert!(terminate(&mut child).success());
+    let _ = std::fs::remove_dir_all(dir);
 }

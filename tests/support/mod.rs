@@ -17,6 +17,7 @@ use tower::Service;
 use tower_gateway::server::Server;
 
 pub mod kong;
+pub mod protocols;
 pub mod redis;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

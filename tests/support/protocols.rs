@@ -1,0 +1,110 @@
+//! Upstreams and bodies for the protocol tests: a WebSocket echo server, a gRPC-shaped HTTP/2
+//! server, bodies sent frame by frame.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::Response;
+use http_body_util::{BodyExt, StreamBody};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A WebSocket upstream that echoes every text message back in upper case.
+pub async fn echo_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.next().await {
+                    match message {
+                        Message::Text(text) => {
+                            let reply = Message::text(text.to_uppercase());
+                            if ws.send(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                        Message::Close(_) => return,
+                        _ => {}
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+pub type Frames = futures_util::stream::BoxStream<
+    'static,
+    Result<http_body::Frame<Bytes>, std::convert::Infallible>,
+>;
+
+/// A body sent frame by frame through the returned sender.
+pub fn channel_body() -> (
+    tokio::sync::mpsc::UnboundedSender<http_body::Frame<Bytes>>,
+    StreamBody<Frames>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|frame| (Ok(frame), rx))
+    });
+    (tx, StreamBody::new(Box::pin(frames) as Frames))
+}
+
+pub fn grpc_trailers(status: &str) -> http::HeaderMap {
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", status.parse().unwrap());
+    trailers
+}
+
+/// A gRPC-shaped HTTP/2 (h2c) upstream: `/echo.Echo/Stream` echoes each message as it comes,
+/// then ends with `grpc-status: 0` in trailers; `/echo.Echo/Missing` answers trailers-only
+/// `grpc-status: 5`.
+pub async fn grpc_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(
+                |req: http::Request<hyper::body::Incoming>| async move {
+                    let (tx, body) = channel_body();
+                    let mut res = Response::new(body);
+                    res.headers_mut()
+                        .insert("content-type", "application/grpc".parse().unwrap());
+                    if req.uri().path() == "/echo.Echo/Missing" {
+                        res.headers_mut()
+                            .insert("grpc-status", "5".parse().unwrap());
+                        return Ok::<_, std::convert::Infallible>(res);
+                    }
+                    let mut incoming = req.into_body();
+                    tokio::spawn(async move {
+                        while let Some(Ok(frame)) = incoming.frame().await {
+                            if let Ok(data) = frame.into_data() {
+                                let _ = tx.send(http_body::Frame::data(data));
+                            }
+                        }
+                        let _ = tx.send(http_body::Frame::trailers(grpc_trailers("0")));
+                    });
+                    Ok(res)
+                },
+            );
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+pub fn grpc_request(path: &str, body: StreamBody<Frames>) -> http::Request<StreamBody<Frames>> {
+    http::Request::post(format!("http://gateway.test{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .unwrap()
+}
