@@ -1311,3 +1311,89 @@ consumers:
     assert!(terminate(&mut child).success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcs_upstreams_and_server_sent_events_pass_the_example_gateway() {
+    use support::protocols::{channel_body, grpc_request, grpcs_upstream};
+    let grpcs = grpcs_upstream().await;
+    // An upstream of server-sent events, one every 200 ms.
+    let events = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sse = events.local_addr().unwrap();
+    let stream_events = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+        let events = futures_util::stream::unfold(0u32, |n| async move {
+            if n == 3 {
+                return None;
+            }
+            if n > 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let event = bytes::Bytes::from(format!("data: {n}\n\n"));
+            Some((
+                Ok::<_, std::convert::Infallible>(http_body::Frame::data(event)),
+                n + 1,
+            ))
+        });
+        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::StreamBody::new(
+            events,
+        )))
+    });
+    tokio::spawn(tower_gateway::server::Server::from_listener(events).serve(stream_events));
+    let yaml = format!(
+        "_format_version: \"3.0\"
+services:
+  - name: echo
+    url: grpcs://{grpcs}
+    tls_verify: false
+    routes:
+      - paths: [/echo.Echo]
+        strip_path: false
+  - name: events
+    url: http://{sse}
+    routes:
+      - paths: [/events]
+"
+    );
+    let (mut child, proxy, _admin, dir, _logs) = start_config("grpcs", &yaml);
+
+    // gRPC over TLS upstream (ALPN h2), streaming both ways.
+    let mut client = support::h2_client(tokio::net::TcpStream::connect(proxy).await.unwrap()).await;
+    let (tx, body) = channel_body();
+    let res = client
+        .send_request(grpc_request("/echo.Echo/Stream", body))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut replies = res.into_body();
+    for message in ["one", "two"] {
+        tx.send(http_body::Frame::data(bytes::Bytes::from(message)))
+            .unwrap();
+        let frame = http_body_util::BodyExt::frame(&mut replies)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.into_data().unwrap(), message);
+    }
+    drop(tx);
+
+    // Server-sent events, each within 100 ms of being sent.
+    let res = send(proxy, get("/events")).await;
+    let mut body = res.into_body();
+    let started = tokio::time::Instant::now();
+    let mut received = 0u64;
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            let late = started
+                .elapsed()
+                .saturating_sub(Duration::from_millis(200 * received));
+            assert!(
+                late < Duration::from_millis(100),
+                "event {received}: {late:?} late ({data:?})"
+            );
+            received += 1;
+        }
+    }
+    assert_eq!(received, 3);
+    assert!(terminate(&mut child).success());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -345,3 +345,48 @@ async fn expect_continue_head_and_http1_trailers_behave_as_http_says() {
     assert!(answer.contains("transfer-encoding: chunked"), "{answer}");
     assert!(answer.contains("x-checksum: abc"), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_http2_upstream_connection_is_retired_and_replaced() {
+    // An h2c upstream that closes every connection 200 ms after accepting it.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let conn =
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(
+                        hyper_util::rt::TokioIo::new(stream),
+                        hyper::service::service_fn(grpc_answer),
+                    );
+            tokio::spawn(tokio::time::timeout(Duration::from_millis(200), conn));
+        }
+    });
+    let gw = gateway(&format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: grpc://{up}\n    routes:\n      - paths: [/echo.Echo]\n        strip_path: false\n"
+    ))
+    .await;
+    let mut client = support::h2_client(TcpStream::connect(gw).await.unwrap()).await;
+    for round in 0..3 {
+        let (tx, body) = channel_body();
+        drop(tx);
+        let res = client
+            .send_request(grpc_request("/echo.Echo/Stream", body))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "round {round}");
+        let trailers = res.into_body().collect().await.unwrap();
+        assert_eq!(trailers.trailers().unwrap()["grpc-status"], "0");
+        // Long enough for the upstream to have closed its connection (200 ms), short enough
+        // for the client's own to stay open (the header-read timeout here is 300 ms).
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "one connection per round"
+    );
+}

@@ -61,41 +61,86 @@ pub fn grpc_trailers(status: &str) -> http::HeaderMap {
     trailers
 }
 
-/// A gRPC-shaped HTTP/2 (h2c) upstream: `/echo.Echo/Stream` echoes each message as it comes,
-/// then ends with `grpc-status: 0` in trailers; `/echo.Echo/Missing` answers trailers-only
+/// The gRPC-shaped answers: `/echo.Echo/Stream` echoes each message as it comes, then ends
+/// with `grpc-status: 0` in trailers; `/echo.Echo/Missing` answers trailers-only
 /// `grpc-status: 5`.
+pub async fn grpc_answer(
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<Response<StreamBody<Frames>>, std::convert::Infallible> {
+    let (tx, body) = channel_body();
+    let mut res = Response::new(body);
+    res.headers_mut()
+        .insert("content-type", "application/grpc".parse().unwrap());
+    if req.uri().path() == "/echo.Echo/Missing" {
+        res.headers_mut()
+            .insert("grpc-status", "5".parse().unwrap());
+        return Ok(res);
+    }
+    let mut incoming = req.into_body();
+    tokio::spawn(async move {
+        while let Some(Ok(frame)) = incoming.frame().await {
+            if let Ok(data) = frame.into_data() {
+                let _ = tx.send(http_body::Frame::data(data));
+            }
+        }
+        let _ = tx.send(http_body::Frame::trailers(grpc_trailers("0")));
+    });
+    Ok(res)
+}
+
+/// A gRPC-shaped HTTP/2 (h2c) upstream answering with [`grpc_answer`].
 pub async fn grpc_upstream() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let service = hyper::service::service_fn(
-                |req: http::Request<hyper::body::Incoming>| async move {
-                    let (tx, body) = channel_body();
-                    let mut res = Response::new(body);
-                    res.headers_mut()
-                        .insert("content-type", "application/grpc".parse().unwrap());
-                    if req.uri().path() == "/echo.Echo/Missing" {
-                        res.headers_mut()
-                            .insert("grpc-status", "5".parse().unwrap());
-                        return Ok::<_, std::convert::Infallible>(res);
-                    }
-                    let mut incoming = req.into_body();
-                    tokio::spawn(async move {
-                        while let Some(Ok(frame)) = incoming.frame().await {
-                            if let Ok(data) = frame.into_data() {
-                                let _ = tx.send(http_body::Frame::data(data));
-                            }
-                        }
-                        let _ = tx.send(http_body::Frame::trailers(grpc_trailers("0")));
-                    });
-                    Ok(res)
-                },
-            );
             tokio::spawn(
                 hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                    .serve_connection(
+                        hyper_util::rt::TokioIo::new(stream),
+                        hyper::service::service_fn(grpc_answer),
+                    ),
             );
+        }
+    });
+    addr
+}
+
+/// The same over TLS (ALPN `h2`), with a self-signed certificate for 127.0.0.1 (grpcs).
+#[cfg(feature = "tls")]
+pub async fn grpcs_upstream() -> SocketAddr {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(generated.signing_key.serialize_der()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![generated.cert.der().clone()], key)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(
+                            hyper_util::rt::TokioIo::new(tls),
+                            hyper::service::service_fn(grpc_answer),
+                        )
+                        .await;
+            });
         }
     });
     addr
