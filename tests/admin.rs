@@ -116,6 +116,22 @@ async fn lists_page_put_upserts_and_json_bodies_are_read() {
     let next = page["next"].as_str().unwrap().to_owned();
     let (_, rest) = call(api, "GET", &next, "").await;
     assert_eq!(rest["data"][0]["username"], "user-2");
+    // Kong's tag filter: both tags with `,`, either with `/`.
+    call(api, "PATCH", "/consumers/user-0", "tags[]=blue&tags[]=big").await;
+    call(api, "PATCH", "/consumers/user-1", "tags[]=blue").await;
+    call(api, "PATCH", "/consumers/user-2", "tags[]=red").await;
+    let names = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["username"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, both) = call(api, "GET", "/consumers?tags=blue,big", "").await;
+    assert_eq!(names(&both), ["user-0"]);
+    let (_, either) = call(api, "GET", "/consumers?tags=big/red", "").await;
+    assert_eq!(names(&either), ["user-0", "user-2"]);
 
     let req = Request::post("/upstreams")
         .header("host", "admin.test")

@@ -495,9 +495,28 @@ impl AdminApi {
                     })?,
                     None => 0,
                 };
+                // Kong's tag filter: `tags=a,b` needs both, `tags=a/b` either.
+                let tags = arg("tags").and_then(|t| crate::auth::percent_decode(&t));
+                let tagged = |entity: &Map<String, Value>| {
+                    let Some(wanted) = &tags else {
+                        return true;
+                    };
+                    let has = |tag: &str| {
+                        entity
+                            .get("tags")
+                            .and_then(Value::as_array)
+                            .is_some_and(|list| list.iter().any(|t| t.as_str() == Some(tag)))
+                    };
+                    if wanted.contains('/') {
+                        wanted.split('/').any(has)
+                    } else {
+                        wanted.split(',').all(has)
+                    }
+                };
                 let (data, more) = self.read(|s| {
                     let all: Vec<Value> = s
                         .children(kind, parent)
+                        .filter(|e| tagged(e))
                         .map(|e| Value::Object(e.clone()))
                         .collect();
                     let page = all
