@@ -325,3 +325,58 @@ where
     }
     panic!("never happened");
 }
+
+#[tokio::test]
+async fn targets_are_marked_unhealthy_and_healthy_by_hand() {
+    let (one, two) = (named("one").await, named("two").await);
+    let (api, proxy, _admin) = gateway(EMPTY).await;
+    call(api, "POST", "/upstreams", "name=u").await;
+    for addr in [one, two] {
+        let (status, _) = call(
+            api,
+            "POST",
+            "/upstreams/u/targets",
+            &format!("target={addr}"),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    call(api, "POST", "/services", "name=s&host=u").await;
+    call(api, "POST", "/services/s/routes", "paths[]=/").await;
+
+    let (status, _) = call(
+        api,
+        "PUT",
+        &format!("/upstreams/u/targets/{one}/unhealthy"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 204);
+    for _ in 0..4 {
+        assert_eq!(text(send(proxy, get("/")).await).await, "two");
+    }
+    let (_, health) = call(api, "GET", "/upstreams/u/health", "").await;
+    let one_health = health["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == one.to_string())
+        .unwrap()["health"]
+        .clone();
+    assert_eq!(one_health, "UNHEALTHY");
+    let (status, _) = call(
+        api,
+        "PUT",
+        &format!("/upstreams/u/targets/{one}/healthy"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 204);
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..4 {
+        seen.insert(text(send(proxy, get("/")).await).await);
+    }
+    assert_eq!(seen.len(), 2, "both targets serve again: {seen:?}");
+    let (status, _) = call(api, "PUT", "/upstreams/u/targets/10.9.9.9:1/healthy", "").await;
+    assert_eq!(status, 404);
+}

@@ -16,8 +16,9 @@
 //!   for a reference to nothing, 404 for an unknown entity;
 //! - `GET /` (node information), `GET /status`, `GET /config` (the live configuration as
 //!   declarative YAML, `{"config": "..."}` as Kong, or the YAML itself with
-//!   `?format=yaml`), `POST /config` (replace it whole), `GET /upstreams/{u}/health`, and
-//!   `GET /metrics` when given [`Metrics`](crate::metrics::Metrics).
+//!   `?format=yaml`), `POST /config` (replace it whole), `GET /upstreams/{u}/health`,
+//!   `PUT /upstreams/{u}/targets/{t}/healthy|unhealthy`, and `GET /metrics` when given
+//!   [`Metrics`](crate::metrics::Metrics).
 //!
 //! Every change is checked against the whole configuration, then a new gateway is built
 //! (taking over the balancers, breakers and rate-limit counters of everything the change did
@@ -417,6 +418,11 @@ impl AdminApi {
                 Ok(json(StatusCode::CREATED, &self.read(|s| s.to_doc())))
             }
             (&Method::GET, ["upstreams", name, "health"]) => self.health(name),
+            (&Method::PUT | &Method::POST, ["upstreams", upstream, "targets", target, mark])
+                if *mark == "healthy" || *mark == "unhealthy" =>
+            {
+                self.mark(upstream, target, *mark == "healthy")
+            }
             (_, [] | ["status"] | ["metrics"] | ["config"] | ["upstreams", _, "health"]) => {
                 Err(AdminError::MethodNotAllowed)
             }
@@ -719,6 +725,38 @@ impl AdminApi {
             Ok(())
         })
         .await
+    }
+
+    /// Kong's `PUT /upstreams/{u}/targets/{t}/healthy|unhealthy`: marks the target by hand in
+    /// every balancer over that upstream (on this instance; active checks may change it again).
+    fn mark(
+        &self,
+        upstream: &str,
+        target: &str,
+        healthy: bool,
+    ) -> Result<Response<Full<Bytes>>, AdminError> {
+        let (name, address) = self
+            .read(|s| {
+                let u = s.get(Kind::Upstream, s.find(Kind::Upstream, upstream, None)?)?;
+                let name = u.get("name")?.as_str()?.to_owned();
+                let id = u.get("id")?.as_str()?.to_owned();
+                let t = s.get(
+                    Kind::Target,
+                    s.find(Kind::Target, target, Some(("upstream", id.as_str())))?,
+                )?;
+                Some((name, t.get("target")?.as_str()?.to_owned()))
+            })
+            .ok_or(AdminError::NotFound)?;
+        let gateway = self.shared.live.current();
+        let mut marked = false;
+        for (_, balancer) in gateway.upstreams().iter().filter(|(n, _)| *n == name) {
+            marked |= balancer.set_healthy(&address, healthy);
+        }
+        if !marked {
+            // Defined, but no service balances over it.
+            return Err(AdminError::NotFound);
+        }
+        Ok(empty(StatusCode::NO_CONTENT))
     }
 
     fn health(&self, name: &str) -> Result<Response<Full<Bytes>>, AdminError> {
