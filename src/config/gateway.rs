@@ -138,6 +138,8 @@ impl Gateway {
                 message,
             })?;
         let mut balancers: Vec<Option<(ServiceBalancer, String)>> = Vec::new();
+        // Every route with its place in the file and its service's position.
+        let mut placed: Vec<(String, &RouteConfig, usize)> = Vec::new();
 
         for (i, service) in config.services.iter().enumerate() {
             let enabled = service.enabled.unwrap_or(true);
@@ -160,24 +162,8 @@ impl Gateway {
                 .iter()
                 .enumerate()
                 .map(|(j, r)| (format!("services[{i}].routes[{j}]"), r));
-            for (at, route) in nested {
-                if let Some((balancer, target)) = &balancer {
-                    routes.push(summary(&at, route, service, target));
-                    let label = route.name.clone().unwrap_or_else(|| at.clone());
-                    let stack = route_stack(
-                        config,
-                        settings,
-                        (i, service),
-                        (&label, route),
-                        &consumers,
-                        &mut breakers,
-                        reuse,
-                    );
-                    builder = builder.route(
-                        router_route(route, &label, service),
-                        stack(for_route(balancer, route)),
-                    );
-                }
+            if balancer.is_some() {
+                placed.extend(nested.map(|(at, route)| (at, route, i)));
             }
             balancers.push(balancer);
         }
@@ -188,25 +174,31 @@ impl Gateway {
                     && (s.name.as_deref() == reference || s.id.as_deref() == reference)
             });
             // `check` guarantees the reference resolves.
-            let Some(position) = position else { continue };
-            if let Some((balancer, target)) = &balancers[position] {
-                let service = &config.services[position];
-                routes.push(summary(&format!("routes[{j}]"), route, service, target));
-                let label = route.name.clone().unwrap_or_else(|| format!("routes[{j}]"));
-                let stack = route_stack(
-                    config,
-                    settings,
-                    (position, service),
-                    (&label, route),
-                    &consumers,
-                    &mut breakers,
-                    reuse,
-                );
-                builder = builder.route(
-                    router_route(route, &label, service),
-                    stack(for_route(balancer, route)),
-                );
+            if let Some(position) = position {
+                placed.push((format!("routes[{j}]"), route, position));
             }
+        }
+        // Nested routes first, service by service, then the top-level ones: the file's order.
+        for (at, route, position) in placed {
+            let Some((balancer, target)) = &balancers[position] else {
+                continue;
+            };
+            let service = &config.services[position];
+            routes.push(summary(&at, route, service, target));
+            let label = route.name.clone().unwrap_or_else(|| at.clone());
+            let stack = route_stack(
+                config,
+                settings,
+                (position, service),
+                (&label, route),
+                &consumers,
+                &mut breakers,
+                reuse,
+            );
+            builder = builder.route(
+                router_route(route, &label, service),
+                stack(for_route(balancer, route)),
+            );
         }
         let router = builder.build().map_err(|err| ConfigError::Invalid {
             file: config.source.clone(),

@@ -342,13 +342,42 @@ pin_project! {
     }
 }
 
-impl<I, S, B> Future for GracefulConnection<http1::UpgradeableConnection<I, S>>
+/// A hyper connection that can be asked to finish its requests and close.
+trait GracefulShutdown {
+    fn begin_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S, B> GracefulShutdown for http1::UpgradeableConnection<I, S>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::HttpService<Incoming, ResBody = B>,
     S::Error: Into<BoxError>,
     B: Body + 'static,
     B::Error: Into<BoxError>,
+{
+    fn begin_shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, B> GracefulShutdown for http2::Connection<I, S, TokioExecutor>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    fn begin_shutdown(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<C> Future for GracefulConnection<C>
+where
+    C: Future<Output = Result<(), hyper::Error>> + GracefulShutdown,
 {
     type Output = Result<(), hyper::Error>;
 
@@ -360,33 +389,7 @@ where
             *this.shutdown = None;
             // A dropped sender is no request to stop.
             if asked.is_ok() {
-                this.conn.as_mut().graceful_shutdown();
-            }
-        }
-        this.conn.poll(cx)
-    }
-}
-
-impl<I, S, B> Future for GracefulConnection<http2::Connection<I, S, TokioExecutor>>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-    S: hyper::service::HttpService<Incoming, ResBody = B>,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    type Output = Result<(), hyper::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        if let Some(shutdown) = this.shutdown.as_mut()
-            && let Poll::Ready(asked) = Pin::new(shutdown).poll(cx)
-        {
-            *this.shutdown = None;
-            if asked.is_ok() {
-                this.conn.as_mut().graceful_shutdown();
+                this.conn.as_mut().begin_shutdown();
             }
         }
         this.conn.poll(cx)
