@@ -305,10 +305,12 @@ fn main() -> ExitCode {
         }
     };
     // The file's global file-log plugin: access records as JSON lines in that file.
-    let file_log = config.plugins.iter().find_map(|p| match &p.config {
-        tower_gateway::config::PluginConfig::FileLog(c) if p.enabled => Some(c.path.clone()),
-        _ => None,
-    });
+    let file_log = config
+        .plugins
+        .iter()
+        .filter(|p| p.enabled)
+        .find_map(|p| p.config.get::<tower_gateway::config::FileLogConfig>())
+        .map(|c| c.path.clone());
     let file = match &file_log {
         Some(path) => match std::fs::OpenOptions::new()
             .create(true)

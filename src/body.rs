@@ -74,6 +74,19 @@ impl<B> ResponseBody<B> {
     }
 }
 
+impl<B> ResponseBody<ResponseBody<B>> {
+    /// One level of nesting less: the same bytes, as the inner type (a body the gateway wrote
+    /// stays one).
+    pub fn flatten(self) -> ResponseBody<B> {
+        match self.kind {
+            Kind::Inner { body } => body,
+            Kind::Full { data } => ResponseBody {
+                kind: Kind::Full { data },
+            },
+        }
+    }
+}
+
 impl<B> Default for ResponseBody<B> {
     fn default() -> Self {
         Self::empty()
@@ -170,6 +183,53 @@ impl<B> RequestBody<B> {
     }
 }
 
+impl<B: Unpin> RequestBody<RequestBody<B>> {
+    /// One level of nesting less: the same bytes, in the same order, as the inner type.
+    pub fn flatten(self) -> RequestBody<B> {
+        match self.kind {
+            RequestKind::Stream { body } => body,
+            RequestKind::Buffered { data, trailers } => RequestBody {
+                kind: RequestKind::Buffered { data, trailers },
+            },
+            RequestKind::Partial { head, rest } => {
+                let rest = Pin::into_inner(rest);
+                match rest.kind {
+                    RequestKind::Stream { body } => RequestBody {
+                        kind: RequestKind::Partial {
+                            head,
+                            rest: Box::pin(body),
+                        },
+                    },
+                    RequestKind::Buffered { data, trailers } => RequestBody {
+                        kind: RequestKind::Buffered {
+                            data: concat(head, data),
+                            trailers,
+                        },
+                    },
+                    RequestKind::Partial { head: inner, rest } => RequestBody {
+                        kind: RequestKind::Partial {
+                            head: concat(head, inner),
+                            rest,
+                        },
+                    },
+                }
+            }
+        }
+    }
+}
+
+fn concat(first: Option<Bytes>, second: Option<Bytes>) -> Option<Bytes> {
+    match (first, second) {
+        (Some(a), Some(b)) => {
+            let mut joined = bytes::BytesMut::with_capacity(a.len() + b.len());
+            joined.extend_from_slice(&a);
+            joined.extend_from_slice(&b);
+            Some(joined.freeze())
+        }
+        (a, b) => a.or(b),
+    }
+}
+
 impl<B> Body for RequestBody<B>
 where
     B: Body<Data = Bytes>,
@@ -245,6 +305,50 @@ mod tests {
         assert_eq!(body.size_hint().exact(), Some(11));
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"hello world");
+    }
+
+    #[tokio::test]
+    async fn flattened_request_bodies_keep_their_bytes_in_order() {
+        type Inner = RequestBody<http_body_util::Full<Bytes>>;
+        let full = |s: &'static str| http_body_util::Full::new(Bytes::from_static(s.as_bytes()));
+        let cases: Vec<(RequestBody<Inner>, &str)> = vec![
+            (RequestBody::new(RequestBody::new(full("stream"))), "stream"),
+            (
+                RequestBody::buffered(Bytes::from_static(b"read"), None),
+                "read",
+            ),
+            (
+                RequestBody::partial(
+                    Bytes::from_static(b"head "),
+                    Box::pin(RequestBody::new(full("rest"))),
+                ),
+                "head rest",
+            ),
+            (
+                RequestBody::partial(
+                    Bytes::from_static(b"a"),
+                    Box::pin(RequestBody::partial(
+                        Bytes::from_static(b"b"),
+                        Box::pin(full("c")),
+                    )),
+                ),
+                "abc",
+            ),
+            (
+                RequestBody::partial(
+                    Bytes::from_static(b"x"),
+                    Box::pin(RequestBody::buffered(Bytes::from_static(b"y"), None)),
+                ),
+                "xy",
+            ),
+        ];
+        for (body, expected) in cases {
+            let bytes = body.flatten().collect().await.unwrap().to_bytes();
+            assert_eq!(&bytes[..], expected.as_bytes());
+        }
+        let gateway_made = ResponseBody::<ResponseBody<Empty<Bytes>>>::full("429");
+        let bytes = gateway_made.flatten().collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"429");
     }
 
     #[tokio::test]

@@ -60,13 +60,13 @@ fn unknown_fields_are_refused_not_ignored() {
 }
 
 #[test]
-fn plugins_are_refused_by_name_until_implemented() {
+fn plugins_the_registry_does_not_know_are_refused_by_name() {
     let err = error(&format!(
         "{HEAD}services:\n  - name: a\n    url: http://127.0.0.1:1\n    plugins:\n      - name: http-log\n        config: {{http_endpoint: x}}\n"
     ));
     let text = err.to_string();
     assert!(
-        text.contains("plugin \"http-log\" is not supported yet"),
+        text.contains("plugin \"http-log\" is not supported here"),
         "{text}"
     );
     assert!(text.contains("services[0].plugins"), "{text}");
@@ -83,7 +83,7 @@ fn later_sections_are_refused_when_not_empty_and_accepted_when_empty() {
         ("certificates:\n  - cert: x\n", "TLS"),
     ] {
         let err = error(&format!("{HEAD}{section}"));
-        assert!(err.to_string().contains("not supported yet"), "{err}");
+        assert!(err.to_string().contains("not supported"), "{err}");
         assert!(err.to_string().contains(what), "{err}");
     }
 }
@@ -555,7 +555,8 @@ fn consumer_and_plugin_errors_name_the_field() {
         "{HEAD}plugins:\n  - config:\n      key_nmes: [k]\n    name: key-auth\n"
     ));
     assert!(err.to_string().contains("key_nmes"), "{err}");
-    assert_eq!(err.path(), Some("plugins[0]"), "{err}");
+    assert_eq!(err.path(), Some("plugins[0].config"), "{err}");
+    assert_eq!(err.line(), Some(4), "{err}");
 }
 
 #[test]
@@ -636,7 +637,7 @@ fn rate_limiting_errors_name_the_field() {
 
 #[test]
 fn the_seed_s_openresty_and_go_limits_are_expressible() {
-    use tower_gateway::config::PluginConfig;
+    use tower_gateway::config::RateLimitingConfig;
     use tower_gateway::ratelimit::{LeakyBucket, Limit, Rate, TokenBucket};
     // OpenResty: limit_req rate=100r/s burst=200 (delayed, not nodelay).
     let openresty = Config::from_yaml(&format!(
@@ -648,9 +649,12 @@ fn the_seed_s_openresty_and_go_limits_are_expressible() {
         "{HEAD}plugins:\n  - name: rate-limiting\n    config:\n      second: 100\n      algorithm: token-bucket\n      burst: 200\n      limit_by: consumer\n"
     ))
     .unwrap();
-    let limits = |config: &Config| match &config.plugins[0].config {
-        PluginConfig::RateLimiting(c) => c.clone(),
-        other => panic!("{other:?}"),
+    let limits = |config: &Config| {
+        config.plugins[0]
+            .config
+            .get::<RateLimitingConfig>()
+            .cloned()
+            .expect("a rate-limiting configuration")
     };
     assert_eq!(limits(&openresty).burst, Some(200));
     assert_eq!(limits(&go).burst, Some(200));
@@ -728,11 +732,19 @@ async fn a_consumer_s_own_rate_limit_replaces_the_route_s_for_that_consumer() {
 }
 
 #[test]
-fn only_rate_limiting_can_be_scoped_to_a_consumer() {
+fn authentication_and_breakers_cannot_be_scoped_to_a_consumer() {
     let err = error(&format!(
         "{HEAD}consumers:\n  - username: ann\n    plugins:\n      - name: key-auth\n"
     ));
     assert_eq!(err.path(), Some("consumers[0].plugins[0].name"), "{err}");
+    let err = error(&format!(
+        "{HEAD}consumers:\n  - username: ann\nplugins:\n  - name: circuit-breaker\n    consumer: ann\n"
+    ));
+    assert_eq!(err.path(), Some("plugins[0].consumer"), "{err}");
+    assert!(
+        err.to_string().contains("cannot be scoped to a consumer"),
+        "{err}"
+    );
     let err = error(&format!(
         "{HEAD}plugins:\n  - name: rate-limiting\n    consumer: ghost\n    config:\n      minute: 1\n"
     ));

@@ -170,7 +170,9 @@ impl Link {
         for _ in 0..ATTEMPTS {
             let (latest, document) = self.fetch().await?;
             let mut next = match document {
-                Some(document) if latest != *version => Store::from_doc(&document)?,
+                Some(document) if latest != *version => {
+                    Store::from_doc(&document, admin.registry())?
+                }
                 _ => admin.snapshot(),
             };
             let out = change(&mut next)?;
@@ -225,7 +227,7 @@ impl AdminApi {
             link.heartbeat().await.map_err(message)?;
             match document {
                 Some(document) => {
-                    let store = Store::from_doc(&document).map_err(message)?;
+                    let store = Store::from_doc(&document, self.registry()).map_err(message)?;
                     let gateway = self.prepare(&store).map_err(message)?;
                     self.install(store, gateway);
                     *version = latest;
@@ -280,7 +282,7 @@ impl AdminApi {
             return Ok(());
         }
         let store = match document {
-            Some(document) if newer => Store::from_doc(&document)?,
+            Some(document) if newer => Store::from_doc(&document, self.registry())?,
             _ => self.snapshot(),
         };
         let previous = std::mem::replace(

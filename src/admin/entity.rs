@@ -150,45 +150,6 @@ impl Kind {
         }
     }
 
-    /// Kong's defaults for a plugin's `config`, for the plugins that have them (this
-    /// gateway's `circuit-breaker` documents its own; `redis` settings wait for the cluster
-    /// release and show as `null`).
-    pub(crate) fn plugin_defaults(name: &str) -> Map<String, Value> {
-        let value = match name {
-            "key-auth" => json!({
-                "key_names": ["apikey"], "key_in_header": true, "key_in_query": true,
-                "key_in_body": false, "hide_credentials": false, "anonymous": null,
-                "run_on_preflight": true, "realm": null,
-            }),
-            "jwt" => json!({
-                "uri_param_names": ["jwt"], "cookie_names": [], "header_names": ["authorization"],
-                "key_claim_name": "iss", "secret_is_base64": false, "claims_to_verify": null,
-                "maximum_expiration": 0, "anonymous": null, "run_on_preflight": true,
-                "realm": null,
-            }),
-            "rate-limiting" => json!({
-                "second": null, "minute": null, "hour": null, "day": null, "month": null,
-                "year": null, "limit_by": "consumer", "header_name": null, "path": null,
-                "policy": "local", "fault_tolerant": true, "hide_client_headers": false,
-                "error_code": 429, "error_message": "API rate limit exceeded", "redis": null,
-                "sync_rate": -1,
-            }),
-            "correlation-id" => json!({
-                "header_name": "Kong-Request-ID", "generator": "uuid#counter",
-                "echo_downstream": false,
-            }),
-            "prometheus" => json!({
-                "per_consumer": false, "status_code_metrics": true, "latency_metrics": true,
-                "bandwidth_metrics": true, "upstream_health_metrics": true,
-            }),
-            _ => json!({}),
-        };
-        match value {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        }
-    }
-
     /// Whether entities of this kind carry `updated_at` (Kong's credentials do not).
     pub(crate) fn has_updated_at(self) -> bool {
         !matches!(self, Kind::KeyAuth | Kind::Jwt)

@@ -76,6 +76,7 @@ use serde_json::{Map, Value, json};
 use tower::Service;
 
 use crate::config::{ConfigError, Gateway, LiveGateway, Settings};
+use crate::plugin::Registry;
 use entity::Kind;
 use error::AdminError;
 use store::{Parent, Store};
@@ -94,6 +95,8 @@ pub struct AdminApi {
 
 struct Shared {
     store: Mutex<Store>,
+    /// The plugins the configuration may name.
+    registry: Registry,
     /// Serializes changes; holds the configuration's version in the cluster (0 alone).
     writes: tokio::sync::Mutex<u64>,
     /// Keys `route:<path>` of the cluster's Redis (the OpenResty pattern), as last read.
@@ -141,6 +144,7 @@ impl Clone for Shared {
             cluster: std::sync::OnceLock::new(),
             live: self.live.clone(),
             settings: self.settings.clone(),
+            registry: self.registry.clone(),
             token: self.token.clone(),
             node: Mutex::new(
                 self.node
@@ -177,9 +181,20 @@ impl AdminApi {
 
     /// [`from_yaml`](Self::from_yaml) with `source` (a file name) in the errors.
     pub fn from_text(text: &str, source: &str, settings: Settings) -> Result<Self, ConfigError> {
+        Self::from_text_with(text, source, settings, &Registry::builtin())
+    }
+
+    /// [`from_text`](Self::from_text) with the plugins of `registry`: the configuration, and
+    /// every later change through the API, may name them.
+    pub fn from_text_with(
+        text: &str,
+        source: &str,
+        settings: Settings,
+        registry: &Registry,
+    ) -> Result<Self, ConfigError> {
         // Parsed once as the model first: errors then carry the line.
-        crate::config::Config::from_yaml(text).map_err(|err| rename(err, source))?;
-        let store = store_of(text, source)?;
+        crate::config::Config::from_yaml_with(text, registry).map_err(|err| rename(err, source))?;
+        let store = store_of(text, source, registry)?;
         let config = store.config()?;
         let gateway = Gateway::from_config(&config, &settings)?;
         Ok(Self::with(store, LiveGateway::new(gateway), settings))
@@ -188,6 +203,7 @@ impl AdminApi {
     fn with(store: Store, live: LiveGateway, settings: Settings) -> Self {
         Self {
             shared: Arc::new(Shared {
+                registry: store.registry().clone(),
                 store: Mutex::new(store),
                 writes: tokio::sync::Mutex::new(0),
                 route_keys: Mutex::new(Vec::new()),
@@ -270,8 +286,9 @@ impl AdminApi {
     /// first; when it is refused, the running configuration stays. In a cluster, every
     /// instance takes it.
     pub async fn reload(&self, text: &str, source: &str) -> Result<(), ConfigError> {
-        crate::config::Config::from_yaml(text).map_err(|err| rename(err, source))?;
-        let store = store_of(text, source)?;
+        let registry = self.registry();
+        crate::config::Config::from_yaml_with(text, registry).map_err(|err| rename(err, source))?;
+        let store = store_of(text, source, registry)?;
         self.replace_all(store)
             .await
             .map_err(|err| ConfigError::Invalid {
@@ -294,7 +311,8 @@ impl AdminApi {
             .clone();
         let mut doc = store.to_doc();
         add_route_keys(&mut doc, &keys, store);
-        let config = crate::config::Config::from_json(&mut doc, "<admin>").map_err(config_error)?;
+        let config = crate::config::Config::from_json_with(&mut doc, "<admin>", self.registry())
+            .map_err(config_error)?;
         let current = self.shared.live.current();
         let gateway =
             Gateway::rebuild(&config, &self.shared.settings, &current).map_err(config_error)?;
@@ -319,6 +337,11 @@ impl AdminApi {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = store;
         self.shared.live.swap(gateway);
+    }
+
+    /// The plugins the configuration may name.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.shared.registry
     }
 
     fn snapshot(&self) -> Store {
@@ -615,26 +638,22 @@ impl AdminApi {
     }
 
     fn node(&self) -> Value {
-        let plugins: Vec<&str> = self.read(|s| {
-            let mut names: Vec<&str> = s
+        let plugins: Vec<String> = self.read(|s| {
+            let mut names: Vec<String> = s
                 .all(Kind::Plugin)
                 .iter()
                 .filter(|p| p.get("enabled") != Some(&Value::Bool(false)))
                 .filter_map(|p| p.get("name").and_then(Value::as_str))
-                .filter_map(|n| {
-                    crate::config::PluginConfig::NAMES
-                        .iter()
-                        .copied()
-                        .find(|k| *k == n)
-                })
+                .map(str::to_owned)
                 .collect();
             names.sort_unstable();
             names.dedup();
             names
         });
-        let available: Map<String, Value> = crate::config::PluginConfig::NAMES
-            .iter()
-            .map(|n| ((*n).to_owned(), Value::Bool(true)))
+        let available: Map<String, Value> = self
+            .registry()
+            .names()
+            .map(|n| (n.to_owned(), Value::Bool(true)))
             .collect();
         let mut node = json!({
             "tagline": "Welcome to tower-gateway",
@@ -713,8 +732,8 @@ impl AdminApi {
                 }
             }
         };
-        crate::config::Config::from_yaml(&text).map_err(config_error)?;
-        let store = store_of(&text, "<config>").map_err(config_error)?;
+        crate::config::Config::from_yaml_with(&text, self.registry()).map_err(config_error)?;
+        let store = store_of(&text, "<config>", self.registry()).map_err(config_error)?;
         self.replace_all(store).await
     }
 
@@ -862,14 +881,14 @@ fn watch(metrics: &crate::metrics::Metrics, gateway: &Gateway) {
 }
 
 /// The entities of a declarative text.
-fn store_of(text: &str, source: &str) -> Result<Store, ConfigError> {
+fn store_of(text: &str, source: &str, registry: &Registry) -> Result<Store, ConfigError> {
     let doc: Value = serde_norway::from_str(text).map_err(|err| ConfigError::Parse {
         file: source.to_owned(),
         message: err.to_string(),
         line: err.location().map(|l| l.line()),
         column: err.location().map(|l| l.column()),
     })?;
-    Store::from_doc(&doc).map_err(|err| ConfigError::Invalid {
+    Store::from_doc(&doc, registry).map_err(|err| ConfigError::Invalid {
         file: source.to_owned(),
         path: String::new(),
         message: err.body()["message"]

@@ -6,11 +6,14 @@ use serde_json::{Map, Value, json};
 use super::entity::{self, Kind};
 use super::error::AdminError;
 use crate::config::{self, Config, ConfigError};
+use crate::plugin::Registry;
 
 /// Every entity, by kind, in creation order.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Store {
     kinds: [Vec<Map<String, Value>>; 8],
+    /// The plugins entities may name.
+    registry: Registry,
 }
 
 /// The parent an operation is nested under (`/services/{s}/routes`): the field on the child
@@ -93,7 +96,11 @@ impl Store {
                 .get("name")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let mut config = Kind::plugin_defaults(name);
+            let mut config = self
+                .registry
+                .get(name)
+                .map(|definition| definition.defaults())
+                .unwrap_or_default();
             match fields.remove("config") {
                 Some(Value::Object(given)) => config.extend(given),
                 None | Some(Value::Null) => {}
@@ -311,7 +318,12 @@ impl Store {
                 });
             }
         }
-        check_fields(kind, entity)
+        self.registry.scope(|| check_fields(kind, entity))
+    }
+
+    /// The plugins entities may name.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The configuration in Kong's declarative format, every entity top-level.
@@ -333,13 +345,13 @@ impl Store {
 
     /// The configuration checked and typed (the store itself is rewritten with the types).
     pub(crate) fn config(&self) -> Result<Config, ConfigError> {
-        Config::from_json(&mut self.to_doc(), "<admin>")
+        Config::from_json_with(&mut self.to_doc(), "<admin>", &self.registry)
     }
 
     /// The entities of a declarative configuration (a file's, or `POST /config`'s), nested
     /// ones made top-level, references by name turned into ids, and ids derived from names
     /// where the file has none, so that a reload keeps them.
-    pub(crate) fn from_doc(doc: &Value) -> Result<Self, AdminError> {
+    pub(crate) fn from_doc(doc: &Value, registry: &Registry) -> Result<Self, AdminError> {
         let Some(doc) = doc.as_object() else {
             return Err(AdminError::schema(
                 "a declarative configuration is an object",
@@ -364,7 +376,10 @@ impl Store {
                 flat.take(kind, entity, &format!("{}[{i}]", kind.plural()), None)?;
             }
         }
-        let mut store = Store::default();
+        let mut store = Store {
+            kinds: Default::default(),
+            registry: registry.clone(),
+        };
         for (kind, entity) in flat.entities {
             let Value::Object(fields) = entity else {
                 return Err(AdminError::schema(format!(
@@ -457,11 +472,13 @@ impl Flat {
 /// numbers and booleans). Nested configuration errors keep their path.
 fn check_fields(kind: Kind, entity: &mut Map<String, Value>) -> Result<(), AdminError> {
     let mut value = Value::Object(without_nulls(entity));
+    let mut plugin_config = None;
     match kind {
         Kind::Service => config::from_json_value::<config::Service>(&mut value).map(drop),
         Kind::Route => config::from_json_value::<config::Route>(&mut value).map(drop),
         Kind::Consumer => config::from_json_value::<config::Consumer>(&mut value).map(drop),
-        Kind::Plugin => config::from_json_value::<config::Plugin>(&mut value).map(drop),
+        Kind::Plugin => config::from_json_value::<config::Plugin>(&mut value)
+            .map(|plugin| plugin_config = Some(plugin.config.to_json())),
         Kind::Upstream => config::from_json_value::<config::Upstream>(&mut value).map(drop),
         Kind::Target => config::from_json_value::<config::Target>(&mut value).map(drop),
         Kind::KeyAuth => config::from_json_value::<config::KeyAuthCredential>(&mut value).map(drop),
@@ -470,6 +487,17 @@ fn check_fields(kind: Kind, entity: &mut Map<String, Value>) -> Result<(), Admin
     // Write the retyped values back; the nulls stay as they were.
     if let Value::Object(typed) = value {
         merge(entity, typed);
+    }
+    // A plugin's `config` as its type reads it: every default filled in, form strings typed
+    // (the defaults Kong shows for unset optional fields stay).
+    if let Some(Value::Object(typed)) = plugin_config
+        && let Some(Value::Object(config)) = entity.get_mut("config")
+    {
+        for (key, value) in typed {
+            if !value.is_null() {
+                config.insert(key, value);
+            }
+        }
     }
     Ok(())
 }

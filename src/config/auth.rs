@@ -1,6 +1,6 @@
 //! Consumers, credentials and the authentication plugins of a configuration.
 
-use super::{Config, JwtSecret, Plugin, PluginConfig, Route, Service};
+use super::{Config, JwtConfig, JwtSecret, KeyAuthConfig, Plugin, Route, Service};
 use crate::auth::{AuthLayer, Authenticator, Consumer, Consumers, Editor};
 
 /// A field path and what is wrong there.
@@ -69,8 +69,8 @@ impl Config {
         Ok(())
     }
 
-    /// Every plugin instance with its field path, and the plugin references checked.
-    pub(crate) fn check_plugins(&self, consumers: &Consumers) -> Result<(), Invalid> {
+    /// Every plugin instance with its field path.
+    pub(crate) fn plugin_instances(&self) -> Vec<(String, &Plugin)> {
         let mut all: Vec<(String, &Plugin)> = Vec::new();
         for (i, p) in self.plugins.iter().enumerate() {
             all.push((format!("plugins[{i}]"), p));
@@ -92,35 +92,42 @@ impl Config {
         }
         for (i, c) in self.consumers.iter().enumerate() {
             for (k, p) in c.plugins.iter().enumerate() {
-                if !matches!(p.config, PluginConfig::RateLimiting(_)) {
-                    return Err((
-                        format!("consumers[{i}].plugins[{k}].name"),
-                        format!(
-                            "{} cannot be scoped to a consumer (only rate-limiting)",
-                            p.config.name()
-                        ),
-                    ));
-                }
                 all.push((format!("consumers[{i}].plugins[{k}]"), p));
             }
         }
-        for (at, plugin) in all {
-            if let Some(consumer) = &plugin.consumer {
-                if consumers.get(&consumer.0).is_none() {
-                    return Err((
-                        format!("{at}.consumer"),
-                        format!("no consumer is named {:?}", consumer.0),
-                    ));
-                }
-                if !matches!(plugin.config, PluginConfig::RateLimiting(_)) {
-                    return Err((
-                        format!("{at}.consumer"),
-                        format!(
-                            "{} cannot be scoped to a consumer (only rate-limiting)",
-                            plugin.config.name()
-                        ),
-                    ));
-                }
+        all
+    }
+
+    /// The definitions of the plugins the configuration names, each once, by name.
+    pub(crate) fn plugin_definitions(&self) -> Vec<std::sync::Arc<crate::plugin::Definition>> {
+        let mut out: Vec<std::sync::Arc<crate::plugin::Definition>> = Vec::new();
+        for (_, plugin) in self.plugin_instances() {
+            let definition = plugin.config.definition();
+            if !out.iter().any(|d| d.name() == definition.name()) {
+                out.push(definition.clone());
+            }
+        }
+        out.sort_by(|a, b| a.name().cmp(b.name()));
+        out
+    }
+
+    /// The plugin instances' scopes and references checked (their configurations were
+    /// checked while parsing).
+    pub(crate) fn check_plugins(&self, consumers: &Consumers) -> Result<(), Invalid> {
+        for (at, plugin) in self.plugin_instances() {
+            plugin.config.definition().check_scope(
+                &at,
+                plugin.service.is_some(),
+                plugin.route.is_some(),
+                plugin.consumer.is_some(),
+            )?;
+            if let Some(consumer) = &plugin.consumer
+                && consumers.get(&consumer.0).is_none()
+            {
+                return Err((
+                    format!("{at}.consumer"),
+                    format!("no consumer is named {:?}", consumer.0),
+                ));
             }
             if let Some(service) = &plugin.service
                 && !self
@@ -143,102 +150,19 @@ impl Config {
                     format!("no route is named {:?}", route.0),
                 ));
             }
-            let (anonymous, max_exp) = match &plugin.config {
-                PluginConfig::RateLimiting(c) => {
-                    c.limits()
-                        .map_err(|(field, message)| (format!("{at}.config{field}"), message))?;
-                    (&None, 0)
+            let anonymous = if let Some(c) = plugin.config.get::<KeyAuthConfig>() {
+                &c.anonymous
+            } else if let Some(c) = plugin.config.get::<JwtConfig>() {
+                if !cfg!(feature = "jwt") {
+                    return Err((
+                        format!("{at}.name"),
+                        "the jwt plugin needs the `jwt` feature".into(),
+                    ));
                 }
-                PluginConfig::CircuitBreaker(c) => {
-                    c.policy()
-                        .map_err(|(field, message)| (format!("{at}.config{field}"), message))?;
-                    (&None, 0)
-                }
-                PluginConfig::CorrelationId(c) => {
-                    global_only(&at, plugin)?;
-                    if http::HeaderName::try_from(c.header_name.as_str()).is_err() {
-                        return Err((
-                            format!("{at}.config.header_name"),
-                            format!("invalid header name {:?}", c.header_name),
-                        ));
-                    }
-                    if let Some(generator) = &c.generator
-                        && let Err(message) = generator.parse::<crate::request_id::Generator>()
-                    {
-                        return Err((format!("{at}.config.generator"), message));
-                    }
-                    (&None, 0)
-                }
-                PluginConfig::FileLog(c) => {
-                    global_only(&at, plugin)?;
-                    if c.reopen {
-                        return Err((
-                            format!("{at}.config.reopen"),
-                            "the file stays open here: only false is accepted".into(),
-                        ));
-                    }
-                    if c.custom_fields_by_lua.is_some() {
-                        return Err((
-                            format!("{at}.config.custom_fields_by_lua"),
-                            "Lua fields are not supported".into(),
-                        ));
-                    }
-                    if c.path.is_empty() {
-                        return Err((format!("{at}.config.path"), "path must not be empty".into()));
-                    }
-                    (&None, 0)
-                }
-                PluginConfig::Prometheus(c) => {
-                    global_only(&at, plugin)?;
-                    let switches = [
-                        ("status_code_metrics", c.status_code_metrics),
-                        ("latency_metrics", c.latency_metrics),
-                        ("bandwidth_metrics", c.bandwidth_metrics),
-                        ("upstream_health_metrics", c.upstream_health_metrics),
-                    ];
-                    if let Some((field, _)) = switches.iter().find(|(_, v)| *v == Some(false)) {
-                        return Err((
-                            format!("{at}.config.{field}"),
-                            "this gateway always exports these metrics: only true is accepted"
-                                .into(),
-                        ));
-                    }
-                    (&None, 0)
-                }
-                PluginConfig::KeyAuth(c) => {
-                    if c.key_names.is_empty() {
-                        return Err((
-                            format!("{at}.config.key_names"),
-                            "key_names must not be empty".into(),
-                        ));
-                    }
-                    (&c.anonymous, 0)
-                }
-                PluginConfig::Jwt(c) => {
-                    if !cfg!(feature = "jwt") {
-                        return Err((
-                            format!("{at}.name"),
-                            "the jwt plugin needs the `jwt` feature".into(),
-                        ));
-                    }
-                    (&c.anonymous, c.maximum_expiration)
-                }
+                &c.anonymous
+            } else {
+                &None
             };
-            if max_exp > 31_536_000 {
-                return Err((
-                    format!("{at}.config.maximum_expiration"),
-                    format!("{max_exp} is out of range 0..31536000"),
-                ));
-            }
-            if let PluginConfig::Jwt(c) = &plugin.config
-                && max_exp > 0
-                && !c.claims_to_verify.contains(&super::TimeClaimName::Exp)
-            {
-                return Err((
-                    format!("{at}.config.claims_to_verify"),
-                    "maximum_expiration needs exp in claims_to_verify".into(),
-                ));
-            }
             if let Some(anonymous) = anonymous
                 && consumers.get(anonymous).is_none()
             {
@@ -371,8 +295,8 @@ impl Config {
         let mut anonymous = Vec::new();
         let mut preflight = Vec::new();
         for plugin in &chosen {
-            match &plugin.config {
-                PluginConfig::KeyAuth(c) => {
+            if let Some(c) = plugin.config.get::<KeyAuthConfig>() {
+                {
                     let mut key_auth = crate::auth::ApiKey::new(consumers.clone())
                         .key_names(&c.key_names)
                         .in_header(c.key_in_header)
@@ -386,13 +310,13 @@ impl Config {
                     anonymous.push(c.anonymous.clone());
                     preflight.push(c.run_on_preflight);
                 }
-                PluginConfig::Jwt(c) => {
+            } else if let Some(c) = plugin.config.get::<JwtConfig>() {
+                {
                     #[cfg(feature = "jwt")]
                     authenticators.push(Box::new(jwt(c, consumers)));
                     anonymous.push(c.anonymous.clone());
                     preflight.push(c.run_on_preflight);
                 }
-                _ => {}
             }
         }
         // With `anonymous` on every plugin, Kong's plugins run as "either"; otherwise every
@@ -420,7 +344,7 @@ impl Config {
 }
 
 #[cfg(feature = "jwt")]
-fn jwt(c: &super::JwtConfig, consumers: &Consumers) -> crate::auth::Jwt {
+fn jwt(c: &JwtConfig, consumers: &Consumers) -> crate::auth::Jwt {
     use crate::auth::TimeClaim;
     let mut jwt = crate::auth::Jwt::new(consumers.clone())
         .key_claim_name(&c.key_claim_name)
@@ -441,24 +365,6 @@ fn jwt(c: &super::JwtConfig, consumers: &Consumers) -> crate::auth::Jwt {
         jwt = jwt.realm(realm);
     }
     jwt
-}
-
-/// Plugins that act on the whole gateway are only accepted at the top level, unscoped.
-fn global_only(at: &str, plugin: &Plugin) -> Result<(), Invalid> {
-    if at.starts_with("plugins[")
-        && plugin.service.is_none()
-        && plugin.route.is_none()
-        && plugin.consumer.is_none()
-    {
-        return Ok(());
-    }
-    Err((
-        at.to_owned(),
-        format!(
-            "{} applies to the whole gateway here: configure it once, at the top level",
-            plugin.config.name()
-        ),
-    ))
 }
 
 /// Whether a reference names the entity with this name or id.

@@ -6,19 +6,21 @@ use std::time::Duration;
 
 use http::Request;
 use hyper::body::Incoming;
-use tower::Layer;
 use tower::util::MapRequest;
 
-use super::{Algorithm, Config, ConfigError, Route as RouteConfig, Service, Upstream};
-use crate::auth::{BodyAuth, Consumers};
+use super::{
+    Algorithm, Config, ConfigError, CorrelationIdConfig, FileLogConfig, PrometheusConfig,
+    Route as RouteConfig, RouteService, Service, Upstream,
+};
+use crate::auth::Consumers;
 use crate::balance::{
     BalancedBody, Balancer, ConsistentHash, Endpoint, LeastConnections, PeakEwma, Strategy,
     WeightedRoundRobin,
 };
 use crate::body::RequestBody;
-use crate::circuit::{Breaker, CircuitBreaker, CircuitBreakerLayer};
+use crate::circuit::Breaker;
+use crate::plugin::{Build, PluginContext, RouteLayer, Stack};
 use crate::proxy::{Origin, PreserveHost, ProxyConfig, ReverseProxy, TrustedProxies};
-use crate::ratelimit::{ByConsumer, KeyBy, RateLimitLayer};
 use crate::router::{Route, Router};
 
 /// The request body behind authentication: the client's stream, or the body authentication
@@ -28,12 +30,6 @@ pub type GatewayBody = RequestBody<Incoming>;
 /// A service's upstream: a [`Balancer`] over one [`ReverseProxy`] per target (one target for
 /// a service with a plain host), all sharing the service's connection pool.
 pub type ServiceBalancer = Balancer<ReverseProxy<BalancedBody<GatewayBody>>>;
-
-/// What a route runs, in Kong's plugin order: authentication (the route's `key-auth` / `jwt`
-/// plugins; identity headers are removed from every request), rate limiting (its
-/// `rate-limiting` plugin, per route), its `circuit-breaker`, then its service's balancer with
-/// the route's `preserve_host` set on each request.
-pub type RouteService = BodyAuth<ByConsumer<CircuitBreaker<HostRewrite>>>;
 
 /// A service's balancer with a route's `preserve_host` set on each request.
 pub type HostRewrite =
@@ -119,10 +115,10 @@ impl Gateway {
     fn build(
         config: &Config,
         settings: &Settings,
-        previous: Option<&Kept>,
+        previous: Option<&Arc<Kept>>,
     ) -> Result<Self, ConfigError> {
         let mut reuse = Reuse {
-            previous,
+            previous: previous.cloned(),
             kept: Kept::default(),
         };
         let reuse = &mut reuse;
@@ -194,10 +190,15 @@ impl Gateway {
                 &consumers,
                 &mut breakers,
                 reuse,
-            );
+            )
+            .map_err(|(path, message)| ConfigError::Invalid {
+                file: config.source.clone(),
+                path,
+                message,
+            })?;
             builder = builder.route(
                 router_route(route, &label, service),
-                stack(for_route(balancer, route)),
+                stack.around(for_route(balancer, route)),
             );
         }
         let router = builder.build().map_err(|err| ConfigError::Invalid {
@@ -211,32 +212,24 @@ impl Gateway {
             upstreams,
             consumers,
             breakers: breakers.named,
-            request_id: global(config, "correlation-id").and_then(|c| match c {
-                super::PluginConfig::CorrelationId(c) => Some(
-                    crate::request_id::RequestIdLayer::new()
-                        .header(
-                            http::HeaderName::try_from(c.header_name.as_str())
-                                .unwrap_or(http::HeaderName::from_static("kong-request-id")),
-                        )
-                        .echo(c.echo_downstream)
-                        .generator(
-                            c.generator
-                                .as_deref()
-                                .and_then(|g| g.parse().ok())
-                                .unwrap_or_default(),
-                        ),
-                ),
-                _ => None,
+            request_id: global::<CorrelationIdConfig>(config, "correlation-id").map(|c| {
+                crate::request_id::RequestIdLayer::new()
+                    .header(
+                        http::HeaderName::try_from(c.header_name.as_str())
+                            .unwrap_or(http::HeaderName::from_static("kong-request-id")),
+                    )
+                    .echo(c.echo_downstream)
+                    .generator(
+                        c.generator
+                            .as_deref()
+                            .and_then(|g| g.parse().ok())
+                            .unwrap_or_default(),
+                    )
             }),
-            prometheus: global(config, "prometheus").is_some(),
-            per_consumer_metrics: matches!(
-                global(config, "prometheus"),
-                Some(super::PluginConfig::Prometheus(c)) if c.per_consumer
-            ),
-            file_log: match global(config, "file-log") {
-                Some(super::PluginConfig::FileLog(c)) => Some(c.path.clone().into()),
-                _ => None,
-            },
+            prometheus: global::<PrometheusConfig>(config, "prometheus").is_some(),
+            per_consumer_metrics: global::<PrometheusConfig>(config, "prometheus")
+                .is_some_and(|c| c.per_consumer),
+            file_log: global::<FileLogConfig>(config, "file-log").map(|c| c.path.clone().into()),
             kept: Arc::new(std::mem::take(&mut reuse.kept)),
         })
     }
@@ -296,7 +289,7 @@ impl Gateway {
 struct Kept {
     balancers: HashMap<String, (ServiceBalancer, String)>,
     breakers: HashMap<String, Breaker>,
-    limits: HashMap<String, RateLimitLayer>,
+    layers: HashMap<String, RouteLayer>,
 }
 
 impl std::fmt::Debug for Kept {
@@ -304,24 +297,28 @@ impl std::fmt::Debug for Kept {
         f.debug_struct("Kept")
             .field("balancers", &self.balancers.len())
             .field("breakers", &self.breakers.len())
-            .field("limits", &self.limits.len())
+            .field("layers", &self.layers.len())
             .finish()
     }
 }
 
 /// What a build takes over from the previous gateway, and what it keeps for the next.
-struct Reuse<'a> {
-    previous: Option<&'a Kept>,
+pub(crate) struct Reuse {
+    previous: Option<Arc<Kept>>,
     kept: Kept,
 }
 
-impl Reuse<'_> {
+impl Reuse {
     fn balancer(
         &mut self,
         key: String,
         build: impl FnOnce() -> Result<(ServiceBalancer, String), ConfigError>,
     ) -> Result<(ServiceBalancer, String), ConfigError> {
-        let found = self.previous.and_then(|p| p.balancers.get(&key)).cloned();
+        let found = self
+            .previous
+            .as_ref()
+            .and_then(|p| p.balancers.get(&key))
+            .cloned();
         let balancer = match found {
             Some(balancer) => balancer,
             None => build()?,
@@ -330,9 +327,10 @@ impl Reuse<'_> {
         Ok(balancer)
     }
 
-    fn breaker(&mut self, key: String, build: impl FnOnce() -> Breaker) -> Breaker {
+    pub(crate) fn breaker(&mut self, key: String, build: impl FnOnce() -> Breaker) -> Breaker {
         let breaker = self
             .previous
+            .as_ref()
             .and_then(|p| p.breakers.get(&key))
             .cloned()
             .unwrap_or_else(build);
@@ -340,14 +338,32 @@ impl Reuse<'_> {
         breaker
     }
 
-    fn limit(&mut self, key: String, build: impl FnOnce() -> RateLimitLayer) -> RateLimitLayer {
-        let limit = self
-            .previous
-            .and_then(|p| p.limits.get(&key))
+    /// The layer the previous gateway built under `key`, if any.
+    pub(crate) fn kept_layer(&self, key: &str) -> Option<RouteLayer> {
+        self.previous
+            .as_ref()
+            .and_then(|p| p.layers.get(key))
             .cloned()
-            .unwrap_or_else(build);
-        self.kept.limits.insert(key, limit.clone());
-        limit
+    }
+
+    /// A plugin's layer (and the state it holds: counters, connections) built for the same
+    /// configuration and place, or a new one.
+    pub(crate) fn layer(
+        &mut self,
+        key: String,
+        build: impl FnOnce() -> Result<RouteLayer, String>,
+    ) -> Result<RouteLayer, String> {
+        let found = self
+            .previous
+            .as_ref()
+            .and_then(|p| p.layers.get(&key))
+            .cloned();
+        let layer = match found {
+            Some(layer) => layer,
+            None => build()?,
+        };
+        self.kept.layers.insert(key, layer.clone());
+        Ok(layer)
     }
 }
 
@@ -470,25 +486,26 @@ fn service_balancer(
     Ok((builder.build(), format!("upstream {}", upstream.label())))
 }
 
-/// The plugins of one route around its upstream: authentication, then rate limiting.
-/// The enabled global instance of plugin `name`.
-fn global<'a>(config: &'a Config, name: &str) -> Option<&'a super::PluginConfig> {
+/// The configuration of the enabled global instance of plugin `name`.
+fn global<'a, T: 'static>(config: &'a Config, name: &str) -> Option<&'a T> {
     config
         .plugins
         .iter()
         .find(|p| p.enabled && p.config.name() == name)
-        .map(|p| &p.config)
+        .and_then(|p| p.config.get::<T>())
 }
 
 /// The breakers made so far: one per service-scoped plugin instance and service, one per route
 /// otherwise; with the name they are known by (the service's or the route's).
 #[derive(Default)]
-struct Breakers {
-    shared: Vec<(*const super::Plugin, usize, Breaker)>,
-    named: Vec<(String, Breaker)>,
+pub(crate) struct Breakers {
+    pub(crate) shared: Vec<(*const super::Plugin, usize, Breaker)>,
+    pub(crate) named: Vec<(String, Breaker)>,
 }
 
-/// The plugins of one route around its upstream: authentication, rate limiting, breaker.
+/// The plugins of one route, in priority order: every plugin named by an enabled instance
+/// that applies (the most specific, and consumers' own), the authentication plugins as one
+/// step. Errors are a field path and why.
 fn route_stack(
     config: &Config,
     settings: &Settings,
@@ -496,79 +513,62 @@ fn route_stack(
     (label, route): (&str, &RouteConfig),
     consumers: &Consumers,
     breakers: &mut Breakers,
-    reuse: &mut Reuse<'_>,
-) -> impl FnOnce(HostRewrite) -> RouteService {
-    let breaker = match config.plugin_for(service, route, "circuit-breaker") {
-        Some(plugin) => match &plugin.config {
-            super::PluginConfig::CircuitBreaker(c) => {
-                let service_scoped = plugin.route.is_none()
-                    && (plugin.service.is_some()
-                        || service.plugins.iter().any(|p| std::ptr::eq(p, plugin)));
-                let existing = breakers
-                    .shared
-                    .iter()
-                    .find(|(p, s, _)| {
-                        service_scoped && std::ptr::eq(*p, plugin) && *s == service_index
-                    })
-                    .map(|(_, _, b)| b.clone());
-                let breaker = existing.unwrap_or_else(|| {
-                    let name = if service_scoped {
-                        service.label()
-                    } else {
-                        label.to_owned()
-                    };
-                    let key = format!("{name}|{:?}|{:?}", plugin.id, c);
-                    // `check` validated the policy.
-                    let breaker =
-                        reuse.breaker(key, || Breaker::new(c.policy().unwrap_or_default()));
-                    breakers.named.push((name, breaker.clone()));
-                    if service_scoped {
-                        breakers
-                            .shared
-                            .push((plugin, service_index, breaker.clone()));
-                    }
-                    breaker
-                });
-                c.layer(breaker)
+    reuse: &mut Reuse,
+) -> Result<Stack, (String, String)> {
+    let service_label = service.label();
+    let mut stack = Stack::default();
+    let mut auth_priority = None;
+    for definition in config.plugin_definitions() {
+        let name = definition.name();
+        let default = config.plugin_for(service, route, name);
+        let own = config.consumer_plugins_for(service, route, name, consumers);
+        let build = match &definition.build {
+            Build::Global => continue,
+            Build::Auth => {
+                if default.is_some() {
+                    auth_priority = auth_priority.max(Some(definition.priority()));
+                }
+                continue;
             }
-            _ => CircuitBreakerLayer::disabled(),
-        },
-        None => CircuitBreakerLayer::disabled(),
-    };
+            Build::Layer(build) => build,
+        };
+        let mut layer = |plugin: &super::Plugin, consumer: Option<&str>| {
+            let mut ctx = PluginContext {
+                service: &service_label,
+                route: label,
+                plugin,
+                consumer,
+                settings,
+                reuse: &mut *reuse,
+                breakers: &mut *breakers,
+                service_index,
+                service_config: service,
+            };
+            build(&plugin.config, &mut ctx).map_err(|message| {
+                let at = config
+                    .plugin_instances()
+                    .into_iter()
+                    .find(|(_, p)| std::ptr::eq(*p, plugin))
+                    .map_or_else(|| "plugins".to_owned(), |(at, _)| at);
+                (format!("{at}.config"), format!("{message} (route {label})"))
+            })
+        };
+        let default = default.map(|p| layer(p, None)).transpose()?;
+        let own = own
+            .into_iter()
+            .map(|(id, p)| Ok((id.clone(), layer(p, Some(&id))?)))
+            .collect::<Result<Vec<_>, (String, String)>>()?;
+        stack.plugin(name, definition.priority(), default, own);
+    }
     let auth = config
         .auth_layer(service, route, consumers)
         .reading_body()
         .max_body(settings.max_body);
-    let limit = match config.plugin_for(service, route, "rate-limiting") {
-        Some(
-            plugin @ super::Plugin {
-                config: super::PluginConfig::RateLimiting(c),
-                ..
-            },
-        ) => {
-            let key = format!("{label}|{:?}|{:?}|{c:?}", service.label(), plugin.id);
-            let namespace = format!("{}:{label}", service.label());
-            reuse.limit(key, || c.layer(&settings.trusted_proxies, &namespace))
-        }
-        // No limit: the layer passes requests straight through.
-        _ => RateLimitLayer::builder(KeyBy::Global).max_keys(1).build(),
-    };
-    let own: Vec<_> = config
-        .consumer_plugins_for(service, route, "rate-limiting", consumers)
-        .into_iter()
-        .filter_map(|(id, plugin)| match &plugin.config {
-            super::PluginConfig::RateLimiting(c) => {
-                let key = format!("{label}|{id}|{:?}|{c:?}", plugin.id);
-                let namespace = format!("{}:{label}:{id}", service.label());
-                Some((
-                    id,
-                    reuse.limit(key, || c.layer(&settings.trusted_proxies, &namespace)),
-                ))
-            }
-            _ => None,
-        })
-        .collect();
-    move |upstream| auth.layer(ByConsumer::new(limit.layer(breaker.layer(upstream)), own))
+    stack.auth(
+        auth_priority.unwrap_or(crate::plugin::KEY_AUTH_PRIORITY),
+        auth,
+    );
+    Ok(stack)
 }
 
 fn strategy(upstream: &Upstream) -> Box<dyn Strategy> {

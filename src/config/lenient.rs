@@ -30,11 +30,48 @@ impl fmt::Display for FieldError {
 
 impl std::error::Error for FieldError {}
 
+/// Brackets the path of an error raised below a field whose value was read whole (a plugin's
+/// `config`), so that the deserializer reporting it can put the path back together.
+pub(crate) const NESTED: char = '\u{1f}';
+
+impl FieldError {
+    /// An error at `path`, dot-separated below the value checked (`"redis.host"`; `""` for
+    /// the value itself).
+    pub fn at(path: &str, message: impl Into<String>) -> Self {
+        Self {
+            path: path
+                .split('.')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            message: message.into(),
+        }
+    }
+
+    /// This error as a serde message for the field `field` that holds the checked value:
+    /// this crate's deserializers and [`Config`](super::Config)'s YAML errors read the full
+    /// path back out of it.
+    pub(crate) fn nested(&self, field: &str) -> String {
+        let mut path = field.to_owned();
+        for segment in &self.path {
+            path.push('.');
+            path.push_str(segment);
+        }
+        format!("{NESTED}{path}{NESTED}{}", self.message)
+    }
+}
+
 impl de::Error for FieldError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
+        let message = msg.to_string();
+        if let Some(rest) = message.strip_prefix(NESTED)
+            && let Some((path, message)) = rest.split_once(NESTED)
+        {
+            return Self::at(path, message);
+        }
         Self {
             path: Vec::new(),
-            message: msg.to_string(),
+            message,
         }
     }
 }

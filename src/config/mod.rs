@@ -50,6 +50,7 @@ mod error;
 mod gateway;
 mod lenient;
 mod live;
+mod locate;
 mod model;
 mod plugins;
 mod ratelimit;
@@ -57,10 +58,12 @@ mod upstream;
 
 use std::path::Path;
 
+use crate::plugin::Registry;
+
+pub use crate::plugin::RouteService;
 pub use error::ConfigError;
-pub use gateway::{
-    Gateway, GatewayBody, HostRewrite, RouteService, RouteSummary, ServiceBalancer, Settings,
-};
+pub(crate) use gateway::{Breakers, Reuse};
+pub use gateway::{Gateway, GatewayBody, HostRewrite, RouteSummary, ServiceBalancer, Settings};
 pub use lenient::FieldError;
 pub(crate) use lenient::from_value as from_json_value;
 pub use live::{LiveGateway, LiveRouter};
@@ -69,9 +72,33 @@ pub use plugins::*;
 pub use upstream::*;
 
 impl Config {
-    /// Parses and checks a YAML document; errors name the file as `<config>`.
+    /// Parses and checks a YAML document with the built-in plugins; errors name the file as
+    /// `<config>`.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
         Self::parse(text, "<config>")
+    }
+
+    /// [`from_yaml`](Self::from_yaml) with the plugins of `registry` (the built-in ones and
+    /// an application's own).
+    pub fn from_yaml_with(text: &str, registry: &Registry) -> Result<Self, ConfigError> {
+        registry.scope(|| Self::parse(text, "<config>"))
+    }
+
+    /// [`from_file`](Self::from_file) with the plugins of `registry`.
+    pub fn from_file_with(
+        path: impl AsRef<Path>,
+        registry: &Registry,
+    ) -> Result<Self, ConfigError> {
+        registry.scope(|| Self::from_file(path))
+    }
+
+    /// [`from_json`](Self::from_json) with the plugins of `registry`.
+    pub fn from_json_with(
+        doc: &mut serde_json::Value,
+        source: &str,
+        registry: &Registry,
+    ) -> Result<Self, ConfigError> {
+        registry.scope(|| Self::from_json(doc, source))
     }
 
     /// Reads and checks a configuration given as JSON (the Admin API's entities): strings are
@@ -102,12 +129,13 @@ impl Config {
 
     fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
         let mut config: Config = serde_norway::from_str(text).map_err(|err| {
-            let location = err.location();
+            let location = err.location().map(|l| (l.line(), l.column()));
+            let (message, location) = locate::unnest(text, &err.to_string(), location);
             ConfigError::Parse {
                 file: file.to_owned(),
-                message: err.to_string(),
-                line: location.as_ref().map(|l| l.line()),
-                column: location.as_ref().map(|l| l.column()),
+                message,
+                line: location.map(|l| l.0),
+                column: location.map(|l| l.1),
             }
         })?;
         config.source = file.to_owned();

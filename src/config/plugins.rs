@@ -1,11 +1,13 @@
-//! Kong's plugins (`key-auth`, `jwt`) and consumers with their credentials.
+//! Plugin instances, the built-in plugins' configurations, and consumers with their
+//! credentials.
 
 use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny};
+use serde::de::{self, Deserializer, IgnoredAny};
+use serde::{Deserialize, Serialize};
 
 use super::ServiceRef;
+pub use crate::plugin::PluginConfig;
 
 /// A plugin instance: global (top level, no scope), or scoped to a service or a route (nested
 /// under it, or naming it with `service:` / `route:`).
@@ -21,99 +23,8 @@ pub struct Plugin {
     pub service: Option<ServiceRef>,
     /// For top-level plugins: the route it applies to.
     pub route: Option<ServiceRef>,
-    /// For top-level plugins: the consumer it applies to (only `rate-limiting`).
+    /// For top-level plugins: the consumer it applies to.
     pub consumer: Option<ServiceRef>,
-}
-
-/// The plugins this gateway runs, with their configuration.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum PluginConfig {
-    /// Kong's `key-auth`.
-    KeyAuth(KeyAuthConfig),
-    /// Kong's `jwt`.
-    Jwt(JwtConfig),
-    /// Kong's `rate-limiting`, with this gateway's `algorithm` extension.
-    RateLimiting(Box<RateLimitingConfig>),
-    /// This gateway's `circuit-breaker` (Kong has none).
-    CircuitBreaker(CircuitBreakerConfig),
-    /// Kong's `correlation-id` (global scope).
-    CorrelationId(CorrelationIdConfig),
-    /// Kong's `prometheus` (global scope).
-    Prometheus(PrometheusConfig),
-    /// Kong's `file-log` (global scope).
-    FileLog(FileLogConfig),
-}
-
-impl PluginConfig {
-    /// The plugins this gateway runs, by name.
-    pub const NAMES: [&'static str; 7] = [
-        "key-auth",
-        "jwt",
-        "rate-limiting",
-        "circuit-breaker",
-        "correlation-id",
-        "prometheus",
-        "file-log",
-    ];
-
-    /// The plugin's name, as in the file.
-    pub fn name(&self) -> &'static str {
-        match self {
-            PluginConfig::KeyAuth(_) => "key-auth",
-            PluginConfig::Jwt(_) => "jwt",
-            PluginConfig::RateLimiting(_) => "rate-limiting",
-            PluginConfig::CircuitBreaker(_) => "circuit-breaker",
-            PluginConfig::CorrelationId(_) => "correlation-id",
-            PluginConfig::Prometheus(_) => "prometheus",
-            PluginConfig::FileLog(_) => "file-log",
-        }
-    }
-
-    fn parse<'de, D: Deserializer<'de>>(name: &str, d: D) -> Result<Self, D::Error> {
-        match name {
-            "key-auth" => KeyAuthConfig::deserialize(d).map(PluginConfig::KeyAuth),
-            "jwt" => JwtConfig::deserialize(d).map(PluginConfig::Jwt),
-            "rate-limiting" => {
-                RateLimitingConfig::deserialize(d).map(|c| PluginConfig::RateLimiting(Box::new(c)))
-            }
-            "circuit-breaker" => {
-                CircuitBreakerConfig::deserialize(d).map(PluginConfig::CircuitBreaker)
-            }
-            "correlation-id" => {
-                CorrelationIdConfig::deserialize(d).map(PluginConfig::CorrelationId)
-            }
-            "prometheus" => PrometheusConfig::deserialize(d).map(PluginConfig::Prometheus),
-            "file-log" => FileLogConfig::deserialize(d).map(PluginConfig::FileLog),
-            other => Err(de::Error::custom(not_supported(other))),
-        }
-    }
-
-    fn default_for(name: &str) -> Result<Self, String> {
-        Self::from_value(name, serde_norway::Value::Mapping(Default::default()))
-    }
-
-    fn from_value(name: &str, value: serde_norway::Value) -> Result<Self, String> {
-        fn typed<T: DeserializeOwned>(value: serde_norway::Value) -> Result<T, String> {
-            serde_norway::from_value(value).map_err(|e| format!("config: {e}"))
-        }
-        match name {
-            "key-auth" => typed(value).map(PluginConfig::KeyAuth),
-            "jwt" => typed(value).map(PluginConfig::Jwt),
-            "rate-limiting" => typed(value).map(|c| PluginConfig::RateLimiting(Box::new(c))),
-            "circuit-breaker" => typed(value).map(PluginConfig::CircuitBreaker),
-            "correlation-id" => typed(value).map(PluginConfig::CorrelationId),
-            "prometheus" => typed(value).map(PluginConfig::Prometheus),
-            "file-log" => typed(value).map(PluginConfig::FileLog),
-            other => Err(not_supported(other)),
-        }
-    }
-}
-
-fn not_supported(name: &str) -> String {
-    format!(
-        "plugin {name:?} is not supported yet (this release runs key-auth, jwt, rate-limiting, circuit-breaker, correlation-id, prometheus and file-log; the others come with later releases)"
-    )
 }
 
 fn yes() -> bool {
@@ -121,7 +32,7 @@ fn yes() -> bool {
 }
 
 /// Kong's `key-auth` configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyAuthConfig {
     /// Header and query-argument names of the key (default `apikey`).
@@ -156,7 +67,7 @@ fn default_key_names() -> Vec<String> {
 }
 
 /// Kong's `jwt` configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     /// Query arguments that carry the token (default `jwt`).
@@ -202,7 +113,7 @@ fn default_key_claim() -> String {
 }
 
 /// Kong's `rate-limiting` configuration, plus `algorithm`, `burst` and `delay`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitingConfig {
     /// Requests per second.
@@ -305,7 +216,7 @@ pub struct RateLimitingConfig {
 }
 
 /// Kong's `redis` settings of the `rate-limiting` plugin.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     /// The server's host (required with `policy: redis`).
@@ -379,7 +290,7 @@ pub struct RedisSettings {
 /// The `circuit-breaker` plugin (this gateway's own; fields after APISIX's `api-breaker` and
 /// the seed's Go breaker). One breaker per service when scoped to a service, per route
 /// otherwise.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CircuitBreakerConfig {
     /// Failures in a row that open the breaker (default 5, the seed's rule).
@@ -417,7 +328,7 @@ pub struct CircuitBreakerConfig {
 
 /// Kong's `correlation-id`: a request id in a header, kept when the client sent one, generated
 /// otherwise (Kong's `uuid#counter`), sent upstream and, with `echo_downstream`, back.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CorrelationIdConfig {
     /// The header (default `Kong-Request-ID`).
@@ -437,7 +348,7 @@ fn default_correlation_header() -> String {
 
 /// Kong's `prometheus`: turns the metrics on (`/metrics` on the admin listener). Every family
 /// is always exported, so the `*_metrics` switches are accepted only as `true`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrometheusConfig {
     /// Label requests and bandwidth with the consumer (default false).
@@ -458,7 +369,7 @@ pub struct PrometheusConfig {
 }
 
 /// Kong's `file-log`: the access log as JSON lines appended to a file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileLogConfig {
     /// The file (created if missing, appended to).
@@ -472,7 +383,7 @@ pub struct FileLogConfig {
 }
 
 /// Kong's `limit_by`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LimitBy {
     /// The authenticated consumer (then its credential, then the client IP).
@@ -490,7 +401,7 @@ pub enum LimitBy {
 }
 
 /// The `algorithm` extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RateAlgorithm {
     /// Kong's calendar-aligned fixed windows.
@@ -506,7 +417,7 @@ pub enum RateAlgorithm {
 }
 
 /// A claim `claims_to_verify` may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeClaimName {
     /// `exp`.
@@ -543,7 +454,7 @@ pub struct Consumer {
     /// JWT credentials (Kong's `jwt_secrets`).
     #[serde(default)]
     pub jwt_secrets: Vec<JwtSecret>,
-    /// Plugins scoped to this consumer (only `rate-limiting`).
+    /// Plugins scoped to this consumer.
     #[serde(default)]
     pub plugins: Vec<Plugin>,
 }
@@ -607,47 +518,25 @@ impl<'de> Deserialize<'de> for Plugin {
                 f.write_str("a plugin: {name: ..., config: ...}")
             }
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Plugin, A::Error> {
-                let mut name: Option<String> = None;
-                let mut config: Option<PluginConfig> = None;
-                // `config` before `name` (decK sorts keys): parsed once the name is known.
-                let mut pending: Option<serde_norway::Value> = None;
-                let mut plugin = Plugin {
-                    id: None,
-                    config: PluginConfig::KeyAuth(KeyAuthConfig {
-                        key_names: Vec::new(),
-                        key_in_header: true,
-                        key_in_query: true,
-                        key_in_body: false,
-                        hide_credentials: false,
-                        anonymous: None,
-                        run_on_preflight: true,
-                        realm: None,
-                    }),
-                    enabled: true,
-                    service: None,
-                    route: None,
-                    consumer: None,
-                };
+                let mut definition = None;
+                // Read whole, then typed by the plugin's definition once the name is known
+                // (decK writes `config` before `name`).
+                let mut config: Option<serde_json::Value> = None;
+                let (mut id, mut enabled, mut service, mut route, mut consumer) =
+                    (None, true, None, None, None);
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "name" => {
-                            let value = map.next_value::<String>()?;
-                            if !PluginConfig::NAMES.contains(&value.as_str()) {
-                                return Err(de::Error::custom(not_supported(&value)));
-                            }
-                            name = Some(value);
+                            let name = map.next_value::<String>()?;
+                            definition =
+                                Some(crate::plugin::lookup(&name).map_err(de::Error::custom)?);
                         }
-                        "config" => match &name {
-                            Some(name) => {
-                                config = Some(map.next_value_seed(ConfigSeed(name))?);
-                            }
-                            None => pending = Some(map.next_value()?),
-                        },
-                        "id" => plugin.id = Some(map.next_value()?),
-                        "enabled" => plugin.enabled = map.next_value()?,
-                        "service" => plugin.service = map.next_value()?,
-                        "route" => plugin.route = map.next_value()?,
-                        "consumer" => plugin.consumer = map.next_value()?,
+                        "config" => config = Some(map.next_value()?),
+                        "id" => id = Some(map.next_value()?),
+                        "enabled" => enabled = map.next_value()?,
+                        "service" => service = map.next_value()?,
+                        "route" => route = map.next_value()?,
+                        "consumer" => consumer = map.next_value()?,
                         "protocols" | "tags" | "instance_name" | "created_at" | "updated_at" => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -661,6 +550,7 @@ impl<'de> Deserialize<'de> for Plugin {
                                     "enabled",
                                     "service",
                                     "route",
+                                    "consumer",
                                     "protocols",
                                     "tags",
                                     "instance_name",
@@ -669,27 +559,26 @@ impl<'de> Deserialize<'de> for Plugin {
                         }
                     }
                 }
-                let name = name.ok_or_else(|| de::Error::missing_field("name"))?;
-                plugin.config = match (config, pending) {
-                    (Some(config), _) => config,
-                    (None, Some(value)) => {
-                        PluginConfig::from_value(&name, value).map_err(de::Error::custom)?
+                let definition = definition.ok_or_else(|| de::Error::missing_field("name"))?;
+                let mut config = match config {
+                    None | Some(serde_json::Value::Null) => {
+                        serde_json::Value::Object(Default::default())
                     }
-                    (None, None) => PluginConfig::default_for(&name).map_err(de::Error::custom)?,
+                    Some(config) => config,
                 };
-                Ok(plugin)
+                let config = definition
+                    .parse(&mut config)
+                    .map_err(|err| de::Error::custom(err.nested("config")))?;
+                Ok(Plugin {
+                    id,
+                    config,
+                    enabled,
+                    service,
+                    route,
+                    consumer,
+                })
             }
         }
         d.deserialize_map(Visitor)
-    }
-}
-
-/// Parses a plugin's `config` by the plugin's name, keeping the parser's locations.
-struct ConfigSeed<'a>(&'a str);
-
-impl<'de> de::DeserializeSeed<'de> for ConfigSeed<'_> {
-    type Value = PluginConfig;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<PluginConfig, D::Error> {
-        PluginConfig::parse(self.0, d)
     }
 }

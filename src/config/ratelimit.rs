@@ -355,16 +355,17 @@ fn field(period: Period) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, PluginConfig};
+    use crate::config::Config;
 
     fn plugin(config: &str) -> RateLimitingConfig {
         let yaml = format!(
             "_format_version: \"3.0\"\nplugins:\n  - name: rate-limiting\n    config:\n{config}"
         );
-        match Config::from_yaml(&yaml).unwrap().plugins.remove(0).config {
-            PluginConfig::RateLimiting(c) => *c,
-            other => panic!("{other:?}"),
-        }
+        Config::from_yaml(&yaml).unwrap().plugins[0]
+            .config
+            .get::<RateLimitingConfig>()
+            .cloned()
+            .unwrap()
     }
 
     #[test]

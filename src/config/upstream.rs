@@ -312,6 +312,12 @@ pub struct Seconds(pub Duration);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatusCodeNumber(pub u16);
 
+impl serde::Serialize for StatusCodeNumber {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u16(self.0)
+    }
+}
+
 // === Deserialize for the checked values ===
 
 impl<'de> Deserialize<'de> for TargetAddress {

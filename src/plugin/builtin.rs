@@ -1,0 +1,222 @@
+//! The built-in plugins, defined as any plugin is.
+
+use serde_json::json;
+
+use super::RouteLayer;
+use super::registry::{Build, Definition, Schema};
+use crate::circuit::Breaker;
+use crate::config::{
+    CircuitBreakerConfig, CorrelationIdConfig, FieldError, FileLogConfig, JwtConfig, KeyAuthConfig,
+    PrometheusConfig, RateLimitingConfig, TimeClaimName,
+};
+
+/// Kong's priorities (`PRIORITY` in each plugin's handler).
+pub(crate) const JWT: i32 = 1450;
+pub(crate) const KEY_AUTH: i32 = 1250;
+const RATE_LIMITING: i32 = 910;
+/// This gateway's own: right after rate limiting, closest to the upstream of the built-ins.
+const CIRCUIT_BREAKER: i32 = 900;
+const CORRELATION_ID: i32 = 100_001;
+const PROMETHEUS: i32 = 13;
+const FILE_LOG: i32 = 9;
+
+pub(super) fn definitions() -> Vec<Definition> {
+    vec![
+        Definition::with_build::<KeyAuthConfig>("key-auth", KEY_AUTH, Build::Auth)
+            .no_consumer()
+            .shown_defaults(json!({
+                "key_names": ["apikey"], "key_in_header": true, "key_in_query": true,
+                "key_in_body": false, "hide_credentials": false, "anonymous": null,
+                "run_on_preflight": true, "realm": null,
+            })),
+        Definition::with_build::<JwtConfig>("jwt", JWT, Build::Auth)
+            .no_consumer()
+            .shown_defaults(json!({
+                "uri_param_names": ["jwt"], "cookie_names": [], "header_names": ["authorization"],
+                "key_claim_name": "iss", "secret_is_base64": false, "claims_to_verify": null,
+                "maximum_expiration": 0, "anonymous": null, "run_on_preflight": true,
+                "realm": null,
+            })),
+        Definition::builtin::<RateLimitingConfig>(
+            "rate-limiting",
+            RATE_LIMITING,
+            |c, config, ctx| {
+                let key = ctx.reuse_key(config);
+                let namespace = ctx.namespace();
+                let trusted = ctx.settings.trusted_proxies.clone();
+                ctx.reuse.layer(key, || {
+                    Ok(RouteLayer::wrapping(c.layer(&trusted, &namespace)))
+                })
+            },
+        )
+        .shown_defaults(json!({
+            "second": null, "minute": null, "hour": null, "day": null, "month": null,
+            "year": null, "limit_by": "consumer", "header_name": null, "path": null,
+            "policy": "local", "fault_tolerant": true, "hide_client_headers": false,
+            "error_code": 429, "error_message": "API rate limit exceeded", "redis": null,
+            "sync_rate": -1,
+        })),
+        Definition::builtin::<CircuitBreakerConfig>(
+            "circuit-breaker",
+            CIRCUIT_BREAKER,
+            |c, _, ctx| {
+                let plugin = ctx.plugin;
+                // One breaker per service for an instance on a service, one per route
+                // otherwise.
+                let service_scoped = plugin.route.is_none()
+                    && (plugin.service.is_some()
+                        || ctx
+                            .service_config
+                            .plugins
+                            .iter()
+                            .any(|p| std::ptr::eq(p, plugin)));
+                let index = ctx.service_index;
+                let existing = ctx
+                    .breakers
+                    .shared
+                    .iter()
+                    .find(|(p, s, _)| service_scoped && std::ptr::eq(*p, plugin) && *s == index)
+                    .map(|(_, _, b)| b.clone());
+                let breaker = match existing {
+                    Some(breaker) => breaker,
+                    None => {
+                        let name = if service_scoped {
+                            ctx.service.to_owned()
+                        } else {
+                            ctx.route.to_owned()
+                        };
+                        let key = format!("{name}|{:?}|{:?}", plugin.id, c);
+                        // `validate` checked the policy.
+                        let policy = c.policy().unwrap_or_default();
+                        let breaker = ctx.reuse.breaker(key, || Breaker::new(policy));
+                        ctx.breakers.named.push((name, breaker.clone()));
+                        if service_scoped {
+                            ctx.breakers.shared.push((plugin, index, breaker.clone()));
+                        }
+                        breaker
+                    }
+                };
+                Ok(RouteLayer::wrapping(c.layer(breaker)))
+            },
+        )
+        .no_consumer(),
+        Definition::with_build::<CorrelationIdConfig>(
+            "correlation-id",
+            CORRELATION_ID,
+            Build::Global,
+        )
+        .global_only()
+        .shown_defaults(json!({
+            "header_name": "Kong-Request-ID", "generator": "uuid#counter",
+            "echo_downstream": false,
+        })),
+        Definition::with_build::<PrometheusConfig>("prometheus", PROMETHEUS, Build::Global)
+            .global_only()
+            .shown_defaults(json!({
+                "per_consumer": false, "status_code_metrics": true, "latency_metrics": true,
+                "bandwidth_metrics": true, "upstream_health_metrics": true,
+            })),
+        Definition::with_build::<FileLogConfig>("file-log", FILE_LOG, Build::Global).global_only(),
+    ]
+}
+
+/// `(".field", message)` from the configuration modules, as a [`FieldError`].
+fn field((field, message): (String, String)) -> FieldError {
+    FieldError::at(field.trim_start_matches('.'), message)
+}
+
+impl Schema for KeyAuthConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.key_names.is_empty() {
+            return Err(FieldError::at("key_names", "key_names must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+impl Schema for JwtConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        let max = self.maximum_expiration;
+        if max > 31_536_000 {
+            return Err(FieldError::at(
+                "maximum_expiration",
+                format!("{max} is out of range 0..31536000"),
+            ));
+        }
+        if max > 0 && !self.claims_to_verify.contains(&TimeClaimName::Exp) {
+            return Err(FieldError::at(
+                "claims_to_verify",
+                "maximum_expiration needs exp in claims_to_verify",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Schema for RateLimitingConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        self.limits().map(drop).map_err(field)
+    }
+}
+
+impl Schema for CircuitBreakerConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        self.policy().map(drop).map_err(field)
+    }
+}
+
+impl Schema for CorrelationIdConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        if http::HeaderName::try_from(self.header_name.as_str()).is_err() {
+            return Err(FieldError::at(
+                "header_name",
+                format!("invalid header name {:?}", self.header_name),
+            ));
+        }
+        if let Some(generator) = &self.generator {
+            generator
+                .parse::<crate::request_id::Generator>()
+                .map_err(|message| FieldError::at("generator", message))?;
+        }
+        Ok(())
+    }
+}
+
+impl Schema for FileLogConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.reopen {
+            return Err(FieldError::at(
+                "reopen",
+                "the file stays open here: only false is accepted",
+            ));
+        }
+        if self.custom_fields_by_lua.is_some() {
+            return Err(FieldError::at(
+                "custom_fields_by_lua",
+                "Lua fields are not supported",
+            ));
+        }
+        if self.path.is_empty() {
+            return Err(FieldError::at("path", "path must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+impl Schema for PrometheusConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        let switches = [
+            ("status_code_metrics", self.status_code_metrics),
+            ("latency_metrics", self.latency_metrics),
+            ("bandwidth_metrics", self.bandwidth_metrics),
+            ("upstream_health_metrics", self.upstream_health_metrics),
+        ];
+        match switches.iter().find(|(_, v)| *v == Some(false)) {
+            Some((field, _)) => Err(FieldError::at(
+                field,
+                "this gateway always exports these metrics: only true is accepted",
+            )),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! A route's plugins, in priority order, around its upstream.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::Request;
+use hyper::body::Incoming;
+use tower::util::{BoxCloneSyncService, MapRequest, MapResponse};
+use tower::{Layer, Service, ServiceExt};
+
+use super::{Next, PluginRequest, UpstreamBody, UpstreamResponse};
+use crate::auth::BodyAuthLayer;
+use crate::body::{RequestBody, ResponseBody};
+use crate::config::{GatewayBody, HostRewrite};
+
+/// One configured plugin as a layer of a route's stack, type-erased. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct RouteLayer(Arc<dyn Fn(Next) -> Next + Send + Sync>);
+
+impl std::fmt::Debug for RouteLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RouteLayer")
+    }
+}
+
+impl RouteLayer {
+    /// A layer whose service answers with the body type it was given.
+    pub(crate) fn new<L>(layer: L) -> Self
+    where
+        L: Layer<Next> + Send + Sync + 'static,
+        L::Service: Service<PluginRequest, Response = UpstreamResponse, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as Service<PluginRequest>>::Future: Send + 'static,
+    {
+        Self(Arc::new(move |next| {
+            BoxCloneSyncService::new(layer.layer(next))
+        }))
+    }
+
+    /// A layer of this crate, whose service wraps the body in one more [`ResponseBody`].
+    pub(crate) fn wrapping<L>(layer: L) -> Self
+    where
+        L: Layer<Next> + Send + Sync + 'static,
+        L::Service: Service<
+                PluginRequest,
+                Response = http::Response<ResponseBody<UpstreamBody>>,
+                Error = Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as Service<PluginRequest>>::Future: Send + 'static,
+    {
+        Self(Arc::new(move |next| {
+            BoxCloneSyncService::new(MapResponse::new(
+                layer.layer(next),
+                flatten_response as fn(_) -> _,
+            ))
+        }))
+    }
+
+    fn apply(&self, next: Next) -> Next {
+        (self.0)(next)
+    }
+}
+
+fn flatten_response(res: http::Response<ResponseBody<UpstreamBody>>) -> UpstreamResponse {
+    res.map(ResponseBody::flatten)
+}
+
+fn flatten_request(req: Request<RequestBody<GatewayBody>>) -> PluginRequest {
+    req.map(RequestBody::flatten)
+}
+
+fn gateway_request(req: Request<Incoming>) -> PluginRequest {
+    req.map(RequestBody::new)
+}
+
+/// What a route runs: its plugins in priority order around its service's balancer.
+pub type RouteService = MapRequest<Next, fn(Request<Incoming>) -> PluginRequest>;
+
+/// The plugins of one route, collected before they are stacked.
+#[derive(Debug, Default)]
+pub(crate) struct Stack {
+    steps: Vec<Step>,
+}
+
+#[derive(Debug)]
+struct Step {
+    priority: i32,
+    name: String,
+    kind: StepKind,
+}
+
+#[derive(Debug)]
+enum StepKind {
+    Plugin {
+        /// The instance for everybody (none: requests pass straight on) …
+        default: Option<RouteLayer>,
+        /// … and consumers' own instances, by consumer id.
+        own: Vec<(Arc<str>, RouteLayer)>,
+    },
+    Auth(BodyAuthLayer),
+}
+
+impl Stack {
+    /// Adds a plugin's layer for everybody and consumers' own layers.
+    pub(crate) fn plugin(
+        &mut self,
+        name: &str,
+        priority: i32,
+        default: Option<RouteLayer>,
+        own: Vec<(Arc<str>, RouteLayer)>,
+    ) {
+        if default.is_none() && own.is_empty() {
+            return;
+        }
+        self.steps.push(Step {
+            priority,
+            name: name.to_owned(),
+            kind: StepKind::Plugin { default, own },
+        });
+    }
+
+    /// Adds the authentication step.
+    pub(crate) fn auth(&mut self, priority: i32, layer: BodyAuthLayer) {
+        self.steps.push(Step {
+            priority,
+            name: String::new(),
+            kind: StepKind::Auth(layer),
+        });
+    }
+
+    /// The route's service: the steps from the lowest priority (next to `upstream`) to the
+    /// highest (first to see a request).
+    pub(crate) fn around(mut self, upstream: HostRewrite) -> RouteService {
+        self.steps
+            .sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
+        let mut next: Next = BoxCloneSyncService::new(upstream);
+        for step in self.steps.into_iter().rev() {
+            next = match step.kind {
+                StepKind::Auth(auth) => BoxCloneSyncService::new(MapResponse::new(
+                    auth.layer(MapRequest::new(next, flatten_request as fn(_) -> _)),
+                    flatten_response as fn(_) -> _,
+                )),
+                StepKind::Plugin { default, own } => {
+                    let default = match default {
+                        Some(layer) => layer.apply(next.clone()),
+                        None => next.clone(),
+                    };
+                    if own.is_empty() {
+                        default
+                    } else {
+                        let own = own
+                            .into_iter()
+                            .map(|(id, layer)| (id, layer.apply(next.clone())))
+                            .collect();
+                        BoxCloneSyncService::new(PerConsumer {
+                            default,
+                            own: Arc::new(own),
+                        })
+                    }
+                }
+            };
+        }
+        MapRequest::new(next, gateway_request as fn(_) -> _)
+    }
+}
+
+/// A plugin's instance chosen by the authenticated consumer: the consumer's own, or the one
+/// for everybody.
+#[derive(Clone)]
+struct PerConsumer {
+    default: Next,
+    own: Arc<HashMap<Arc<str>, Next>>,
+}
+
+impl Service<PluginRequest> for PerConsumer {
+    type Response = UpstreamResponse;
+    type Error = Infallible;
+    type Future = <Next as Service<PluginRequest>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.default.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: PluginRequest) -> Self::Future {
+        let own = req
+            .extensions()
+            .get::<crate::auth::Consumer>()
+            .and_then(|c| self.own.get(&c.id))
+            .cloned();
+        match own {
+            None => self.default.call(req),
+            Some(service) => Box::pin(service.oneshot(req)),
+        }
+    }
+}
