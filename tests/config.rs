@@ -555,7 +555,7 @@ fn consumer_and_plugin_errors_name_the_field() {
         "{HEAD}plugins:\n  - config:\n      key_nmes: [k]\n    name: key-auth\n"
     ));
     assert!(err.to_string().contains("key_nmes"), "{err}");
-    assert_eq!(err.path(), Some("plugins[0].config"), "{err}");
+    assert_eq!(err.path(), Some("plugins[0].config.key_nmes"), "{err}");
     assert_eq!(err.line(), Some(4), "{err}");
 }
 

@@ -265,7 +265,8 @@ impl<'de> de::MapAccess<'de> for Map<'_> {
             return Ok(None);
         };
         let key_de: de::value::StrDeserializer<'_, FieldError> = key.as_str().into_deserializer();
-        let parsed = seed.deserialize(key_de)?;
+        // An unknown field is refused here: the error names it in the path.
+        let parsed = seed.deserialize(key_de).map_err(at(key.as_str()))?;
         self.value = Some((key, value));
         Ok(Some(parsed))
     }
