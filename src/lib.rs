@@ -15,6 +15,7 @@
 //! | [`ratelimit`] | [`RateLimitLayer`](ratelimit::RateLimitLayer) over exact, time-injected algorithms: token bucket, nginx's leaky bucket, Kong's fixed windows, sliding log and window; a pluggable [`Store`](ratelimit::Store) |
 //! | [`server`] | [`Server`](server::Server): hyper with header limits, header-read timeout, `Host` checks and graceful shutdown |
 //! | [`config`] | Kong's declarative format (services, routes, upstreams, consumers, key-auth, jwt, rate-limiting, circuit-breaker) → a running gateway, with precise errors (feature `config`) |
+//! | [`program`] | The gateway program (`examples/gateway.rs`) as a library entry point, for a binary with plugins of its own (feature `program`) |
 //! | [`plugin`] | Plugins by name: the built-in ones and an application's own Layers, configured like Kong's (feature `config`) |
 //! | [`body`], [`reject`] | the response body and the JSON error responses every part shares |
 //!
@@ -89,6 +90,9 @@ pub mod metrics;
 #[cfg(feature = "config")]
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub mod plugin;
+#[cfg(feature = "program")]
+#[cfg_attr(docsrs, doc(cfg(feature = "program")))]
+pub mod program;
 pub mod proxy;
 mod random;
 pub mod ratelimit;

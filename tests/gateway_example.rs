@@ -11,8 +11,13 @@ use std::time::Duration;
 
 use support::*;
 
-/// The example binary that `cargo test` builds next to the test binaries.
+/// The gateway example binary.
 fn gateway_bin() -> PathBuf {
+    example_bin("gateway")
+}
+
+/// An example binary that `cargo test` builds next to the test binaries.
+fn example_bin(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().unwrap();
     dir.pop(); // the test binary
     if dir.ends_with("deps") {
@@ -20,7 +25,7 @@ fn gateway_bin() -> PathBuf {
     }
     let bin = dir
         .join("examples")
-        .join(format!("gateway{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),
         "{} is missing: run the whole suite (`cargo test --all-features`), which builds the examples",
@@ -36,15 +41,15 @@ fn start(args: &[&str]) -> (Child, SocketAddr, SocketAddr) {
 }
 
 /// As [`start`], also handing over the rest of its log lines.
-fn start_with_logs(
-    args: &[&str],
-) -> (
-    Child,
-    SocketAddr,
-    SocketAddr,
-    std::sync::mpsc::Receiver<String>,
-) {
-    let mut child = Command::new(gateway_bin())
+fn start_with_logs(args: &[&str]) -> (Child, SocketAddr, SocketAddr, Logs) {
+    start_example("gateway", args)
+}
+
+type Logs = std::sync::mpsc::Receiver<String>;
+
+/// Starts example `name` as [`start_with_logs`] does.
+fn start_example(name: &str, args: &[&str]) -> (Child, SocketAddr, SocketAddr, Logs) {
+    let mut child = Command::new(example_bin(name))
         .args(args)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -317,6 +322,11 @@ fn start_config(tag: &str, yaml: &str) -> Started {
 
 /// As [`start_config`], with other options.
 fn start_config_with(tag: &str, yaml: &str, options: &[&str]) -> Started {
+    start_config_of("gateway", tag, yaml, options)
+}
+
+/// As [`start_config_with`], running example `example`.
+fn start_config_of(example: &str, tag: &str, yaml: &str, options: &[&str]) -> Started {
     let dir = std::env::temp_dir().join(format!("tower-gateway-test-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("kong.yaml");
@@ -330,7 +340,7 @@ fn start_config_with(tag: &str, yaml: &str, options: &[&str]) -> Started {
         "127.0.0.1:0",
     ];
     args.extend_from_slice(options);
-    let (child, proxy, admin, logs) = start_with_logs(&args);
+    let (child, proxy, admin, logs) = start_example(example, &args);
     (child, proxy, admin, dir, logs)
 }
 
@@ -1396,4 +1406,88 @@ services:
     assert_eq!(received, 3);
     assert!(terminate(&mut child).success());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_custom_plugin_example_counts_each_client_in_redis_across_gateways() {
+    let Some(redis) = support::redis::RedisServer::start() else {
+        return;
+    };
+    let (up, _seen) = ok_upstream().await;
+    let port = redis.port;
+    let yaml = format!(
+        "_format_version: \"3.0\"
+services:
+  - name: users
+    url: http://{up}
+    routes:
+      - name: users
+        paths: [/api/users]
+      - name: orders
+        paths: [/api/orders]
+plugins:
+  - name: custom-rate-limiting
+    config: {{ limit: 3, window_size: 60, redis_port: {port} }}
+"
+    );
+    let (mut a, proxy_a, admin_a, dir_a, _logs_a) =
+        start_config_of("custom_plugin", "custom-a", &yaml, &[]);
+    let (mut b, proxy_b, _, dir_b, _logs_b) =
+        start_config_of("custom_plugin", "custom-b", &yaml, &[]);
+
+    // One count per client address, kept in Redis: both gateways see it.
+    let mut seen = Vec::new();
+    for (i, proxy) in [proxy_a, proxy_b, proxy_a, proxy_b].into_iter().enumerate() {
+        let res = send(proxy, get("/api/users")).await;
+        let header = |name: &str| res.headers()[name].to_str().unwrap().to_owned();
+        seen.push((
+            res.status().as_u16(),
+            header("x-ratelimit-limit"),
+            header("x-ratelimit-remaining"),
+        ));
+        if i == 3 {
+            assert_eq!(text(res).await, r#"{"message":"API rate limit exceeded"}"#);
+        }
+    }
+    let expected: Vec<(u16, String, String)> = [(200, "2"), (200, "1"), (200, "0"), (429, "0")]
+        .into_iter()
+        .map(|(s, r)| (s, "3".to_owned(), r.to_owned()))
+        .collect();
+    assert_eq!(seen, expected);
+
+    // Configured through the Admin API like a built-in plugin: a route's own instance, with
+    // the schema's defaults filled in, the same per-client count (as the Lua original).
+    let (status, body) = support::kong::call(
+        admin_a,
+        "POST",
+        "/routes/orders/plugins",
+        &format!("name=custom-rate-limiting&config.limit=10&config.redis_port={port}"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["config"],
+        serde_json::json!({ "limit": 10, "window_size": 60, "redis_host": "127.0.0.1", "redis_port": port })
+    );
+    let res = send(proxy_a, get("/api/orders")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-ratelimit-remaining"], "5");
+    let (status, body) = support::kong::call(
+        admin_a,
+        "POST",
+        "/routes/users/plugins",
+        "name=custom-rate-limiting&config.window_size=0",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["fields"]["config"]["window_size"].is_string(),
+        "{body}"
+    );
+
+    assert!(terminate(&mut a).success());
+    assert!(terminate(&mut b).success());
+    let _ = std::fs::remove_dir_all(dir_a);
+    let _ = std::fs::remove_dir_all(dir_b);
 }

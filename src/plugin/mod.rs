@@ -2,7 +2,7 @@
 //!
 //! A plugin is a [`Definition`]: a name, a typed configuration (its [`Schema`]: a serde
 //! struct with its defaults and checks), a priority and a constructor that turns one
-//! configured instance into a tower [`Layer`] over the rest of the route ([`Next`]). A
+//! configured instance into a tower [`Layer`](tower::Layer) over the rest of the route ([`Next`]). A
 //! [`Registry`] holds the definitions a gateway knows; the built-in plugins (`key-auth`,
 //! `jwt`, `rate-limiting`, `circuit-breaker`, `correlation-id`, `prometheus`, `file-log`)
 //! are definitions in [`Registry::builtin`] like any other, and an application adds its own
@@ -96,7 +96,8 @@
 //!       value: hello
 //!       colour: blue
 //! "#, &registry).unwrap_err();
-//! assert_eq!(err.path(), Some("plugins[0].config"));
+//! assert_eq!(err.path(), Some("plugins[0].config.colour"));
+//! assert_eq!(err.line(), Some(7));
 //! assert!(err.to_string().contains("unknown field `colour`"), "{err}");
 //! ```
 

@@ -73,6 +73,15 @@ impl TrustedProxies {
     pub fn is_empty(&self) -> bool {
         self.nets.is_empty()
     }
+
+    /// The client address of a request served by [`Server`](crate::server::Server): the
+    /// peer, or, when the peer is trusted, the right-most untrusted address of
+    /// `X-Forwarded-For` (what Kong's `kong.client.get_forwarded_ip` gives). `None` without
+    /// the server's [`ConnectionInfo`](crate::server::ConnectionInfo).
+    pub fn client_ip<B>(&self, req: &http::Request<B>) -> Option<IpAddr> {
+        let conn = req.extensions().get::<crate::server::ConnectionInfo>()?;
+        Some(super::headers::client_ip(req.headers(), conn, self))
+    }
 }
 
 impl FromStr for TrustedProxies {

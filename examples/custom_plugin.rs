@@ -1,0 +1,239 @@
+//! A gateway with a plugin of its own: Kong's classic custom rate-limiting plugin, ported.
+//!
+//! The Kong original is a Lua handler and a schema: count each client's requests in Redis
+//! (`INCR ratelimit:<ip>`, expiring after `window_size` seconds), tell the client
+//! `X-RateLimit-Limit` and `X-RateLimit-Remaining`, and answer 429 `API rate limit exceeded`
+//! past `limit`. Here the schema is a serde struct, the handler a tower `Layer`, and the
+//! gateway the bundled program with one more plugin:
+//!
+//! ```text
+//! redis-server &
+//! cargo run --release --features redis --example custom_plugin
+//! curl -i http://127.0.0.1:8000/api/users        # X-RateLimit-Remaining: 4, …
+//! curl -i -X POST http://127.0.0.1:8001/services/users/plugins \
+//!      -d name=custom-rate-limiting -d config.limit=100
+//! ```
+//!
+//! Every option of the gateway program works (`--config kong.yml`, `--cluster`, …); in a
+//! file the plugin is configured as any other:
+//!
+//! ```yaml
+//! plugins:
+//!   - name: custom-rate-limiting
+//!     config: { limit: 100, window_size: 60, redis_host: 127.0.0.1, redis_port: 6379 }
+//! ```
+//!
+//! When Redis cannot be reached the request goes through and the error is logged (the Lua
+//! handler's `return` after a failed connect).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, StatusCode};
+use serde::{Deserialize, Serialize};
+use tower::{Layer, Service};
+use tower_gateway::body::ResponseBody;
+use tower_gateway::config::FieldError;
+use tower_gateway::plugin::{Definition, PluginContext, PluginRequest, Schema, UpstreamResponse};
+use tower_gateway::program::Program;
+use tower_gateway::proxy::TrustedProxies;
+
+/// The plugin's schema: Kong's `schema.lua`, with its defaults.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// Requests a client may make per window.
+    #[serde(default = "default_limit")]
+    limit: u64,
+    /// The window, in seconds.
+    #[serde(default = "default_window")]
+    window_size: u64,
+    /// The Redis server counting for every gateway.
+    #[serde(default = "default_host")]
+    redis_host: String,
+    #[serde(default = "default_port")]
+    redis_port: u16,
+}
+
+fn default_limit() -> u64 {
+    5
+}
+fn default_window() -> u64 {
+    60
+}
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_port() -> u16 {
+    6379
+}
+
+impl Schema for Config {
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.limit == 0 {
+            return Err(FieldError::at("limit", "limit must be at least 1"));
+        }
+        if self.window_size == 0 {
+            return Err(FieldError::at(
+                "window_size",
+                "window_size must be at least 1 second",
+            ));
+        }
+        if self.redis_host.is_empty() {
+            return Err(FieldError::at("redis_host", "redis_host must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+/// The handler: one per route the plugin applies to, sharing a Redis connection.
+#[derive(Clone)]
+struct IpRateLimit {
+    limit: u64,
+    window_size: u64,
+    client: redis::Client,
+    connection: Arc<tokio::sync::OnceCell<redis::aio::ConnectionManager>>,
+    trusted: TrustedProxies,
+}
+
+impl IpRateLimit {
+    fn new(config: &Config, ctx: &PluginContext<'_>) -> Result<Self, String> {
+        let url = format!("redis://{}:{}/", config.redis_host, config.redis_port);
+        let client = redis::Client::open(url.as_str()).map_err(|e| format!("{url}: {e}"))?;
+        Ok(Self {
+            limit: config.limit,
+            window_size: config.window_size,
+            client,
+            // Connected on first use: building a configuration does not wait for Redis.
+            connection: Arc::default(),
+            trusted: ctx.trusted_proxies().clone(),
+        })
+    }
+
+    /// The client's count in this window: `SET NX EX` then `INCR`, in one transaction.
+    async fn count(&self, ip: &str) -> redis::RedisResult<u64> {
+        let connection = self
+            .connection
+            .get_or_try_init(|| redis::aio::ConnectionManager::new(self.client.clone()))
+            .await?;
+        let key = format!("ratelimit:{ip}");
+        let (count,): (u64,) = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(&key)
+            .arg(0)
+            .arg("NX")
+            .arg("EX")
+            .arg(self.window_size)
+            .ignore()
+            .incr(&key, 1)
+            .query_async(&mut connection.clone())
+            .await?;
+        Ok(count)
+    }
+}
+
+impl<S> Layer<S> for IpRateLimit {
+    type Service = IpRateLimited<S>;
+
+    fn layer(&self, inner: S) -> IpRateLimited<S> {
+        IpRateLimited {
+            inner,
+            limit: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct IpRateLimited<S> {
+    inner: S,
+    limit: IpRateLimit,
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<UpstreamResponse, Infallible>> + Send>>;
+
+impl<S> Service<PluginRequest> for IpRateLimited<S>
+where
+    S: Service<PluginRequest, Response = UpstreamResponse, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = UpstreamResponse;
+    type Error = Infallible;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: PluginRequest) -> BoxFuture {
+        // The ready inner service answers this request; a clone waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let limit = self.limit.clone();
+        Box::pin(async move {
+            let ip = limit
+                .trusted
+                .client_ip(&req)
+                .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+            let count = match limit.count(&ip).await {
+                Ok(count) => count,
+                Err(err) => {
+                    tracing::warn!(%err, "custom-rate-limiting: Redis is unreachable; request let through");
+                    return inner.call(req).await;
+                }
+            };
+            let remaining = limit.limit.saturating_sub(count);
+            let mut res = if count > limit.limit {
+                let mut res = UpstreamResponse::new(ResponseBody::full(
+                    r#"{"message":"API rate limit exceeded"}"#,
+                ));
+                *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                res.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json; charset=utf-8"),
+                );
+                res
+            } else {
+                inner.call(req).await?
+            };
+            let headers = res.headers_mut();
+            headers.insert("x-ratelimit-limit", HeaderValue::from(limit.limit));
+            headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
+            Ok(res)
+        })
+    }
+}
+
+/// The bundled configuration, with the plugin on every route.
+const CONFIG: &str = r#"_format_version: "3.0"
+services:
+  - name: users
+    url: http://127.0.0.1:9001
+    routes:
+      - name: users-api
+        paths: [/api/users]
+        strip_path: false
+plugins:
+  - name: custom-rate-limiting
+    config: { limit: 5, window_size: 60 }
+"#;
+
+fn main() -> ExitCode {
+    Program::new()
+        // Kong's custom plugins commonly run at 1000: after authentication (key-auth 1250,
+        // jwt 1450), before the built-in rate-limiting (910).
+        .plugin(Definition::new(
+            "custom-rate-limiting",
+            1000,
+            IpRateLimit::new,
+        ))
+        .bundled_config(CONFIG, "examples/custom_plugin.rs (bundled)")
+        .run()
+}
