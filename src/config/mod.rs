@@ -8,13 +8,15 @@
 //! `targets` (nested or top-level), `algorithm`, `hash_on` / `hash_fallback` and
 //! `healthchecks`: a service whose `host` names an upstream is balanced over its targets;
 //! `consumers` with `keyauth_credentials` and `jwt_secrets`; and `plugins` (global, service,
-//! route, and for `rate-limiting` consumer scope): `key-auth`, `jwt`, `rate-limiting` and this
-//! gateway's `circuit-breaker`. For each plugin the most specific enabled instance applies.
+//! route and consumer scope): the built-in `key-auth`, `jwt`, `rate-limiting`,
+//! `circuit-breaker`, `correlation-id`, `prometheus` and `file-log`, and an application's own
+//! (see [`crate::plugin`]; parse with [`Config::from_yaml_with`]). For each plugin the most
+//! specific enabled instance applies.
 //!
 //! Nothing is silently ignored. A field this gateway does not act on yet is accepted only at
-//! Kong's default value; sections and plugins that later releases implement (`certificates`,
-//! `file-log`, …) are refused with "not supported yet" when they are not empty;
-//! unknown fields are refused. Every error names the file, the field path
+//! Kong's default value; sections that later releases implement (`certificates`, …) are
+//! refused with "not supported yet" when they are not empty, plugins no registry defines with
+//! "not supported here"; unknown fields are refused. Every error names the file, the field path
 //! (`services[0].routes[1].paths[0]`) and, for errors found while parsing, the line.
 //!
 //! ```
