@@ -357,6 +357,28 @@ async fn the_admin_api_configures_a_custom_plugin_with_defaults_typed_fields_and
     assert_eq!(status, 400, "{body}");
     assert!(body["message"].as_str().unwrap().contains("nope"), "{body}");
 
+    // Checked without being created.
+    let (status, body) = call(
+        api,
+        "POST",
+        "/schemas/plugins/validate",
+        "name=counter&config.limit=0",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["fields"]["config"]["limit"].is_string(), "{body}");
+    let (status, body) = call(
+        api,
+        "POST",
+        "/schemas/plugins/validate",
+        "name=counter&config.limit=7",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["message"], "schema validation successful");
+    let (_, list) = call(api, "GET", "/plugins", "").await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1), "{list}");
+
     // Listed by the node as available and enabled.
     let (_, node) = call(api, "GET", "/", "").await;
     assert_eq!(node["plugins"]["available_on_server"]["counter"], true);
@@ -466,4 +488,35 @@ plugins:
         assert_eq!(header(&res, "x-counter"), Some(n.to_string()));
         assert_eq!(header(&res, "x-ann"), None);
     }
+}
+
+#[cfg(feature = "program")]
+#[test]
+fn the_program_checks_a_file_naming_its_plugins_and_refuses_a_taken_name() {
+    use std::process::ExitCode;
+    use tower_gateway::program::Program;
+    let dir = std::env::temp_dir().join(format!("tower-gateway-program-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("kong.yaml");
+    std::fs::write(
+        &file,
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://127.0.0.1:9\n    routes:\n      - paths: [/]\n    plugins:\n      - name: counter\n        config: { limit: 5 }\n",
+    )
+    .unwrap();
+    let check = |program: Program| {
+        program.run_with_args(["--check", "--config", file.to_str().unwrap()].map(String::from))
+    };
+    let counter = || Definition::new("counter", 1000, CounterLayer::new);
+    assert_eq!(check(Program::new().plugin(counter())), ExitCode::SUCCESS);
+    // Without the plugin the file does not load; with a name taken twice nothing starts.
+    assert_eq!(check(Program::new()), ExitCode::from(2));
+    assert_eq!(
+        check(Program::new().plugin(counter()).plugin(counter())),
+        ExitCode::from(2)
+    );
+    assert_eq!(
+        check(Program::new().registry(registry())),
+        ExitCode::SUCCESS
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -441,6 +441,16 @@ impl AdminApi {
                 Ok(json(StatusCode::CREATED, &self.read(|s| s.to_doc())))
             }
             (&Method::GET, ["upstreams", name, "health"]) => self.health(name),
+            (&Method::POST, ["schemas", collection, "validate"]) => {
+                let kind = Kind::from_path(collection).ok_or(AdminError::NotFound)?;
+                let fields = fields()?;
+                // Checked as a creation would be, on a copy: nothing changes.
+                self.read(|s| s.clone().create(kind, fields, None).map(drop))?;
+                Ok(json(
+                    StatusCode::OK,
+                    &json!({ "message": "schema validation successful" }),
+                ))
+            }
             (&Method::PUT | &Method::POST, ["upstreams", upstream, "targets", target, mark])
                 if *mark == "healthy" || *mark == "unhealthy" =>
             {
