@@ -231,6 +231,16 @@ impl Config {
         consumers: &Consumers,
     ) -> Vec<(std::sync::Arc<str>, &'a Plugin)> {
         let mut out = Vec::new();
+        // Most plugins have no consumer's instance: skip the walk over every consumer.
+        let named = |p: &Plugin| p.enabled && p.config.name() == name;
+        let any = self
+            .plugins
+            .iter()
+            .any(|p| p.consumer.is_some() && named(p))
+            || self.consumers.iter().any(|c| c.plugins.iter().any(named));
+        if !any {
+            return out;
+        }
         for c in &self.consumers {
             let key = c
                 .username

@@ -174,6 +174,7 @@ impl Gateway {
                 placed.push((format!("routes[{j}]"), route, position));
             }
         }
+        let definitions = config.plugin_definitions();
         // Nested routes first, service by service, then the top-level ones: the file's order.
         for (at, route, position) in placed {
             let Some((balancer, target)) = &balancers[position] else {
@@ -183,7 +184,7 @@ impl Gateway {
             routes.push(summary(&at, route, service, target));
             let label = route.name.clone().unwrap_or_else(|| at.clone());
             let stack = route_stack(
-                config,
+                (config, &definitions),
                 settings,
                 (position, service),
                 (&label, route),
@@ -507,7 +508,7 @@ pub(crate) struct Breakers {
 /// that applies (the most specific, and consumers' own), the authentication plugins as one
 /// step. Errors are a field path and why.
 fn route_stack(
-    config: &Config,
+    (config, definitions): (&Config, &[Arc<crate::plugin::Definition>]),
     settings: &Settings,
     (service_index, service): (usize, &Service),
     (label, route): (&str, &RouteConfig),
@@ -518,7 +519,7 @@ fn route_stack(
     let service_label = service.label();
     let mut stack = Stack::default();
     let mut auth_priority = None;
-    for definition in config.plugin_definitions() {
+    for definition in definitions {
         let name = definition.name();
         let default = config.plugin_for(service, route, name);
         let own = config.consumer_plugins_for(service, route, name, consumers);
