@@ -62,8 +62,10 @@ mod service;
 pub use api_key::{ApiKey, DUPLICATE_API_KEY, NO_API_KEY, UNAUTHORIZED};
 pub use authenticator::{Authenticated, Authenticator, Claims, Rejection};
 pub use body::{BodyAuth, BodyAuthLayer, BodyResponseFuture, DEFAULT_MAX_BODY};
+#[cfg(feature = "config")]
 pub(crate) use consumer::derived_id;
 pub use consumer::{Consumer, Consumers, CredentialError, Editor};
+#[cfg(feature = "admin")]
 pub(crate) use headers::percent_decode;
 pub use headers::{
     X_ANONYMOUS_CONSUMER, X_CONSUMER_CUSTOM_ID, X_CONSUMER_ID, X_CONSUMER_USERNAME,

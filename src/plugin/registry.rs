@@ -258,6 +258,7 @@ impl Definition {
     }
 
     /// The `config` the Admin API starts from: every field's default.
+    #[cfg(feature = "admin")]
     pub(crate) fn defaults(self: &Arc<Self>) -> Map<String, Value> {
         if let Some(shown) = &self.shown_defaults {
             return shown.clone();
