@@ -36,11 +36,11 @@ use std::task::{Context, Poll};
 use http::{HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 use tower::{Layer, Service};
-use tower_gateway::body::ResponseBody;
 use tower_gateway::config::FieldError;
 use tower_gateway::plugin::{Definition, PluginContext, PluginRequest, Schema, UpstreamResponse};
 use tower_gateway::program::Program;
 use tower_gateway::proxy::TrustedProxies;
+use tower_gateway::reject::{self, AnsweredBy};
 
 /// The plugin's schema: Kong's `schema.lua`, with its defaults.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -191,14 +191,13 @@ where
             };
             let remaining = limit.limit.saturating_sub(count);
             let mut res = if count > limit.limit {
-                let mut res = UpstreamResponse::new(ResponseBody::full(
-                    r#"{"message":"API rate limit exceeded"}"#,
-                ));
-                *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                res.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json; charset=utf-8"),
-                );
+                // Kong's JSON body; marked as the gateway's own answer, so that metrics count
+                // it (`tower_gateway_rejections_total{by="custom-rate-limiting"}`) and a gRPC
+                // client gets `grpc-status` 8.
+                let mut res =
+                    reject::json(StatusCode::TOO_MANY_REQUESTS, "API rate limit exceeded");
+                res.extensions_mut()
+                    .insert(AnsweredBy("custom-rate-limiting"));
                 res
             } else {
                 inner.call(req).await?

@@ -1433,7 +1433,7 @@ plugins:
     );
     let (mut a, proxy_a, admin_a, dir_a, _logs_a) =
         start_config_of("custom_plugin", "custom-a", &yaml, &[]);
-    let (mut b, proxy_b, _, dir_b, _logs_b) =
+    let (mut b, proxy_b, admin_b, dir_b, _logs_b) =
         start_config_of("custom_plugin", "custom-b", &yaml, &[]);
 
     // One count per client address, kept in Redis: both gateways see it.
@@ -1455,6 +1455,13 @@ plugins:
         .map(|(s, r)| (s, "3".to_owned(), r.to_owned()))
         .collect();
     assert_eq!(seen, expected);
+    // The refusal (on the second gateway) is counted as the plugin's own answer.
+    let metrics = text(send(admin_b, get("/metrics")).await).await;
+    assert!(
+        metrics.lines().any(|l| l
+            == r#"tower_gateway_rejections_total{service="users",route="users",by="custom-rate-limiting"} 1"#),
+        "{metrics}"
+    );
 
     // Configured through the Admin API like a built-in plugin: a route's own instance, with
     // the schema's defaults filled in, the same per-client count (as the Lua original).
