@@ -357,6 +357,20 @@ async fn the_admin_api_configures_a_custom_plugin_with_defaults_typed_fields_and
     assert_eq!(status, 400, "{body}");
     assert!(body["message"].as_str().unwrap().contains("nope"), "{body}");
 
+    // A built-in plugin shows Kong's fields and defaults, typed.
+    let (status, limit) = call(
+        api,
+        "POST",
+        "/routes/r/plugins",
+        "name=rate-limiting&config.minute=50",
+    )
+    .await;
+    assert_eq!(status, 201, "{limit}");
+    assert_eq!(limit["config"]["minute"], 50);
+    assert_eq!(limit["config"]["limit_by"], "consumer");
+    assert_eq!(limit["config"]["policy"], "local");
+    assert!(limit["config"].get("nodelay").is_none(), "{limit}");
+
     // Checked without being created.
     let (status, body) = call(
         api,
@@ -377,12 +391,15 @@ async fn the_admin_api_configures_a_custom_plugin_with_defaults_typed_fields_and
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["message"], "schema validation successful");
     let (_, list) = call(api, "GET", "/plugins", "").await;
-    assert_eq!(list["data"].as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(2), "{list}");
 
     // Listed by the node as available and enabled.
     let (_, node) = call(api, "GET", "/", "").await;
     assert_eq!(node["plugins"]["available_on_server"]["counter"], true);
-    assert_eq!(node["plugins"]["enabled_in_cluster"], json!(["counter"]));
+    assert_eq!(
+        node["plugins"]["enabled_in_cluster"],
+        json!(["counter", "rate-limiting"])
+    );
 }
 
 #[tokio::test]

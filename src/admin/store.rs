@@ -488,14 +488,17 @@ fn check_fields(kind: Kind, entity: &mut Map<String, Value>) -> Result<(), Admin
     if let Value::Object(typed) = value {
         merge(entity, typed);
     }
-    // A plugin's `config` as its type reads it: every default filled in, form strings typed
-    // (the defaults Kong shows for unset optional fields stay).
+    // A plugin's `config` as its type reads it (form strings typed), over the fields it
+    // shows: its defaults and what the client gave (the defaults Kong shows for unset
+    // optional fields stay; extension fields left unset stay out of sight).
     if let Some(Value::Object(typed)) = plugin_config
         && let Some(Value::Object(config)) = entity.get_mut("config")
     {
         for (key, value) in typed {
-            if !value.is_null() {
-                config.insert(key, value);
+            if !value.is_null()
+                && let Some(shown) = config.get_mut(&key)
+            {
+                *shown = value;
             }
         }
     }
