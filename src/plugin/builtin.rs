@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::RouteLayer;
-use super::registry::{Build, Definition, Schema};
+use super::definition::{Build, Definition, Schema};
 use crate::circuit::Breaker;
 use crate::config::{
     CircuitBreakerConfig, CorrelationIdConfig, FieldError, FileLogConfig, JwtConfig, KeyAuthConfig,

@@ -102,6 +102,8 @@
 //! ```
 
 mod builtin;
+mod definition;
+mod instance;
 mod registry;
 mod stack;
 
@@ -111,8 +113,11 @@ use hyper::body::Incoming;
 use tower::util::BoxCloneSyncService;
 
 pub(crate) use builtin::KEY_AUTH as KEY_AUTH_PRIORITY;
-pub(crate) use registry::{Build, lookup};
-pub use registry::{Definition, PluginConfig, PluginContext, Registry, RegistryError, Schema};
+pub(crate) use definition::Build;
+pub use definition::{Definition, Schema};
+pub use instance::{PluginConfig, PluginContext};
+pub(crate) use registry::lookup;
+pub use registry::{Registry, RegistryError};
 pub use stack::RouteService;
 pub(crate) use stack::{RouteLayer, Stack};
 

@@ -1,0 +1,254 @@
+//! The command line.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::config::Settings;
+use crate::log::Format;
+use crate::proxy::TrustedProxies;
+use crate::request_id::RequestIdLayer;
+
+/// What `--help` prints.
+pub const HELP: &str = "\
+tower-gateway: a Kong-compatible API gateway
+
+USAGE:
+    gateway [OPTIONS]
+
+OPTIONS:
+    --config FILE           Kong declarative configuration (YAML, _format_version 1.1, 2.1
+                            or 3.0). Without it, the program's bundled configuration (the
+                            gateway example's: examples/gateway.yaml) runs with a demo
+                            upstream started in-process on 127.0.0.1:9001.
+    --proxy-listen ADDR     Address of the proxy (default 0.0.0.0:8000; Kong: 8000)
+    --proxy-listen-tls ADDR Also serve the proxy over TLS on ADDR (Kong: 8443), HTTP/2 or
+                            HTTP/1.1 by ALPN. Needs --tls-cert and --tls-key and the tls
+                            feature (cargo run --release --features tls --example gateway).
+    --tls-cert FILE         A PEM certificate chain for the TLS listener; give several
+                            (each followed by its --tls-key) to serve several names by SNI
+    --tls-key FILE          The PEM private key of the preceding --tls-cert
+    --admin-listen ADDR     Address of Kong's Admin API (default 127.0.0.1:8001; Kong:
+                            8001): services, routes, consumers, plugins, upstreams, targets
+                            and credentials; GET /, /status, /metrics, /config. Changes
+                            apply at once, without dropping a request.
+    --admin-token TOKEN     Require TOKEN on every Admin API call (Kong-Admin-Token header
+                            or Authorization: Bearer)
+    --cluster URL           Share the configuration with every gateway started with the same
+                            Redis (redis://host:6379/0): an Admin API change on any of them
+                            reaches all within a second; keys route:<path> naming a service
+                            or upstream add routes. Needs the redis feature
+                            (cargo run --release --features redis --example gateway).
+    --cluster-name NAME     Several clusters on one Redis (default: default)
+    --trusted-ips LIST      Comma-separated addresses/CIDR blocks whose X-Forwarded-* headers
+                            are believed (Kong's trusted_ips; default: none)
+    --keepalive-pool N      Idle upstream connections kept per host (default 512)
+    --keepalive-timeout S   Seconds an idle upstream connection is kept (default 60)
+    --header-timeout S      Seconds a client may take to send its request head (default 30)
+    --max-header-size BYTES Largest request head accepted, larger gets 431 (default 32768)
+    --grace-period S        Seconds in-flight requests may finish after SIGINT/SIGTERM
+                            (default 30)
+    --access-log FORMAT     combined (default: nginx's combined format plus latency, route
+                            and request id), json (every log line, access log included, as
+                            JSON), or off
+    --request-id MODE       keep (default: forward the client's X-Request-Id or generate one,
+                            and echo it in the response), overwrite (always generate), or off
+    --metrics on|off        Prometheus metrics at GET /metrics on the admin listener (default
+                            on)
+    --check                 Check the configuration, print the routes and exit
+    -h, --help              Print this help
+
+RELOAD:
+    With --config, the file is read again on SIGHUP and when it changes (checked every
+    second); a file that does not load is logged and the running configuration stays. A
+    reload replaces changes made through the Admin API, as Kong's DB-less mode does.
+
+ENVIRONMENT:
+    RUST_LOG                Log filter (default: info), e.g. RUST_LOG=tower_gateway=debug
+
+EXIT CODES:
+    0 clean shutdown, 1 runtime error (e.g. an address in use), 2 invalid arguments or
+    configuration (nothing was started)
+";
+
+#[derive(Debug)]
+pub(super) struct Args {
+    pub(super) config: Option<String>,
+    pub(super) proxy_listen: SocketAddr,
+    pub(super) admin_listen: SocketAddr,
+    pub(super) settings: Settings,
+    pub(super) header_timeout: Duration,
+    pub(super) max_header_size: usize,
+    pub(super) grace_period: Duration,
+    pub(super) check: bool,
+    pub(super) access_log: Option<Format>,
+    /// Whether access records also go to stderr (false only when a file-log plugin takes them
+    /// and `--access-log off` was given).
+    pub(super) access_log_to_stderr: bool,
+    pub(super) request_id: Option<RequestIdLayer>,
+    pub(super) metrics: bool,
+    pub(super) admin_token: Option<String>,
+    pub(super) cluster: Option<String>,
+    pub(super) cluster_name: String,
+    pub(super) proxy_listen_tls: Option<SocketAddr>,
+    /// Certificate and key files, in pairs.
+    pub(super) tls_files: Vec<(String, Option<String>)>,
+}
+
+pub(super) fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut args = Args {
+        config: None,
+        proxy_listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
+        admin_listen: SocketAddr::from(([127, 0, 0, 1], 8001)),
+        settings: Settings::default(),
+        header_timeout: crate::server::DEFAULT_HEADER_READ_TIMEOUT,
+        max_header_size: crate::server::DEFAULT_MAX_HEADER_SIZE,
+        grace_period: crate::server::DEFAULT_GRACE_PERIOD,
+        check: false,
+        access_log: Some(Format::Combined),
+        access_log_to_stderr: true,
+        request_id: Some(RequestIdLayer::new()),
+        metrics: true,
+        admin_token: None,
+        cluster: None,
+        cluster_name: "default".into(),
+        proxy_listen_tls: None,
+        tls_files: Vec::new(),
+    };
+    while let Some(flag) = it.next() {
+        let (flag, inline) = match flag.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (flag, None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        let secs = |v: String, name: &str| {
+            v.parse::<u64>()
+                .map(Duration::from_secs)
+                .map_err(|_| format!("{name}: {v:?} is not a whole number of seconds"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--config" => args.config = Some(value("--config")?),
+            "--proxy-listen" => {
+                args.proxy_listen = addr(value("--proxy-listen")?, "--proxy-listen")?
+            }
+            "--admin-listen" => {
+                args.admin_listen = addr(value("--admin-listen")?, "--admin-listen")?
+            }
+            "--trusted-ips" => {
+                args.settings.trusted_proxies = value("--trusted-ips")?
+                    .parse::<TrustedProxies>()
+                    .map_err(|e| format!("--trusted-ips: {e}"))?;
+            }
+            "--keepalive-pool" => {
+                let v = value("--keepalive-pool")?;
+                args.settings.max_idle_per_host = v
+                    .parse()
+                    .map_err(|_| format!("--keepalive-pool: {v:?} is not a number"))?;
+            }
+            "--keepalive-timeout" => {
+                args.settings.idle_timeout =
+                    secs(value("--keepalive-timeout")?, "--keepalive-timeout")?;
+            }
+            "--header-timeout" => {
+                args.header_timeout = secs(value("--header-timeout")?, "--header-timeout")?
+            }
+            "--max-header-size" => {
+                let v = value("--max-header-size")?;
+                args.max_header_size = v.parse().ok().filter(|n| *n >= 1024).ok_or_else(|| {
+                    format!("--max-header-size: {v:?} is not a number of bytes >= 1024")
+                })?;
+            }
+            "--grace-period" => {
+                args.grace_period = secs(value("--grace-period")?, "--grace-period")?
+            }
+            "--check" => args.check = true,
+            "--cluster" => {
+                let url = value("--cluster")?;
+                if !cfg!(feature = "redis") {
+                    return Err(
+                        "--cluster needs the redis feature: cargo run --release --features redis --example gateway".into(),
+                    );
+                }
+                if !url.starts_with("redis://") {
+                    return Err(format!("--cluster: {url:?} is not a redis:// URL"));
+                }
+                args.cluster = Some(url);
+            }
+            "--cluster-name" => args.cluster_name = value("--cluster-name")?,
+            "--proxy-listen-tls" => {
+                if !cfg!(feature = "tls") {
+                    return Err(
+                        "--proxy-listen-tls needs the tls feature: cargo run --release --features tls --example gateway".into(),
+                    );
+                }
+                args.proxy_listen_tls =
+                    Some(addr(value("--proxy-listen-tls")?, "--proxy-listen-tls")?);
+            }
+            "--tls-cert" => args.tls_files.push((value("--tls-cert")?, None)),
+            "--tls-key" => {
+                let key = value("--tls-key")?;
+                match args.tls_files.last_mut() {
+                    Some((_, slot @ None)) => *slot = Some(key),
+                    _ => return Err("--tls-key must follow its --tls-cert".into()),
+                }
+            }
+            "--admin-token" => {
+                let token = value("--admin-token")?;
+                if token.is_empty() {
+                    return Err("--admin-token must not be empty".into());
+                }
+                args.admin_token = Some(token);
+            }
+            "--metrics" => {
+                args.metrics = match value("--metrics")?.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    other => return Err(format!("--metrics: {other:?} is not on or off")),
+                };
+            }
+            "--request-id" => {
+                args.request_id = match value("--request-id")?.as_str() {
+                    "keep" => Some(RequestIdLayer::new()),
+                    "overwrite" => Some(RequestIdLayer::new().overwrite(true)),
+                    "off" => None,
+                    other => {
+                        return Err(format!(
+                            "--request-id: {other:?} is not keep, overwrite or off"
+                        ));
+                    }
+                };
+            }
+            "--access-log" => {
+                args.access_log = match value("--access-log")?.as_str() {
+                    "combined" => Some(Format::Combined),
+                    "json" => Some(Format::Json),
+                    "off" => None,
+                    other => {
+                        return Err(format!(
+                            "--access-log: {other:?} is not combined, json or off"
+                        ));
+                    }
+                };
+            }
+            other => return Err(format!("unknown option {other:?} (see --help)")),
+        }
+    }
+    if args.tls_files.iter().any(|(_, key)| key.is_none()) {
+        return Err("every --tls-cert needs its --tls-key".into());
+    }
+    if args.proxy_listen_tls.is_some() && args.tls_files.is_empty() {
+        return Err("--proxy-listen-tls needs --tls-cert and --tls-key".into());
+    }
+    Ok(Some(args))
+}
+
+fn addr(value: String, flag: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{flag}: {value:?} is not an address such as 0.0.0.0:8000"))
+}
