@@ -216,3 +216,37 @@ async fn https_origins_are_verified_against_the_given_ca_and_refused_otherwise()
     let gw = proxy(ProxyConfig::new(&origin).unwrap().tls_verify(false)).await;
     assert_eq!(send(gw, get("/")).await.status(), 200);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_finishes_the_tls_handshake_is_dropped_at_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (cert, key, _) = certificate("slow.test");
+    let tls = TlsConfig::new()
+        .certificate_pem(cert.as_bytes(), key.as_bytes())
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = tower::service_fn(|_: http::Request<hyper::body::Incoming>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+    });
+    tokio::spawn(
+        Server::from_listener(listener)
+            .header_read_timeout(std::time::Duration::from_secs(5))
+            .tls(tls)
+            .serve(service),
+    );
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    // Half a ClientHello's record header, then nothing.
+    tcp.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(3600), tcp.read(&mut buf))
+        .await
+        .expect("the connection is still open an hour later");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(5) && waited < std::time::Duration::from_secs(6),
+        "{waited:?}"
+    );
+}
