@@ -390,3 +390,122 @@ async fn a_closed_http2_upstream_connection_is_retired_and_replaced() {
         "one connection per round"
     );
 }
+
+/// A socket that stops answering once `frozen` is set: reads and writes wait forever, the
+/// connection stays open.
+struct Freezable {
+    inner: TcpStream,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl tokio::io::AsyncRead for Freezable {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Freezable {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            return std::task::Poll::Pending;
+        }
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_upstream_that_goes_silent_is_noticed_by_its_pings_and_replaced() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use tower::ServiceExt;
+    use tower_gateway::proxy::{ProxyConfig, ReverseProxy};
+    // An h2c upstream whose connections answer one request, then go silent without closing.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let frozen = Arc::new(AtomicBool::new(false));
+            let freeze = frozen.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let freeze = freeze.clone();
+                async move {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        freeze.store(true, Ordering::SeqCst);
+                    });
+                    grpc_answer(req).await
+                }
+            });
+            let io = Freezable {
+                inner: stream,
+                frozen,
+            };
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(io), service),
+            );
+        }
+    });
+    let proxy = ReverseProxy::<http_body_util::Full<Bytes>>::new(
+        ProxyConfig::new(&format!("http://{up}"))
+            .unwrap()
+            .http2_prior_knowledge(true)
+            .http2_keep_alive(Duration::from_millis(200), Duration::from_millis(200))
+            .read_timeout(Duration::from_secs(3)),
+    );
+    let call = |proxy: ReverseProxy<http_body_util::Full<Bytes>>| async move {
+        let req = http::Request::post("/echo.Echo/Unary")
+            .header("content-type", "application/grpc")
+            .body(http_body_util::Full::new(Bytes::new()))
+            .unwrap();
+        let res = proxy.oneshot(req).await.unwrap();
+        let status = res.status();
+        let trailers = res.into_body().collect().await.unwrap();
+        (status, trailers.trailers().cloned())
+    };
+    let (status, trailers) = call(proxy.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(trailers.unwrap()["grpc-status"], "0");
+    // The connection goes silent 300 ms later; a ping goes unanswered 400 ms after that.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = std::time::Instant::now();
+    let (status, _) = call(proxy).await;
+    assert_eq!(
+        status, 200,
+        "served on a new connection, not stuck on the silent one"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}

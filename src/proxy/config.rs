@@ -7,6 +7,12 @@ use http::{HeaderValue, Uri};
 
 use super::TrustedProxies;
 
+/// How often an HTTP/2 upstream connection is pinged by default.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long an HTTP/2 upstream ping may go unanswered by default.
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Kong's default for `connect_timeout`, `read_timeout` and `write_timeout`: 60 000 ms.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Kong's `upstream_keepalive_pool_size`: idle connections kept per upstream host.
@@ -39,6 +45,8 @@ pub struct ProxyConfig {
     pub(crate) idle_timeout: Duration,
     /// Speak HTTP/2 to the origin without negotiation (h2c; Kong's `protocol: grpc`).
     pub(crate) http2: bool,
+    /// HTTP/2 pings: the interval, and how long one may go unanswered.
+    pub(crate) http2_keep_alive: (Duration, Duration),
     #[cfg(feature = "tls")]
     pub(crate) tls: super::tls::UpstreamTls,
 }
@@ -83,6 +91,7 @@ impl ProxyConfig {
             max_idle_per_host: DEFAULT_MAX_IDLE_PER_HOST,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             http2: false,
+            http2_keep_alive: (DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT),
             #[cfg(feature = "tls")]
             tls: Default::default(),
         }
@@ -138,9 +147,19 @@ impl ProxyConfig {
 
     /// Speaks HTTP/2 to the origin with prior knowledge (h2c), as gRPC services need (Kong's
     /// `protocol: grpc`): multiplexed connections kept alive with pings every 30 s and retired
-    /// when one goes unanswered for 10 s. Default: HTTP/1.1.
+    /// when one goes unanswered for 10 s ([`http2_keep_alive`](Self::http2_keep_alive)).
+    /// Default: HTTP/1.1.
     pub fn http2_prior_knowledge(mut self, yes: bool) -> Self {
         self.http2 = yes;
+        self
+    }
+
+    /// HTTP/2 connections to the origin (with `http2_prior_knowledge`) send a ping every
+    /// `interval`, idle or not, and are retired when one goes unanswered for
+    /// `timeout` (Envoy's `connection_keepalive`): a peer that went silent without closing is
+    /// noticed. Default: 30 s and 10 s.
+    pub fn http2_keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.http2_keep_alive = (interval, timeout);
         self
     }
 

@@ -66,8 +66,8 @@ mod tls;
 mod trusted;
 
 pub use config::{
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_IDLE_PER_HOST, DEFAULT_TIMEOUT, InvalidOrigin, Origin,
-    ProxyConfig,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_IDLE_PER_HOST, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT,
+    DEFAULT_TIMEOUT, InvalidOrigin, Origin, ProxyConfig,
 };
 pub use error::UpstreamFailure;
 pub use future::{ResponseFuture, UpstreamLatency};

@@ -77,8 +77,8 @@ where
         if config.http2 {
             builder
                 .http2_only(true)
-                .http2_keep_alive_interval(Some(std::time::Duration::from_secs(30)))
-                .http2_keep_alive_timeout(std::time::Duration::from_secs(10))
+                .http2_keep_alive_interval(Some(config.http2_keep_alive.0))
+                .http2_keep_alive_timeout(config.http2_keep_alive.1)
                 .http2_keep_alive_while_idle(true);
         }
         let client = builder.build(connector);
