@@ -380,3 +380,45 @@ async fn targets_are_marked_unhealthy_and_healthy_by_hand() {
     let (status, _) = call(api, "PUT", "/upstreams/u/targets/10.9.9.9:1/healthy", "").await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn hooks_see_every_swapped_gateway_and_guards_refuse_changes_whole() {
+    let swapped = Arc::new(AtomicUsize::new(0));
+    let seen = swapped.clone();
+    let admin = AdminApi::from_yaml(EMPTY, Settings::default())
+        .unwrap()
+        .on_swap(move |gateway| {
+            seen.store(gateway.routes().len() + 100, Ordering::SeqCst);
+        })
+        // At most one route.
+        .guard(|gateway| match gateway.routes().len() {
+            0 | 1 => Ok(()),
+            n => Err(format!("{n} routes: this gateway takes one")),
+        });
+    let (api, stop) = serve(admin.clone()).await;
+    std::mem::forget(stop);
+    let (status, _) = call(api, "POST", "/services", "name=s&url=http://127.0.0.1:9").await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        swapped.load(Ordering::SeqCst),
+        100,
+        "the hook saw the new gateway"
+    );
+    let (status, _) = call(api, "POST", "/services/s/routes", "name=a&paths[]=/a").await;
+    assert_eq!(status, 201);
+    assert_eq!(swapped.load(Ordering::SeqCst), 101);
+    let (status, body) = call(api, "POST", "/services/s/routes", "name=b&paths[]=/b").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("this gateway takes one"),
+        "{body}"
+    );
+    // Refused whole: not stored, not served, no hook.
+    assert_eq!(swapped.load(Ordering::SeqCst), 101);
+    let (_, routes) = call(api, "GET", "/routes", "").await;
+    assert_eq!(routes["data"].as_array().map(Vec::len), Some(1), "{routes}");
+    assert_eq!(admin.live().current().routes().len(), 1);
+}
