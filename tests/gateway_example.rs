@@ -1164,6 +1164,11 @@ async fn the_gateway_program_terminates_tls_with_the_given_certificate() {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, generated.cert.pem()).unwrap();
     std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    // A second name, with its own pair.
+    let other = rcgen::generate_simple_self_signed(vec!["other.test".to_owned()]).unwrap();
+    let (other_cert, other_key) = (dir.join("other.pem"), dir.join("other-key.pem"));
+    std::fs::write(&other_cert, other.cert.pem()).unwrap();
+    std::fs::write(&other_key, other.signing_key.serialize_pem()).unwrap();
     let yaml = format!(
         "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{up}\n    routes:\n      - paths: [/]\n"
     );
@@ -1177,6 +1182,10 @@ async fn the_gateway_program_terminates_tls_with_the_given_certificate() {
             cert.to_str().unwrap(),
             "--tls-key",
             key.to_str().unwrap(),
+            "--tls-cert",
+            other_cert.to_str().unwrap(),
+            "--tls-key",
+            other_key.to_str().unwrap(),
         ],
     );
     let line = std::iter::from_fn(|| logs.recv_timeout(Duration::from_secs(5)).ok())
@@ -1190,23 +1199,29 @@ async fn the_gateway_program_terminates_tls_with_the_given_certificate() {
         .parse()
         .unwrap();
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(generated.cert.der().clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(
-            rustls::pki_types::ServerName::try_from("gateway.test").unwrap(),
-            tcp,
-        )
+    // A client trusting only `root`, asking for `name`.
+    let connect = |root: rustls::pki_types::CertificateDer<'static>, name: &'static str| async move {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(root).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(rustls::pki_types::ServerName::try_from(name).unwrap(), tcp)
+            .await
+    };
+    // Each name gets its own certificate (the handshake verifies it).
+    connect(other.cert.der().clone(), "other.test")
         .await
-        .unwrap();
+        .expect("other.test's certificate");
+    let stream = connect(generated.cert.der().clone(), "gateway.test")
+        .await
+        .expect("gateway.test's certificate");
     let mut h2 = support::h2_client(stream).await;
     let req = http::Request::get("https://gateway.test/")
         .body(http_body_util::Full::new(bytes::Bytes::new()))
