@@ -80,7 +80,7 @@ fn later_sections_are_refused_when_not_empty_and_accepted_when_empty() {
     .unwrap();
     for (section, what) in [
         ("plugins:\n  - name: http-log\n", "http-log"),
-        ("certificates:\n  - cert: x\n", "TLS"),
+        ("ca_certificates:\n  - cert: x\n", "TLS"),
     ] {
         let err = error(&format!("{HEAD}{section}"));
         assert!(err.to_string().contains("not supported"), "{err}");
@@ -901,4 +901,14 @@ async fn a_rebuilt_gateway_keeps_the_breaker_state_of_what_did_not_change() {
         500,
         "a fresh breaker lets it through"
     );
+}
+
+#[cfg(not(feature = "tls"))]
+#[test]
+fn certificates_need_the_tls_feature() {
+    let err = error(&format!(
+        "{HEAD}certificates:\n  - cert: x\n    key: y\n    snis: [a.test]\n"
+    ));
+    assert_eq!(err.path(), Some("certificates"), "{err}");
+    assert!(err.to_string().contains("`tls` feature"), "{err}");
 }

@@ -210,7 +210,8 @@ async fn a_config_file_proxies_to_a_real_upstream() {
     assert_eq!(seen.uri, "/base/things?x=1");
     assert_eq!(seen.headers["x-forwarded-prefix"], "/api");
     assert!(seen.headers["x-request-id"].to_str().unwrap().contains('#'));
-    assert!(terminate(&mut child).success());
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -420,7 +421,8 @@ async fn every_kong_algorithm_balances_over_three_real_upstreams() {
     let distinct: std::collections::HashSet<_> = latency.iter().collect();
     assert!(distinct.len() >= 2, "{latency:?}");
 
-    assert!(terminate(&mut child).success());
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -533,7 +535,8 @@ services:
     }
     assert!(count(&after, "c") >= 2, "{after:?}");
 
-    assert!(terminate(&mut child).success());
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -610,7 +613,8 @@ async fn the_seed_s_consumers_authenticate_through_the_gateway() {
     }
     assert!(seen_orders.try_recv().is_err());
 
-    assert!(terminate(&mut child).success());
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -673,7 +677,8 @@ services:
     let sample =
         r#"tower_gateway_rejections_total{service="users",route="users",by="rate-limiting"} 10"#;
     assert!(metrics.contains(sample), "{metrics}");
-    assert!(terminate(&mut child).success());
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -741,7 +746,8 @@ services:
         assert_eq!(status(send(proxy, get("/api/orders")).await), 200);
     }
     assert_eq!(hits.load(Ordering::SeqCst), 7);
-    assert!(terminate(&mut child).success());
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -830,7 +836,8 @@ consumers:
             "{sample} missing from\n{exposition}"
         );
     }
-    assert!(terminate(&mut child).success());
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -877,7 +884,8 @@ services:
         let res = send(proxy, get(path)).await;
         assert_eq!(text(res).await, "ok");
     }
-    assert!(terminate(&mut child).success());
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
     let written = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<serde_json::Value> = written
         .lines()
@@ -899,7 +907,8 @@ async fn the_seed_s_kong_admin_commands_configure_the_example_gateway() {
     let (status, node) = support::kong::call(admin, "GET", "/", "").await;
     assert_eq!(status, 200);
     assert_eq!(node["configuration"]["routes"], 1);
-    assert!(terminate(&mut child).success());
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -960,7 +969,8 @@ async fn the_file_is_reloaded_when_it_changes_and_on_sighup_and_a_bad_one_is_ref
         .arg(child.id().to_string())
         .status();
     until_status(proxy, "/three", 200).await;
-    assert!(terminate(&mut child).success());
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -983,7 +993,8 @@ async fn startup_only_plugins_are_refused_through_the_admin_api_and_the_token_is
     let res = send(admin, req).await;
     assert_eq!(res.status(), 400);
     assert!(text(res).await.contains("restart the gateway"));
-    assert!(terminate(&mut child).success());
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -1228,7 +1239,8 @@ async fn the_gateway_program_terminates_tls_with_the_given_certificate() {
         .unwrap();
     let res = h2.send_request(req).await.unwrap();
     assert_eq!(res.status(), 200);
-    assert!(terminate(&mut child).success());
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(dir2);
 }
@@ -1333,7 +1345,8 @@ consumers:
             .any(|l| l.contains("\"route\":\"echo\"") && l.contains("\"consumer\":\"ann\"")),
         "{lines:?}"
     );
-    assert!(terminate(&mut child).success());
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -1419,7 +1432,8 @@ services:
         }
     }
     assert_eq!(received, 3);
-    assert!(terminate(&mut child).success());
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -1512,4 +1526,69 @@ plugins:
     assert!(terminate(&mut b).success());
     let _ = std::fs::remove_dir_all(dir_a);
     let _ = std::fs::remove_dir_all(dir_b);
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_program_presents_the_configuration_s_certificates() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let (up, _seen) = ok_upstream().await;
+    let from_file = rcgen::generate_simple_self_signed(vec!["file.test".to_owned()]).unwrap();
+    let indent = |pem: String| -> String { pem.lines().map(|l| format!("      {l}\n")).collect() };
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{up}\n    routes:\n      - paths: [/]\ncertificates:\n  - snis: [file.test]\n    cert: |\n{}    key: |\n{}",
+        indent(from_file.cert.pem()),
+        indent(from_file.signing_key.serialize_pem()),
+    );
+    // No --tls-cert: the configuration's certificates only.
+    let (mut child, _proxy, admin, dir, logs) =
+        start_config_with("tls-config", &yaml, &["--proxy-listen-tls", "127.0.0.1:0"]);
+    let line = std::iter::from_fn(|| logs.recv_timeout(Duration::from_secs(5)).ok())
+        .find(|line| line.contains("proxy listening on https://"))
+        .expect("no TLS listener");
+    let addr: SocketAddr = line
+        .rsplit("https://")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let handshake = |root: rustls::pki_types::CertificateDer<'static>, name: &'static str| async move {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(root).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(rustls::pki_types::ServerName::try_from(name).unwrap(), tcp)
+            .await
+            .is_ok()
+    };
+    assert!(handshake(from_file.cert.der().clone(), "file.test").await);
+
+    // A certificate added through the Admin API is presented at once.
+    let added = rcgen::generate_simple_self_signed(vec!["added.test".to_owned()]).unwrap();
+    let body = serde_json::json!({
+        "cert": added.cert.pem(),
+        "key": added.signing_key.serialize_pem(),
+        "snis": ["added.test"],
+    });
+    let req = http::Request::post("/certificates")
+        .header("host", "admin.test")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .unwrap();
+    assert_eq!(send(admin, req).await.status(), 201);
+    assert!(handshake(added.cert.der().clone(), "added.test").await);
+    assert!(handshake(from_file.cert.der().clone(), "file.test").await);
+    let status = terminate(&mut child);
+    assert!(status.success(), "exit status {status}");
+    let _ = std::fs::remove_dir_all(dir);
 }

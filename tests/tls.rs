@@ -250,3 +250,253 @@ async fn a_client_that_never_finishes_the_tls_handshake_is_dropped_at_the_header
         "{waited:?}"
     );
 }
+
+/// A self-signed certificate for several names: (certificate PEM, key PEM, certificate DER).
+fn certificate_for(names: &[&str]) -> (String, String, CertificateDer<'static>) {
+    let names = names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    let generated = rcgen::generate_simple_self_signed(names).unwrap();
+    (
+        generated.cert.pem(),
+        generated.signing_key.serialize_pem(),
+        generated.cert.der().clone(),
+    )
+}
+
+/// Indents PEM text as a YAML block scalar at `indent` spaces.
+fn block(pem: &str, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    pem.lines().map(|l| format!("{pad}{l}\n")).collect()
+}
+
+/// A TLS listener over `gateway`, presenting the certificates of `set` only.
+async fn tls_listener(
+    router: tower_gateway::config::LiveRouter,
+    set: tower_gateway::server::SniCertificates,
+) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::from_listener(listener)
+            .tls(TlsConfig::new().sni_certificates(set))
+            .serve(router),
+    );
+    addr
+}
+
+/// Whether a client trusting only `root` completes a handshake for `name` and gets a 200.
+async fn served_as(addr: SocketAddr, root: &CertificateDer<'static>, name: &str) -> bool {
+    let mut store = rustls::RootCertStore::empty();
+    store.add(root.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let Ok(stream) = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(name.to_owned()).unwrap(), tcp)
+        .await
+    else {
+        return false;
+    };
+    let mut h2 = h2_client(stream).await;
+    let req = http::Request::get(format!("https://{name}/"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    h2.send_request(req).await.unwrap().status() == 200
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_of_the_file_are_presented_for_their_server_names() {
+    let (up, _seen) = ok_upstream().await;
+    let (a_cert, a_key, a_der) = certificate_for(&["a.test", "*.wild.test"]);
+    let (b_cert, b_key, b_der) = certificate_for(&["b.test"]);
+    let yaml = format!(
+        "_format_version: \"3.0\"
+services:
+  - name: s
+    url: http://{up}
+    routes:
+      - paths: [/]
+certificates:
+  - id: 5b2b4d4e-8b5c-4d43-9d2e-0c7d1f1f1a01
+    cert: |
+{}    key: |
+{}  - cert: |
+{}    key: |
+{}    snis:
+      - name: a.test
+      - \"*.wild.test\"
+snis:
+  - name: b.test
+    certificate: {{ id: 5b2b4d4e-8b5c-4d43-9d2e-0c7d1f1f1a01 }}
+",
+        block(&b_cert, 6),
+        block(&b_key, 6),
+        block(&a_cert, 6),
+        block(&a_key, 6),
+    );
+    let gateway =
+        Gateway::from_config(&Config::from_yaml(&yaml).unwrap(), &Settings::default()).unwrap();
+    let names: Vec<&[String]> = gateway.certificates().iter().map(|c| c.names()).collect();
+    assert_eq!(
+        names,
+        [
+            &["b.test".to_owned()][..],
+            &["a.test".to_owned(), "*.wild.test".to_owned()][..]
+        ]
+    );
+    let set = tower_gateway::server::SniCertificates::new();
+    set.replace(gateway.certificates().to_vec());
+    let live = tower_gateway::config::LiveGateway::new(gateway);
+    let addr = tls_listener(live.service(), set).await;
+    assert!(served_as(addr, &a_der, "a.test").await);
+    assert!(
+        served_as(addr, &a_der, "x.wild.test").await,
+        "the wildcard name"
+    );
+    assert!(served_as(addr, &b_der, "b.test").await, "the top-level sni");
+    assert!(
+        !served_as(addr, &b_der, "a.test").await,
+        "a.test is not b's"
+    );
+}
+
+#[test]
+fn certificate_errors_name_the_field() {
+    let (a_cert, a_key, _) = certificate_for(&["a.test"]);
+    let (_, other_key, _) = certificate_for(&["other.test"]);
+    let doc = |certificate: &str, rest: &str| {
+        format!("_format_version: \"3.0\"\ncertificates:\n{certificate}{rest}")
+    };
+    let entry = |cert: &str, key: &str, extra: &str| {
+        format!(
+            "  - cert: |\n{}    key: |\n{}{extra}",
+            block(cert, 6),
+            block(key, 6)
+        )
+    };
+    let cases = [
+        (
+            doc(&entry("not pem", &a_key, ""), ""),
+            "certificates[0].cert",
+            "certificate",
+        ),
+        (
+            doc(&entry(&a_cert, &other_key, ""), ""),
+            "certificates[0].key",
+            "does not match",
+        ),
+        (
+            doc(&entry(&a_cert, &a_key, "    snis: [a.test, a.test]\n"), ""),
+            "certificates[0].snis[1]",
+            "a second certificate",
+        ),
+        (
+            doc(&entry(&a_cert, &a_key, "    snis: [\"a.*.test\"]\n"), ""),
+            "certificates[0].snis[0]",
+            "wildcard",
+        ),
+        (
+            doc(
+                &entry(&a_cert, &a_key, ""),
+                "snis:\n  - name: b.test\n    certificate: nope\n",
+            ),
+            "snis[0].certificate",
+            "no certificate",
+        ),
+        (
+            doc(&entry(&a_cert, &a_key, "    cert_alt: x\n"), ""),
+            "certificates[0].cert_alt",
+            "not supported yet",
+        ),
+    ];
+    for (yaml, path, message) in cases {
+        let err = Config::from_yaml(&yaml).unwrap_err();
+        assert_eq!(err.path(), Some(path), "{err}");
+        assert!(err.to_string().contains(message), "{err}");
+    }
+}
+
+#[cfg(feature = "admin")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_added_through_the_admin_api_are_presented_at_once() {
+    use tower_gateway::admin::AdminApi;
+    let (up, _seen) = ok_upstream().await;
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{up}\n    routes:\n      - paths: [/]\n"
+    );
+    let set = tower_gateway::server::SniCertificates::new();
+    let followed = set.clone();
+    let admin = AdminApi::from_yaml(&yaml, Settings::default())
+        .unwrap()
+        .on_swap(move |next| followed.replace(next.certificates().to_vec()));
+    let (api, stop) = serve(admin.clone()).await;
+    std::mem::forget(stop);
+    let addr = tls_listener(admin.live().service(), set).await;
+    let (cert, key, der) = certificate_for(&["new.test", "other.test"]);
+    assert!(
+        !served_as(addr, &der, "new.test").await,
+        "no certificate yet"
+    );
+
+    let post = |path: &str, body: serde_json::Value| {
+        http::Request::post(path)
+            .header("host", "admin.test")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap()
+    };
+    let res = send(
+        api,
+        post(
+            "/certificates",
+            serde_json::json!({ "cert": cert, "key": key, "snis": ["new.test"] }),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let created: serde_json::Value = serde_json::from_str(&text(res).await).unwrap();
+    assert_eq!(created["snis"], serde_json::json!(["new.test"]));
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(served_as(addr, &der, "new.test").await);
+
+    // Kong's nested form adds a name; a name taken is refused.
+    let res = send(
+        api,
+        post(
+            &format!("/certificates/{id}/snis"),
+            serde_json::json!({ "name": "other.test" }),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    assert!(served_as(addr, &der, "other.test").await);
+    let res = send(
+        api,
+        post(
+            "/snis",
+            serde_json::json!({ "name": "other.test", "certificate": { "id": id } }),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), 409);
+    let res = send(
+        api,
+        post(
+            "/certificates",
+            serde_json::json!({ "cert": "x", "key": "y" }),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), 400);
+
+    // Deleting the certificate takes its names with it.
+    let (status, _) = support::kong::call(api, "DELETE", &format!("/certificates/{id}"), "").await;
+    assert_eq!(status, 204);
+    let (_, snis) = support::kong::call(api, "GET", "/snis", "").await;
+    assert_eq!(snis["data"], serde_json::json!([]));
+    assert!(!served_as(addr, &der, "new.test").await);
+}

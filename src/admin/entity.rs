@@ -14,6 +14,8 @@ pub(crate) enum Kind {
     Target,
     KeyAuth,
     Jwt,
+    Certificate,
+    Sni,
 }
 
 /// A reference from one entity to another (`route.service`).
@@ -26,7 +28,7 @@ pub(crate) struct Reference {
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 8] = [
+    pub(crate) const ALL: [Kind; 10] = [
         Kind::Service,
         Kind::Route,
         Kind::Consumer,
@@ -35,6 +37,8 @@ impl Kind {
         Kind::Target,
         Kind::KeyAuth,
         Kind::Jwt,
+        Kind::Certificate,
+        Kind::Sni,
     ];
 
     /// The name in top-level Admin API paths (`/services`) and Kong's error messages.
@@ -48,6 +52,8 @@ impl Kind {
             Kind::Target => "targets",
             Kind::KeyAuth => "keyauth_credentials",
             Kind::Jwt => "jwt_secrets",
+            Kind::Certificate => "certificates",
+            Kind::Sni => "snis",
         }
     }
 
@@ -62,6 +68,8 @@ impl Kind {
             "targets" => Kind::Target,
             "key-auths" | "keyauth_credentials" => Kind::KeyAuth,
             "jwts" | "jwt_secrets" => Kind::Jwt,
+            "certificates" => Kind::Certificate,
+            "snis" => Kind::Sni,
             _ => return None,
         })
     }
@@ -73,6 +81,8 @@ impl Kind {
             Kind::Service | Kind::Route | Kind::Upstream => &["name"],
             Kind::Consumer => &["username", "custom_id"],
             Kind::KeyAuth | Kind::Jwt => &["key"],
+            Kind::Sni => &["name"],
+            Kind::Certificate => &[],
             Kind::Target => &["target"],
             Kind::Plugin => &[],
         }
@@ -102,12 +112,14 @@ impl Kind {
         ];
         const TARGET: &[Reference] = &[r!("upstream", Kind::Upstream, true)];
         const CREDENTIAL: &[Reference] = &[r!("consumer", Kind::Consumer, true)];
+        const SNI: &[Reference] = &[r!("certificate", Kind::Certificate, true)];
         match self {
             Kind::Route => ROUTE,
             Kind::Plugin => PLUGIN,
             Kind::Target => TARGET,
             Kind::KeyAuth | Kind::Jwt => CREDENTIAL,
-            Kind::Service | Kind::Consumer | Kind::Upstream => &[],
+            Kind::Sni => SNI,
+            Kind::Service | Kind::Consumer | Kind::Upstream | Kind::Certificate => &[],
         }
     }
 
@@ -143,6 +155,10 @@ impl Kind {
             Kind::Target => json!({ "weight": 100, "tags": null }),
             Kind::KeyAuth => json!({ "tags": null }),
             Kind::Jwt => json!({ "algorithm": "HS256", "rsa_public_key": null, "tags": null }),
+            Kind::Certificate => json!({
+                "cert_alt": null, "key_alt": null, "snis": [], "tags": null,
+            }),
+            Kind::Sni => json!({ "tags": null }),
         };
         match value {
             Value::Object(map) => map,

@@ -874,6 +874,7 @@ fn nested(parent: &str, child: &str) -> Option<(Kind, Kind, &'static str)> {
         ("consumers", "plugins") => (Kind::Consumer, Kind::Plugin, "consumer"),
         ("consumers", "key-auth") => (Kind::Consumer, Kind::KeyAuth, "consumer"),
         ("consumers", "jwt") => (Kind::Consumer, Kind::Jwt, "consumer"),
+        ("certificates", "snis") => (Kind::Certificate, Kind::Sni, "certificate"),
         ("upstreams", "targets") => (Kind::Upstream, Kind::Target, "upstream"),
         _ => return None,
     })

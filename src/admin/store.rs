@@ -11,7 +11,7 @@ use crate::plugin::Registry;
 /// Every entity, by kind, in creation order.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Store {
-    kinds: [Vec<Map<String, Value>>; 8],
+    kinds: [Vec<Map<String, Value>>; 10],
     /// The plugins entities may name.
     registry: Registry,
 }
@@ -371,7 +371,21 @@ impl Store {
         for (i, upstream) in section("upstreams").into_iter().flatten().enumerate() {
             flat.take(Kind::Upstream, upstream, &format!("upstreams[{i}]"), None)?;
         }
-        for kind in [Kind::Plugin, Kind::Target, Kind::KeyAuth, Kind::Jwt] {
+        for (i, certificate) in section("certificates").into_iter().flatten().enumerate() {
+            flat.take(
+                Kind::Certificate,
+                certificate,
+                &format!("certificates[{i}]"),
+                None,
+            )?;
+        }
+        for kind in [
+            Kind::Plugin,
+            Kind::Target,
+            Kind::KeyAuth,
+            Kind::Jwt,
+            Kind::Sni,
+        ] {
             for (i, entity) in section(kind.plural()).into_iter().flatten().enumerate() {
                 flat.take(kind, entity, &format!("{}[{i}]", kind.plural()), None)?;
             }
@@ -483,6 +497,8 @@ fn check_fields(kind: Kind, entity: &mut Map<String, Value>) -> Result<(), Admin
         Kind::Target => config::from_json_value::<config::Target>(&mut value).map(drop),
         Kind::KeyAuth => config::from_json_value::<config::KeyAuthCredential>(&mut value).map(drop),
         Kind::Jwt => config::from_json_value::<config::JwtSecret>(&mut value).map(drop),
+        Kind::Certificate => config::from_json_value::<config::Certificate>(&mut value).map(drop),
+        Kind::Sni => config::from_json_value::<config::Sni>(&mut value).map(drop),
     }?;
     // Write the retyped values back; the nulls stay as they were.
     if let Value::Object(typed) = value {
@@ -544,6 +560,16 @@ fn prepare(kind: Kind, fields: &mut Map<String, Value>) -> Result<(), AdminError
                 };
                 for (key, value) in split_url(url)? {
                     fields.insert(key.into(), value);
+                }
+            }
+        }
+        Kind::Certificate => {
+            // decK's `{name: ...}` objects, shown as Kong shows them: names.
+            if let Some(Value::Array(snis)) = fields.get_mut("snis") {
+                for sni in snis {
+                    if let Some(name) = sni.get("name").and_then(Value::as_str) {
+                        *sni = Value::String(name.to_owned());
+                    }
                 }
             }
         }

@@ -58,6 +58,8 @@ impl Config {
             route.check().map_err(|message| invalid(at, message))?;
         }
         self.check_upstreams(&invalid)?;
+        self.check_certificates()
+            .map_err(|(path, message)| invalid(path, message))?;
         let consumers = self
             .consumers()
             .map_err(|(path, message)| invalid(path, message))?;

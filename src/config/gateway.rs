@@ -75,6 +75,8 @@ pub struct Gateway {
     /// The parts a rebuilt gateway may take over.
     kept: Arc<Kept>,
     file_log: Option<std::path::PathBuf>,
+    #[cfg(feature = "tls")]
+    certificates: Vec<crate::server::Certificate>,
 }
 
 /// One compiled route, for startup logs and status pages.
@@ -202,6 +204,15 @@ impl Gateway {
                 stack.around(for_route(balancer, route)),
             );
         }
+        #[cfg(feature = "tls")]
+        let certificates =
+            config
+                .server_certificates()
+                .map_err(|(path, message)| ConfigError::Invalid {
+                    file: config.source.clone(),
+                    path,
+                    message,
+                })?;
         let router = builder.build().map_err(|err| ConfigError::Invalid {
             file: config.source.clone(),
             path: "routes".into(),
@@ -232,6 +243,8 @@ impl Gateway {
                 .is_some_and(|c| c.per_consumer),
             file_log: global::<FileLogConfig>(config, "file-log").map(|c| c.path.clone().into()),
             kept: Arc::new(std::mem::take(&mut reuse.kept)),
+            #[cfg(feature = "tls")]
+            certificates,
         })
     }
 
@@ -248,6 +261,13 @@ impl Gateway {
     /// The request-id layer of a global `correlation-id` plugin, if the file has one.
     pub fn request_id(&self) -> Option<crate::request_id::RequestIdLayer> {
         self.request_id.clone()
+    }
+
+    /// The certificates of the configuration (`certificates` with their `snis`), for a TLS
+    /// listener's [`SniCertificates`](crate::server::SniCertificates).
+    #[cfg(feature = "tls")]
+    pub fn certificates(&self) -> &[crate::server::Certificate] {
+        &self.certificates
     }
 
     /// The file of a global `file-log` plugin: the access log goes there as JSON lines.

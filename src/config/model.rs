@@ -52,15 +52,15 @@ pub struct Config {
     /// Top-level targets, each naming its `upstream`.
     #[serde(default)]
     pub targets: Vec<super::Target>,
-    /// Certificates: refused until TLS is implemented.
+    /// Certificates the TLS listener presents, by server name (feature `tls`).
     #[serde(default)]
-    pub certificates: NotYet<Tls>,
+    pub certificates: Vec<super::Certificate>,
     /// CA certificates: refused until TLS is implemented.
     #[serde(default)]
     pub ca_certificates: NotYet<Tls>,
-    /// SNIs: refused until TLS is implemented.
+    /// Server names, each naming its certificate (feature `tls`).
     #[serde(default)]
-    pub snis: NotYet<Tls>,
+    pub snis: Vec<super::Sni>,
     /// Vaults: not supported.
     #[serde(default)]
     pub vaults: NotYet<Vaults>,

@@ -25,7 +25,10 @@ OPTIONS:
                             HTTP/1.1 by ALPN. Needs --tls-cert and --tls-key and the tls
                             feature (cargo run --release --features tls --example gateway).
     --tls-cert FILE         A PEM certificate chain for the TLS listener; give several
-                            (each followed by its --tls-key) to serve several names by SNI
+                            (each followed by its --tls-key) to serve several names by SNI.
+                            The configuration's certificates (Kong's certificates and
+                            snis) come first for the names they list, and follow every
+                            change; the files are the default certificates.
     --tls-key FILE          The PEM private key of the preceding --tls-cert
     --admin-listen ADDR     Address of Kong's Admin API (default 127.0.0.1:8001; Kong:
                             8001): services, routes, consumers, plugins, upstreams, targets
@@ -240,9 +243,6 @@ pub(super) fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<
     }
     if args.tls_files.iter().any(|(_, key)| key.is_none()) {
         return Err("every --tls-cert needs its --tls-key".into());
-    }
-    if args.proxy_listen_tls.is_some() && args.tls_files.is_empty() {
-        return Err("--proxy-listen-tls needs --tls-cert and --tls-key".into());
     }
     Ok(Some(args))
 }

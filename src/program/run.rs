@@ -123,6 +123,15 @@ pub(super) async fn run(args: Args, text: String, source: String, registry: Regi
             }
         })
         .on_swap(|next| tracing::info!(routes = next.routes().len(), "configuration changed"));
+    // The configuration's certificates, followed by the TLS listener.
+    #[cfg(feature = "tls")]
+    let certificates = crate::server::SniCertificates::new();
+    #[cfg(feature = "tls")]
+    {
+        certificates.replace(gateway.certificates().to_vec());
+        let followed = certificates.clone();
+        admin = admin.on_swap(move |next| followed.replace(next.certificates().to_vec()));
+    }
     if let Some(metrics) = metrics.clone() {
         admin = admin.metrics(metrics);
     }
@@ -161,7 +170,11 @@ pub(super) async fn run(args: Args, text: String, source: String, registry: Regi
         Some(metrics) => MetricsLayer::new(metrics),
         None => MetricsLayer::disabled(),
     };
-    let tls_server = match tls_server(&args).await {
+    #[cfg(feature = "tls")]
+    let tls_server = tls_server(&args, certificates).await;
+    #[cfg(not(feature = "tls"))]
+    let tls_server = tls_server(&args).await;
+    let tls_server = match tls_server {
         Ok(server) => server,
         Err(message) => {
             eprintln!("error: {message}");
@@ -197,14 +210,23 @@ pub(super) async fn run(args: Args, text: String, source: String, registry: Regi
     }
 }
 
-/// The TLS listener of `--proxy-listen-tls`, with its certificates.
-async fn tls_server(args: &Args) -> Result<Option<Server>, String> {
+/// The TLS listener of `--proxy-listen-tls`, with its certificates: the configuration's
+/// (`certificates`), then the files'.
+#[cfg(feature = "tls")]
+async fn tls_server(
+    args: &Args,
+    certificates: crate::server::SniCertificates,
+) -> Result<Option<Server>, String> {
     let Some(listen) = args.proxy_listen_tls else {
         return Ok(None);
     };
-    #[cfg(feature = "tls")]
     {
-        let mut tls = crate::server::TlsConfig::new();
+        if args.tls_files.is_empty() && certificates.is_empty() {
+            tracing::warn!(
+                "no certificate yet (no --tls-cert, none in the configuration): TLS handshakes fail until one is configured"
+            );
+        }
+        let mut tls = crate::server::TlsConfig::new().sni_certificates(certificates);
         for (cert, key) in &args.tls_files {
             tls = tls
                 .certificate_files(cert, key.as_deref().unwrap_or_default())
@@ -223,10 +245,14 @@ async fn tls_server(args: &Args) -> Result<Option<Server>, String> {
                 .tls(tls),
         ))
     }
-    #[cfg(not(feature = "tls"))]
-    {
-        let _ = listen;
-        Err("--proxy-listen-tls needs the tls feature".into())
+}
+
+/// Without the `tls` feature, `--proxy-listen-tls` was refused with the arguments.
+#[cfg(not(feature = "tls"))]
+async fn tls_server(args: &Args) -> Result<Option<Server>, String> {
+    match args.proxy_listen_tls {
+        Some(_) => Err("--proxy-listen-tls needs the tls feature".into()),
+        None => Ok(None),
     }
 }
 

@@ -55,4 +55,4 @@ pub use signal::shutdown_signal;
 pub use stats::ConnectionStats;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
-pub use tls::{TlsConfig, TlsError};
+pub use tls::{Certificate, SniCertificates, TlsConfig, TlsError};
