@@ -80,7 +80,7 @@ fn later_sections_are_refused_when_not_empty_and_accepted_when_empty() {
     .unwrap();
     for (section, what) in [
         ("plugins:\n  - name: http-log\n", "http-log"),
-        ("ca_certificates:\n  - cert: x\n", "TLS"),
+        ("vaults:\n  - name: env\n", "vaults"),
     ] {
         let err = error(&format!("{HEAD}{section}"));
         assert!(err.to_string().contains("not supported"), "{err}");

@@ -500,3 +500,101 @@ async fn certificates_added_through_the_admin_api_are_presented_at_once() {
     assert_eq!(snis["data"], serde_json::json!([]));
     assert!(!served_as(addr, &der, "new.test").await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_verify_their_https_upstream_with_the_ca_certificates_they_name() {
+    let (up, ca) = https_upstream().await;
+    let yaml = format!(
+        "_format_version: \"3.0\"
+ca_certificates:
+  - id: 0a6f7b7e-3c1d-4b9a-8e5f-2d4c6b8a9e01
+    cert: |
+{}services:
+  - name: trusted
+    url: https://{up}
+    ca_certificates: [0a6f7b7e-3c1d-4b9a-8e5f-2d4c6b8a9e01]
+    routes:
+      - paths: [/trusted]
+  - name: system-roots
+    url: https://{up}
+    routes:
+      - paths: [/system]
+",
+        block(&ca, 6)
+    );
+    let gateway =
+        Gateway::from_config(&Config::from_yaml(&yaml).unwrap(), &Settings::default()).unwrap();
+    let (gw, stop) = serve(gateway.router()).await;
+    std::mem::forget(stop);
+    let res = send(gw, get("/trusted")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(text(res).await, "secure");
+    // The system's roots do not know the self-signed upstream.
+    assert_eq!(send(gw, get("/system")).await.status(), 502);
+
+    let bad = [
+        (
+            yaml.replace(
+                "ca_certificates: [0a6f7b7e-3c1d-4b9a-8e5f-2d4c6b8a9e01]",
+                "ca_certificates: [nope]",
+            ),
+            "services[0].ca_certificates[0]",
+            "no CA certificate",
+        ),
+        (
+            "_format_version: \"3.0\"\nca_certificates:\n  - cert: not pem\n".to_owned(),
+            "ca_certificates[0].cert",
+            "certificate",
+        ),
+    ];
+    for (yaml, path, message) in bad {
+        let err = Config::from_yaml(&yaml).unwrap_err();
+        assert_eq!(err.path(), Some(path), "{err}");
+        assert!(err.to_string().contains(message), "{err}");
+    }
+}
+
+#[cfg(feature = "admin")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_certificate_added_through_the_admin_api_verifies_a_service_s_upstream() {
+    use tower_gateway::admin::AdminApi;
+    let (up, ca) = https_upstream().await;
+    let admin = AdminApi::from_yaml(
+        &format!(
+            "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: https://{up}\n    routes:\n      - paths: [/]\n"
+        ),
+        Settings::default(),
+    )
+    .unwrap();
+    let (api, stop) = serve(admin.clone()).await;
+    std::mem::forget(stop);
+    let (proxy, stop) = serve(admin.live().service()).await;
+    std::mem::forget(stop);
+    assert_eq!(send(proxy, get("/")).await.status(), 502);
+    let req = http::Request::post("/ca_certificates")
+        .header("host", "admin.test")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(
+            serde_json::json!({ "cert": ca }).to_string(),
+        )))
+        .unwrap();
+    let res = send(api, req).await;
+    assert_eq!(res.status(), 201);
+    let created: serde_json::Value = serde_json::from_str(&text(res).await).unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, body) = support::kong::call(
+        api,
+        "PATCH",
+        "/services/s",
+        &format!("ca_certificates[]={id}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let res = send(proxy, get("/")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(text(res).await, "secure");
+    // A CA certificate in use cannot go.
+    let (status, _) =
+        support::kong::call(api, "DELETE", &format!("/ca_certificates/{id}"), "").await;
+    assert_eq!(status, 400);
+}

@@ -16,6 +16,7 @@ pub(crate) enum Kind {
     Jwt,
     Certificate,
     Sni,
+    CaCertificate,
 }
 
 /// A reference from one entity to another (`route.service`).
@@ -28,7 +29,7 @@ pub(crate) struct Reference {
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 10] = [
+    pub(crate) const ALL: [Kind; 11] = [
         Kind::Service,
         Kind::Route,
         Kind::Consumer,
@@ -39,6 +40,7 @@ impl Kind {
         Kind::Jwt,
         Kind::Certificate,
         Kind::Sni,
+        Kind::CaCertificate,
     ];
 
     /// The name in top-level Admin API paths (`/services`) and Kong's error messages.
@@ -54,6 +56,7 @@ impl Kind {
             Kind::Jwt => "jwt_secrets",
             Kind::Certificate => "certificates",
             Kind::Sni => "snis",
+            Kind::CaCertificate => "ca_certificates",
         }
     }
 
@@ -70,6 +73,7 @@ impl Kind {
             "jwts" | "jwt_secrets" => Kind::Jwt,
             "certificates" => Kind::Certificate,
             "snis" => Kind::Sni,
+            "ca_certificates" => Kind::CaCertificate,
             _ => return None,
         })
     }
@@ -82,7 +86,7 @@ impl Kind {
             Kind::Consumer => &["username", "custom_id"],
             Kind::KeyAuth | Kind::Jwt => &["key"],
             Kind::Sni => &["name"],
-            Kind::Certificate => &[],
+            Kind::Certificate | Kind::CaCertificate => &[],
             Kind::Target => &["target"],
             Kind::Plugin => &[],
         }
@@ -119,7 +123,11 @@ impl Kind {
             Kind::Target => TARGET,
             Kind::KeyAuth | Kind::Jwt => CREDENTIAL,
             Kind::Sni => SNI,
-            Kind::Service | Kind::Consumer | Kind::Upstream | Kind::Certificate => &[],
+            Kind::Service
+            | Kind::Consumer
+            | Kind::Upstream
+            | Kind::Certificate
+            | Kind::CaCertificate => &[],
         }
     }
 
@@ -159,6 +167,7 @@ impl Kind {
                 "cert_alt": null, "key_alt": null, "snis": [], "tags": null,
             }),
             Kind::Sni => json!({ "tags": null }),
+            Kind::CaCertificate => json!({ "cert_digest": null, "tags": null }),
         };
         match value {
             Value::Object(map) => map,

@@ -11,7 +11,7 @@ use crate::plugin::Registry;
 /// Every entity, by kind, in creation order.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Store {
-    kinds: [Vec<Map<String, Value>>; 10],
+    kinds: [Vec<Map<String, Value>>; 11],
     /// The plugins entities may name.
     registry: Registry,
 }
@@ -385,6 +385,7 @@ impl Store {
             Kind::KeyAuth,
             Kind::Jwt,
             Kind::Sni,
+            Kind::CaCertificate,
         ] {
             for (i, entity) in section(kind.plural()).into_iter().flatten().enumerate() {
                 flat.take(kind, entity, &format!("{}[{i}]", kind.plural()), None)?;
@@ -499,6 +500,9 @@ fn check_fields(kind: Kind, entity: &mut Map<String, Value>) -> Result<(), Admin
         Kind::Jwt => config::from_json_value::<config::JwtSecret>(&mut value).map(drop),
         Kind::Certificate => config::from_json_value::<config::Certificate>(&mut value).map(drop),
         Kind::Sni => config::from_json_value::<config::Sni>(&mut value).map(drop),
+        Kind::CaCertificate => {
+            config::from_json_value::<config::CaCertificate>(&mut value).map(drop)
+        }
     }?;
     // Write the retyped values back; the nulls stay as they were.
     if let Value::Object(typed) = value {

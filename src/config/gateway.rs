@@ -413,13 +413,14 @@ fn balancer_key(config: &Config, service: &Service, index: usize, settings: &Set
         .or(service.name.clone())
         .unwrap_or_else(|| format!("#{index}"));
     format!(
-        "{own:?}|{origin}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{described:?}|{settings:?}",
+        "{own:?}|{origin}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{described:?}|{settings:?}|{:?}",
         service.protocol(),
         service.tls_verify,
         service.connect_timeout,
         service.read_timeout,
         service.write_timeout,
-        service.retries
+        service.retries,
+        config.ca_bundle(service),
     )
 }
 
@@ -454,6 +455,13 @@ fn service_balancer(
         .http2_prior_knowledge(service.protocol().http2());
     #[cfg(feature = "tls")]
     let proxy_config = proxy_config.tls_verify(service.tls_verify.unwrap_or(true));
+    #[cfg(feature = "tls")]
+    let proxy_config = match config.ca_bundle(service) {
+        Some(bundle) => proxy_config
+            .tls_ca_pem(bundle.as_bytes())
+            .map_err(|err| invalid(format!("services[{index}].ca_certificates"), err.message))?,
+        None => proxy_config,
+    };
     let pool = ReverseProxy::new(proxy_config);
     let retries = u32::from(service.retries.unwrap_or(5));
 

@@ -7,16 +7,16 @@
 //! `methods`, `hosts`, `headers`, `strip_path`, `preserve_host`; and `upstreams` with their
 //! `targets` (nested or top-level), `algorithm`, `hash_on` / `hash_fallback` and
 //! `healthchecks`: a service whose `host` names an upstream is balanced over its targets;
-//! `consumers` with `keyauth_credentials` and `jwt_secrets`; `certificates` and `snis` (feature
-//! `tls`); and `plugins` (global, service,
+//! `consumers` with `keyauth_credentials` and `jwt_secrets`; `certificates`, `snis` and
+//! `ca_certificates` (feature `tls`); and `plugins` (global, service,
 //! route and consumer scope): the built-in `key-auth`, `jwt`, `rate-limiting`,
 //! `circuit-breaker`, `correlation-id`, `prometheus` and `file-log`, and an application's own
 //! (see [`crate::plugin`]; parse with [`Config::from_yaml_with`]). For each plugin the most
 //! specific enabled instance applies.
 //!
 //! Nothing is silently ignored. A field this gateway does not act on yet is accepted only at
-//! Kong's default value; sections that later releases implement (`ca_certificates`, …) are
-//! refused with "not supported yet" when they are not empty, plugins no registry defines with
+//! Kong's default value; what later releases implement (a service's `client_certificate`, …) is
+//! refused with "not supported yet" when it is not empty, plugins no registry defines with
 //! "not supported here"; unknown fields are refused. Every error names the file, the field path
 //! (`services[0].routes[1].paths[0]`) and, for errors found while parsing, the line.
 //!
@@ -73,7 +73,7 @@ pub(crate) use lenient::from_value as from_json_value;
 pub use live::{LiveGateway, LiveRouter};
 pub use model::*;
 pub use plugins::*;
-pub use tls::{Certificate, Sni, SniName};
+pub use tls::{CaCertificate, Certificate, Sni, SniName};
 pub use upstream::*;
 
 impl Config {

@@ -55,9 +55,9 @@ pub struct Config {
     /// Certificates the TLS listener presents, by server name (feature `tls`).
     #[serde(default)]
     pub certificates: Vec<super::Certificate>,
-    /// CA certificates: refused until TLS is implemented.
+    /// CA certificates that services verify their upstreams with (feature `tls`).
     #[serde(default)]
-    pub ca_certificates: NotYet<Tls>,
+    pub ca_certificates: Vec<super::CaCertificate>,
     /// Server names, each naming its certificate (feature `tls`).
     #[serde(default)]
     pub snis: Vec<super::Sni>,
@@ -126,9 +126,10 @@ pub struct Service {
     /// Upstream TLS verification depth: refused until upstream TLS is implemented.
     #[serde(default)]
     pub tls_verify_depth: NotYet<Tls>,
-    /// Upstream CA certificates: refused until upstream TLS is implemented.
+    /// The ids of the CA certificates (top-level `ca_certificates`) its `https`/`grpcs`
+    /// upstream is verified with, instead of the system's roots.
     #[serde(default)]
-    pub ca_certificates: NotYet<Tls>,
+    pub ca_certificates: Option<Vec<String>>,
     /// Upstream client certificate: refused until upstream TLS is implemented.
     #[serde(default)]
     pub client_certificate: NotYet<Tls>,

@@ -46,6 +46,30 @@ pub struct Certificate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SniName(pub String);
 
+/// A CA certificate that services name in their `ca_certificates` to verify their
+/// `https`/`grpcs` upstreams with (instead of the system's roots).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaCertificate {
+    /// Kong's entity id (services name it by this).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The PEM certificate (a bundle of several is accepted).
+    pub cert: String,
+    /// Kong's digest of `cert`: accepted, not checked.
+    #[serde(default)]
+    pub cert_digest: Option<String>,
+    /// Free-form tags.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// Creation time (Kong metadata).
+    #[serde(default)]
+    pub created_at: Option<u64>,
+    /// Update time (Kong metadata).
+    #[serde(default)]
+    pub updated_at: Option<u64>,
+}
+
 /// A top-level server name, naming its certificate by id.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,12 +157,15 @@ impl Config {
     /// Certificates and names checked: each pair parses and matches (feature `tls`), each
     /// name is well formed and used once, each top-level name's certificate exists.
     pub(crate) fn check_certificates(&self) -> Result<(), Invalid> {
-        if !cfg!(feature = "tls") && (!self.certificates.is_empty() || !self.snis.is_empty()) {
-            let section = if self.certificates.is_empty() {
-                "snis"
-            } else {
-                "certificates"
-            };
+        let sections = [
+            ("certificates", self.certificates.is_empty()),
+            ("snis", self.snis.is_empty()),
+            ("ca_certificates", self.ca_certificates.is_empty()),
+        ];
+        if !cfg!(feature = "tls")
+            && let Some((section, _)) = sections.iter().find(|(_, empty)| !empty)
+        {
+            let section = *section;
             return Err((
                 section.into(),
                 "certificates need the `tls` feature (cargo run --release --features tls --example gateway)".into(),
@@ -186,7 +213,58 @@ impl Config {
         }
         #[cfg(feature = "tls")]
         self.server_certificates()?;
+        self.check_ca_certificates()
+    }
+
+    /// CA certificates parse, their ids are unique, services name existing ones.
+    fn check_ca_certificates(&self) -> Result<(), Invalid> {
+        let mut ids = HashSet::new();
+        for (i, ca) in self.ca_certificates.iter().enumerate() {
+            let at = format!("ca_certificates[{i}]");
+            if let Some(id) = &ca.id
+                && !ids.insert(id.as_str())
+            {
+                return Err((
+                    format!("{at}.id"),
+                    format!("a second CA certificate has id {id:?}"),
+                ));
+            }
+            #[cfg(feature = "tls")]
+            crate::proxy::tls_certificates(ca.cert.as_bytes())
+                .map_err(|err| (format!("{at}.cert"), err.message))?;
+        }
+        for (i, service) in self.services.iter().enumerate() {
+            for (j, id) in service.ca_certificates.iter().flatten().enumerate() {
+                if !ids.contains(id.as_str()) {
+                    return Err((
+                        format!("services[{i}].ca_certificates[{j}]"),
+                        format!("no CA certificate has id {id:?}"),
+                    ));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The PEM text of the CA certificates `service` names, one bundle; `None` when it names
+    /// none (the system's roots verify it).
+    pub(crate) fn ca_bundle(&self, service: &super::Service) -> Option<String> {
+        let ids = service
+            .ca_certificates
+            .as_ref()
+            .filter(|ids| !ids.is_empty())?;
+        let mut bundle = String::new();
+        for id in ids {
+            if let Some(ca) = self
+                .ca_certificates
+                .iter()
+                .find(|ca| ca.id.as_deref() == Some(id.as_str()))
+            {
+                bundle.push_str(ca.cert.trim_end());
+                bundle.push('\n');
+            }
+        }
+        Some(bundle)
     }
 
     /// The certificates for the TLS listener, parsed and checked.

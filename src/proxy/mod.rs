@@ -72,6 +72,8 @@ pub use config::{
 pub use error::UpstreamFailure;
 pub use future::{ResponseFuture, UpstreamLatency};
 pub use service::{PreserveHost, ReverseProxy};
+#[cfg(feature = "tls")]
+pub(crate) use tls::certificates as tls_certificates;
 pub use trusted::{InvalidTrustedProxy, TrustedProxies};
 
 pub(crate) use headers::client_ip;
