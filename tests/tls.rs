@@ -598,3 +598,95 @@ async fn a_ca_certificate_added_through_the_admin_api_verifies_a_service_s_upstr
         support::kong::call(api, "DELETE", &format!("/ca_certificates/{id}"), "").await;
     assert_eq!(status, 400);
 }
+
+/// An HTTPS upstream that asks for a client certificate and accepts only `client` (DER).
+async fn mutual_tls_upstream(client: CertificateDer<'static>) -> (SocketAddr, String) {
+    let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(generated.signing_key.serialize_der()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(client).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![generated.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                        Bytes::from_static(b"mutual"),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, generated.cert.pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_presents_its_client_certificate_to_an_upstream_that_asks() {
+    let (client_cert, client_key, client_der) = certificate_for(&["gateway.client"]);
+    let (up, server_ca) = mutual_tls_upstream(client_der).await;
+    let yaml = format!(
+        "_format_version: \"3.0\"
+certificates:
+  - id: 7d1c0b1e-5a2f-4e3b-9c4d-1f2e3d4c5b01
+    cert: |
+{}    key: |
+{}ca_certificates:
+  - id: 7d1c0b1e-5a2f-4e3b-9c4d-1f2e3d4c5b02
+    cert: |
+{}services:
+  - name: mutual
+    url: https://{up}
+    client_certificate: {{ id: 7d1c0b1e-5a2f-4e3b-9c4d-1f2e3d4c5b01 }}
+    ca_certificates: [7d1c0b1e-5a2f-4e3b-9c4d-1f2e3d4c5b02]
+    routes:
+      - paths: [/mutual]
+  - name: anonymous
+    url: https://{up}
+    ca_certificates: [7d1c0b1e-5a2f-4e3b-9c4d-1f2e3d4c5b02]
+    routes:
+      - paths: [/anonymous]
+",
+        block(&client_cert, 6),
+        block(&client_key, 6),
+        block(&server_ca, 6),
+    );
+    let gateway =
+        Gateway::from_config(&Config::from_yaml(&yaml).unwrap(), &Settings::default()).unwrap();
+    let (gw, stop) = serve(gateway.router()).await;
+    std::mem::forget(stop);
+    let res = send(gw, get("/mutual")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(text(res).await, "mutual");
+    // Without a client certificate the upstream refuses the handshake.
+    assert_eq!(send(gw, get("/anonymous")).await.status(), 502);
+
+    let unknown = yaml.replace(
+        "client_certificate: { id: 7d1c0b1e-5a2f-4e3b-9c4d-1f2e3d4c5b01 }",
+        "client_certificate: { id: nope }",
+    );
+    let err = Config::from_yaml(&unknown).unwrap_err();
+    assert_eq!(err.path(), Some("services[0].client_certificate"), "{err}");
+}

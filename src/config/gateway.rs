@@ -420,7 +420,12 @@ fn balancer_key(config: &Config, service: &Service, index: usize, settings: &Set
         service.read_timeout,
         service.write_timeout,
         service.retries,
-        config.ca_bundle(service),
+        (
+            config.ca_bundle(service),
+            config
+                .client_certificate(service)
+                .map(|c| (&c.cert, &c.key))
+        ),
     )
 }
 
@@ -455,6 +460,13 @@ fn service_balancer(
         .http2_prior_knowledge(service.protocol().http2());
     #[cfg(feature = "tls")]
     let proxy_config = proxy_config.tls_verify(service.tls_verify.unwrap_or(true));
+    #[cfg(feature = "tls")]
+    let proxy_config = match config.client_certificate(service) {
+        Some(certificate) => proxy_config
+            .tls_client_certificate(certificate.cert.as_bytes(), certificate.key.as_bytes())
+            .map_err(|err| invalid(format!("services[{index}].client_certificate"), err.message))?,
+        None => proxy_config,
+    };
     #[cfg(feature = "tls")]
     let proxy_config = match config.ca_bundle(service) {
         Some(bundle) => proxy_config

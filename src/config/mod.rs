@@ -15,7 +15,7 @@
 //! specific enabled instance applies.
 //!
 //! Nothing is silently ignored. A field this gateway does not act on yet is accepted only at
-//! Kong's default value; what later releases implement (a service's `client_certificate`, …) is
+//! Kong's default value; what later releases implement (a service's `tls_verify_depth`, …) is
 //! refused with "not supported yet" when it is not empty, plugins no registry defines with
 //! "not supported here"; unknown fields are refused. Every error names the file, the field path
 //! (`services[0].routes[1].paths[0]`) and, for errors found while parsing, the line.

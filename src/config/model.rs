@@ -130,9 +130,10 @@ pub struct Service {
     /// upstream is verified with, instead of the system's roots.
     #[serde(default)]
     pub ca_certificates: Option<Vec<String>>,
-    /// Upstream client certificate: refused until upstream TLS is implemented.
+    /// The certificate (a top-level `certificates` entry, by id) presented to an
+    /// `https`/`grpcs` upstream that asks for a client certificate.
     #[serde(default)]
-    pub client_certificate: NotYet<Tls>,
+    pub client_certificate: Option<ServiceRef>,
     /// Creation time (Kong metadata).
     #[serde(default)]
     pub created_at: Option<u64>,

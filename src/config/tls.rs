@@ -234,6 +234,14 @@ impl Config {
                 .map_err(|err| (format!("{at}.cert"), err.message))?;
         }
         for (i, service) in self.services.iter().enumerate() {
+            if let Some(reference) = &service.client_certificate
+                && self.client_certificate(service).is_none()
+            {
+                return Err((
+                    format!("services[{i}].client_certificate"),
+                    format!("no certificate has id {:?}", reference.0),
+                ));
+            }
             for (j, id) in service.ca_certificates.iter().flatten().enumerate() {
                 if !ids.contains(id.as_str()) {
                     return Err((
@@ -244,6 +252,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The certificate `service` presents to its upstream (`client_certificate`).
+    pub(crate) fn client_certificate(&self, service: &super::Service) -> Option<&Certificate> {
+        let reference = service.client_certificate.as_ref()?;
+        self.certificates
+            .iter()
+            .find(|c| c.id.as_deref() == Some(reference.0.as_str()))
     }
 
     /// The PEM text of the CA certificates `service` names, one bundle; `None` when it names

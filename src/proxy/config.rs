@@ -171,6 +171,19 @@ impl ProxyConfig {
         Ok(self)
     }
 
+    /// For an `https` origin (feature `tls`): present this certificate chain and key (PEM)
+    /// when the origin asks for a client certificate (mutual TLS; Kong's
+    /// `client_certificate`).
+    #[cfg(feature = "tls")]
+    pub fn tls_client_certificate(
+        mut self,
+        chain: &[u8],
+        key: &[u8],
+    ) -> Result<Self, crate::server::TlsError> {
+        self.tls.client = Some(crate::server::certified_key(chain, key, "<cert>", "<key>")?);
+        Ok(self)
+    }
+
     /// For an `https` origin (feature `tls`): whether its certificate is verified (default
     /// true). `false` accepts any certificate, which lets a man in the middle read and change
     /// the traffic; a warning is logged when a proxy is built so.

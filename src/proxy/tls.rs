@@ -4,21 +4,25 @@
 use std::sync::{Arc, OnceLock};
 
 use tokio_rustls::rustls;
+use tokio_rustls::rustls::client::ResolvesClientCert;
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::server::TlsError;
 
-/// How a proxy checks its origin's certificate.
+/// How a proxy checks its origin's certificate, and the one it presents.
 #[derive(Debug, Clone)]
 pub(crate) struct UpstreamTls {
     /// Trusted roots (PEM); the system's when `None`.
     pub(crate) ca: Option<Arc<[CertificateDer<'static>]>>,
     pub(crate) verify: bool,
+    /// The client certificate presented to origins that ask for one (mutual TLS).
+    pub(crate) client: Option<Arc<CertifiedKey>>,
 }
 
 impl Default for UpstreamTls {
@@ -26,6 +30,7 @@ impl Default for UpstreamTls {
         Self {
             ca: None,
             verify: true,
+            client: None,
         }
     }
 }
@@ -83,12 +88,23 @@ pub(crate) fn client_config(tls: &UpstreamTls, http2: bool) -> Arc<rustls::Clien
             }
             None => system_roots(),
         };
-        builder.with_root_certificates(roots).with_no_client_auth()
+        let builder = builder.with_root_certificates(roots);
+        match &tls.client {
+            Some(key) => {
+                builder.with_client_cert_resolver(Arc::new(ClientCertificate(key.clone())))
+            }
+            None => builder.with_no_client_auth(),
+        }
     } else {
-        builder
+        let builder = builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
-            .with_no_client_auth()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider)));
+        match &tls.client {
+            Some(key) => {
+                builder.with_client_cert_resolver(Arc::new(ClientCertificate(key.clone())))
+            }
+            None => builder.with_no_client_auth(),
+        }
     };
     config.alpn_protocols = if http2 {
         vec![b"h2".to_vec()]
@@ -96,6 +112,24 @@ pub(crate) fn client_config(tls: &UpstreamTls, http2: bool) -> Arc<rustls::Clien
         vec![b"http/1.1".to_vec()]
     };
     Arc::new(config)
+}
+
+/// The one client certificate a proxy presents when its origin asks for one.
+#[derive(Debug)]
+struct ClientCertificate(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for ClientCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 /// Accepts any certificate (the handshake's signatures are still checked): for origins whose

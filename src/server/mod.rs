@@ -54,5 +54,7 @@ pub use serve::{
 pub use signal::shutdown_signal;
 pub use stats::ConnectionStats;
 #[cfg(feature = "tls")]
+pub(crate) use tls::certified_key;
+#[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use tls::{Certificate, SniCertificates, TlsConfig, TlsError};

@@ -236,7 +236,7 @@ impl TlsConfig {
 }
 
 /// A chain and its key, parsed and checked to match.
-fn certified_key(
+pub(crate) fn certified_key(
     chain: &[u8],
     key: &[u8],
     chain_file: &str,
