@@ -1166,8 +1166,6 @@ async fn an_admin_change_on_one_gateway_reaches_the_other_through_redis() {
 #[cfg(feature = "tls")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_program_terminates_tls_with_the_given_certificate() {
-    use std::sync::Arc;
-    use tokio_rustls::rustls;
     let (up, _seen) = ok_upstream().await;
     let generated = rcgen::generate_simple_self_signed(vec!["gateway.test".to_owned()]).unwrap();
     let dir = std::env::temp_dir().join(format!("tower-gateway-test-{}-tls", std::process::id()));
@@ -1199,33 +1197,8 @@ async fn the_gateway_program_terminates_tls_with_the_given_certificate() {
             other_key.to_str().unwrap(),
         ],
     );
-    let line = std::iter::from_fn(|| logs.recv_timeout(Duration::from_secs(5)).ok())
-        .find(|line| line.contains("proxy listening on https://"))
-        .expect("no TLS listener");
-    let addr: SocketAddr = line
-        .rsplit("https://")
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-
-    // A client trusting only `root`, asking for `name`.
-    let connect = |root: rustls::pki_types::CertificateDer<'static>, name: &'static str| async move {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(root).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(rustls::pki_types::ServerName::try_from(name).unwrap(), tcp)
-            .await
-    };
+    let addr = tls_listener_of(&logs);
+    let connect = |root, name| tls_connect(addr, root, name);
     // Each name gets its own certificate (the handshake verifies it).
     connect(other.cert.der().clone(), "other.test")
         .await
@@ -1531,8 +1504,6 @@ plugins:
 #[cfg(feature = "tls")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_program_presents_the_configuration_s_certificates() {
-    use std::sync::Arc;
-    use tokio_rustls::rustls;
     let (up, _seen) = ok_upstream().await;
     let from_file = rcgen::generate_simple_self_signed(vec!["file.test".to_owned()]).unwrap();
     let indent = |pem: String| -> String { pem.lines().map(|l| format!("      {l}\n")).collect() };
@@ -1544,31 +1515,8 @@ async fn the_gateway_program_presents_the_configuration_s_certificates() {
     // No --tls-cert: the configuration's certificates only.
     let (mut child, _proxy, admin, dir, logs) =
         start_config_with("tls-config", &yaml, &["--proxy-listen-tls", "127.0.0.1:0"]);
-    let line = std::iter::from_fn(|| logs.recv_timeout(Duration::from_secs(5)).ok())
-        .find(|line| line.contains("proxy listening on https://"))
-        .expect("no TLS listener");
-    let addr: SocketAddr = line
-        .rsplit("https://")
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let handshake = |root: rustls::pki_types::CertificateDer<'static>, name: &'static str| async move {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(root).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(rustls::pki_types::ServerName::try_from(name).unwrap(), tcp)
-            .await
-            .is_ok()
-    };
+    let addr = tls_listener_of(&logs);
+    let handshake = |root, name| async move { tls_connect(addr, root, name).await.is_ok() };
     assert!(handshake(from_file.cert.der().clone(), "file.test").await);
 
     // A certificate added through the Admin API is presented at once.
@@ -1591,4 +1539,42 @@ async fn the_gateway_program_presents_the_configuration_s_certificates() {
     let status = terminate(&mut child);
     assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The address of the program's TLS listener, from its log line.
+#[cfg(feature = "tls")]
+fn tls_listener_of(logs: &Logs) -> SocketAddr {
+    let line = std::iter::from_fn(|| logs.recv_timeout(Duration::from_secs(5)).ok())
+        .find(|line| line.contains("proxy listening on https://"))
+        .expect("no TLS listener");
+    line.rsplit("https://")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A TLS connection to `addr` asking for `name` (ALPN h2), trusting only `root`.
+#[cfg(feature = "tls")]
+async fn tls_connect(
+    addr: SocketAddr,
+    root: tokio_rustls::rustls::pki_types::CertificateDer<'static>,
+    name: &'static str,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(rustls::pki_types::ServerName::try_from(name).unwrap(), tcp)
+        .await
 }

@@ -155,15 +155,37 @@ fn a_key_that_does_not_match_its_certificate_is_refused() {
 /// An HTTPS upstream on 127.0.0.1 with a self-signed certificate for that address; answers
 /// "secure". Returns its address and the certificate's PEM.
 async fn https_upstream() -> (SocketAddr, String) {
+    tls_upstream(None, "secure").await
+}
+
+/// An HTTPS upstream answering `answer`, asking for a client certificate and accepting only
+/// `client` (DER) when one is given. Returns its address and its certificate's PEM.
+async fn tls_upstream(
+    client: Option<CertificateDer<'static>>,
+    answer: &'static str,
+) -> (SocketAddr, String) {
     let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let cert_pem = generated.cert.pem();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let key =
         rustls::pki_types::PrivateKeyDer::try_from(generated.signing_key.serialize_der()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
+        .unwrap();
+    let builder = match client {
+        Some(client) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(client).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
         .with_single_cert(vec![generated.cert.der().clone()], key)
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
@@ -176,9 +198,9 @@ async fn https_upstream() -> (SocketAddr, String) {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let service = hyper::service::service_fn(|_req| async {
+                let service = hyper::service::service_fn(move |_req| async move {
                     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                        Bytes::from_static(b"secure"),
+                        Bytes::from_static(answer.as_bytes()),
                     )))
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -187,7 +209,7 @@ async fn https_upstream() -> (SocketAddr, String) {
             });
         }
     });
-    (addr, cert_pem)
+    (addr, generated.cert.pem())
 }
 
 #[tokio::test]
@@ -599,54 +621,10 @@ async fn a_ca_certificate_added_through_the_admin_api_verifies_a_service_s_upstr
     assert_eq!(status, 400);
 }
 
-/// An HTTPS upstream that asks for a client certificate and accepts only `client` (DER).
-async fn mutual_tls_upstream(client: CertificateDer<'static>) -> (SocketAddr, String) {
-    let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let key =
-        rustls::pki_types::PrivateKeyDer::try_from(generated.signing_key.serialize_der()).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(client).unwrap();
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![generated.cert.der().clone()], key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                        Bytes::from_static(b"mutual"),
-                    )))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                    .await;
-            });
-        }
-    });
-    (addr, generated.cert.pem())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_presents_its_client_certificate_to_an_upstream_that_asks() {
     let (client_cert, client_key, client_der) = certificate_for(&["gateway.client"]);
-    let (up, server_ca) = mutual_tls_upstream(client_der).await;
+    let (up, server_ca) = tls_upstream(Some(client_der), "mutual").await;
     let yaml = format!(
         "_format_version: \"3.0\"
 certificates:
