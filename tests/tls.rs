@@ -273,6 +273,13 @@ async fn a_client_that_never_finishes_the_tls_handshake_is_dropped_at_the_header
     );
 }
 
+/// Asserts that `yaml` is refused at `path` with `message` in the error.
+fn refused(yaml: &str, path: &str, message: &str) {
+    let err = Config::from_yaml(yaml).unwrap_err();
+    assert_eq!(err.path(), Some(path), "{err}");
+    assert!(err.to_string().contains(message), "{err}");
+}
+
 /// A self-signed certificate for several names: (certificate PEM, key PEM, certificate DER).
 fn certificate_for(names: &[&str]) -> (String, String, CertificateDer<'static>) {
     let names = names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
@@ -436,9 +443,7 @@ fn certificate_errors_name_the_field() {
         ),
     ];
     for (yaml, path, message) in cases {
-        let err = Config::from_yaml(&yaml).unwrap_err();
-        assert_eq!(err.path(), Some(path), "{err}");
-        assert!(err.to_string().contains(message), "{err}");
+        refused(&yaml, path, message);
     }
 }
 
@@ -570,9 +575,7 @@ ca_certificates:
         ),
     ];
     for (yaml, path, message) in bad {
-        let err = Config::from_yaml(&yaml).unwrap_err();
-        assert_eq!(err.path(), Some(path), "{err}");
-        assert!(err.to_string().contains(message), "{err}");
+        refused(&yaml, path, message);
     }
 }
 
