@@ -501,15 +501,36 @@ async fn certificates_added_through_the_admin_api_are_presented_at_once() {
     .await;
     assert_eq!(res.status(), 201);
     assert!(served_as(addr, &der, "other.test").await);
+    // As Kong: the certificate's names are SNI entities, listed both ways.
+    let (_, snis) = support::kong::call(api, "GET", "/snis", "").await;
+    let names: Vec<&str> = snis["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["new.test", "other.test"]);
+    let (_, shown) = support::kong::call(api, "GET", &format!("/certificates/{id}"), "").await;
+    assert_eq!(shown["snis"], serde_json::json!(["new.test", "other.test"]));
+    // PATCH with `snis` makes them the certificate's names.
+    let (status, patched) = support::kong::call(
+        api,
+        "PATCH",
+        &format!("/certificates/{id}"),
+        "snis[]=new.test",
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["snis"], serde_json::json!(["new.test"]));
     let res = send(
         api,
         post(
             "/snis",
-            serde_json::json!({ "name": "other.test", "certificate": { "id": id } }),
+            serde_json::json!({ "name": "new.test", "certificate": { "id": id } }),
         ),
     )
     .await;
-    assert_eq!(res.status(), 409);
+    assert_eq!(res.status(), 409, "a name is used once");
     let res = send(
         api,
         post(

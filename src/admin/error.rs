@@ -37,6 +37,18 @@ impl AdminError {
         }
     }
 
+    /// A schema violation found below `prefix` (a certificate's `snis.0`); other errors as
+    /// they are.
+    pub(crate) fn nested(self, prefix: &[String]) -> Self {
+        match self {
+            Self::Schema { path, message } => Self::Schema {
+                path: prefix.iter().cloned().chain(path).collect(),
+                message,
+            },
+            other => other,
+        }
+    }
+
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,

@@ -556,7 +556,7 @@ impl AdminApi {
                     let all: Vec<Value> = s
                         .children(kind, parent)
                         .filter(|e| tagged(e))
-                        .map(|e| Value::Object(e.clone()))
+                        .map(|e| Value::Object(s.shown(kind, e)))
                         .collect();
                     let page = all
                         .iter()
@@ -579,7 +579,9 @@ impl AdminApi {
                 let entity = self
                     .mutate(|s| {
                         let at = s.create(kind, fields.clone(), parent)?;
-                        Ok(s.get(kind, at).cloned().unwrap_or_default())
+                        Ok(s.get(kind, at)
+                            .map(|e| s.shown(kind, e))
+                            .unwrap_or_default())
                     })
                     .await?;
                 Ok(json(StatusCode::CREATED, &Value::Object(entity)))
@@ -597,7 +599,11 @@ impl AdminApi {
         fields: impl FnOnce() -> Result<Map<String, Value>, AdminError>,
     ) -> Result<Response<Full<Bytes>>, AdminError> {
         let found = |s: &Store| s.find(kind, key, parent);
-        let entity_at = |s: &Store, at: usize| s.get(kind, at).cloned().unwrap_or_default();
+        let entity_at = |s: &Store, at: usize| {
+            s.get(kind, at)
+                .map(|e| s.shown(kind, e))
+                .unwrap_or_default()
+        };
         let entity = match *method {
             Method::GET => self
                 .read(|s| found(s).map(|at| entity_at(s, at)))

@@ -114,6 +114,11 @@ impl Store {
             fields.insert("config".into(), Value::Object(config));
         }
         entity.extend(fields);
+        // A certificate's names are SNI entities of their own (Kong's shorthand).
+        let names = match kind {
+            Kind::Certificate => entity.remove("snis"),
+            _ => None,
+        };
         let id = match entity.get("id") {
             Some(Value::String(id)) if entity::is_uuid(id) => id.clone(),
             Some(Value::String(_)) => {
@@ -135,9 +140,50 @@ impl Store {
                 .entry("updated_at")
                 .or_insert_with(|| Value::from(now));
         }
+        let id = entity.get("id").and_then(Value::as_str).map(str::to_owned);
         self.admit(kind, &mut entity, None)?;
         self.all_mut(kind).push(entity);
-        Ok(self.all(kind).len() - 1)
+        let at = self.all(kind).len() - 1;
+        if let (Some(names), Some(id)) = (names, id) {
+            self.name_certificate(&id, names)?;
+        }
+        Ok(at)
+    }
+
+    /// Makes `names` (a certificate's `snis`) the SNI entities of certificate `id`.
+    fn name_certificate(&mut self, id: &str, names: Value) -> Result<(), AdminError> {
+        let Value::Array(names) = names else {
+            return Err(AdminError::Schema {
+                path: vec!["snis".into()],
+                message: "expected an array of server names".into(),
+            });
+        };
+        let own = |e: &Map<String, Value>| e.get("certificate").and_then(reference_id) == Some(id);
+        self.all_mut(Kind::Sni).retain(|e| !own(e));
+        for (i, name) in names.into_iter().enumerate() {
+            let mut fields = Map::new();
+            fields.insert("name".into(), name);
+            self.create(Kind::Sni, fields, Some(("certificate", id)))
+                .map_err(|err| err.nested(&["snis".to_owned(), i.to_string()]))?;
+        }
+        Ok(())
+    }
+
+    /// An entity as the Admin API shows it: a certificate with its names (`snis`).
+    pub(crate) fn shown(&self, kind: Kind, entity: &Map<String, Value>) -> Map<String, Value> {
+        let mut shown = entity.clone();
+        if kind == Kind::Certificate
+            && let Some(id) = entity.get("id").and_then(Value::as_str)
+        {
+            let names: Vec<Value> = self
+                .all(Kind::Sni)
+                .iter()
+                .filter(|e| e.get("certificate").and_then(reference_id) == Some(id))
+                .filter_map(|e| e.get("name").cloned())
+                .collect();
+            shown.insert("snis".into(), Value::Array(names));
+        }
+        shown
     }
 
     /// Changes the fields given in `patch` (a plugin's `config` is merged field by field, as
@@ -155,6 +201,10 @@ impl Store {
         prepare(kind, &mut patch)?;
         patch.remove("id");
         patch.remove("created_at");
+        let names = match kind {
+            Kind::Certificate => patch.remove("snis"),
+            _ => None,
+        };
         for (key, value) in patch {
             match (entity.get_mut(&key), value) {
                 (Some(Value::Object(old)), Value::Object(new)) if key == "config" => {
@@ -168,8 +218,12 @@ impl Store {
         if kind.has_updated_at() {
             entity.insert("updated_at".into(), Value::from(entity::now()));
         }
+        let id = entity.get("id").and_then(Value::as_str).map(str::to_owned);
         self.admit(kind, &mut entity, Some(index))?;
         self.all_mut(kind)[index] = entity;
+        if let (Some(names), Some(id)) = (names, id) {
+            self.name_certificate(&id, names)?;
+        }
         Ok(())
     }
 
@@ -192,8 +246,11 @@ impl Store {
         let mut scratch = self.clone();
         scratch.all_mut(kind).remove(index);
         let at = scratch.create(kind, fields, parent)?;
+        // Back in its place; what the creation changed elsewhere (a certificate's names)
+        // comes along.
         let entity = scratch.all_mut(kind).remove(at);
-        self.all_mut(kind)[index] = entity;
+        scratch.all_mut(kind).insert(index, entity);
+        *self = scratch;
         Ok(())
     }
 
