@@ -10,6 +10,8 @@
 //! bodies ([`BodyAuth`](crate::auth::BodyAuth), for API keys in the body).
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -281,6 +283,115 @@ where
                 hint
             }
         }
+    }
+}
+
+/// How many bytes of a request's body the proxy has sent upstream so far: put in a request's
+/// extensions (the access log and the metrics do it for bodies of unknown length: chunked
+/// HTTP/1.1, HTTP/2 without `content-length`, gRPC streams), counted by
+/// [`ReverseProxy`](crate::proxy::ReverseProxy) as the body streams. Cheap to clone: clones
+/// share the count.
+#[derive(Debug, Clone, Default)]
+pub struct RequestBytes(Arc<AtomicU64>);
+
+impl RequestBytes {
+    /// A count at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The bytes counted so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, n: usize) {
+        self.0.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The request's size as far as it is known now: its `Content-Length`, or, for a body of
+    /// unknown length, a counter put in its extensions (shared with whoever put one there
+    /// first) and read once the exchange is over.
+    pub(crate) fn of<B>(req: &mut http::Request<B>) -> Size {
+        let headers = req.headers();
+        if let Some(length) = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+        {
+            return Size::Known(length);
+        }
+        // HTTP/1.1 without a length or `Transfer-Encoding` has no body.
+        let streamed = headers.contains_key(http::header::TRANSFER_ENCODING)
+            || req.version() == http::Version::HTTP_2;
+        if !streamed {
+            return Size::Known(0);
+        }
+        let counter = req.extensions_mut().get_or_insert_default::<RequestBytes>();
+        Size::Counted(counter.clone())
+    }
+}
+
+/// A request body's size: known from its head, or counted as it streams.
+#[derive(Debug, Clone)]
+pub(crate) enum Size {
+    Known(u64),
+    Counted(RequestBytes),
+}
+
+impl Size {
+    /// The size now.
+    pub(crate) fn get(&self) -> u64 {
+        match self {
+            Size::Known(n) => *n,
+            Size::Counted(counter) => counter.get(),
+        }
+    }
+}
+
+pin_project! {
+    /// A request body whose data frames add to a [`RequestBytes`], when there is one.
+    #[derive(Debug)]
+    pub(crate) struct Counted<B> {
+        #[pin]
+        body: B,
+        count: Option<RequestBytes>,
+    }
+}
+
+impl<B> Counted<B> {
+    pub(crate) fn new(body: B, count: Option<RequestBytes>) -> Self {
+        Self { body, count }
+    }
+}
+
+impl<B> Body for Counted<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.body.poll_frame(cx);
+        if let (Some(count), Poll::Ready(Some(Ok(frame)))) = (this.count.as_ref(), &polled)
+            && let Some(data) = frame.data_ref()
+        {
+            count.add(data.len());
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

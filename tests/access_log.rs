@@ -285,3 +285,47 @@ async fn the_authenticated_consumer_is_logged() {
     };
     assert_eq!(event["consumer"], "test-user");
 }
+
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn a_body_of_unknown_length_is_counted_as_it_is_sent_upstream() {
+    use tower_gateway::metrics::{Metrics, MetricsLayer};
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _guard = tracing::subscriber::set_default(Capture(tx));
+    let (up, mut seen) = ok_upstream().await;
+    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(&format!("http://{up}")).unwrap());
+    let router = Router::builder()
+        .route(
+            Route::new()
+                .name("users")
+                .service("user-service")
+                .path("/api/users"),
+            proxy,
+        )
+        .build()
+        .unwrap();
+    let metrics = Metrics::new();
+    let service = ServiceBuilder::new()
+        .layer(AccessLogLayer::json())
+        .layer(MetricsLayer::new(metrics.clone()))
+        .service(router);
+    let (gw, stop) = serve(service).await;
+    std::mem::forget(stop);
+
+    // Chunked: no Content-Length to read the size from.
+    let answer = raw_exchange(
+        gw,
+        b"POST /api/users HTTP/1.1\r\nhost: gw\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(seen.recv().await.unwrap().body, "hello world");
+    let event = next_event(&mut rx).await;
+    assert_eq!(event["bytes_in"], "11");
+    let exposition = metrics.encode();
+    assert!(
+        exposition.lines().any(|l| l
+            == r#"kong_bandwidth_bytes_total{service="user-service",route="users",direction="ingress",consumer=""} 11"#),
+        "{exposition}"
+    );
+}

@@ -11,7 +11,7 @@
 //! | `client_ip` | the peer, from [`ConnectionInfo`](crate::server::ConnectionInfo) |
 //! | `method`, `path`, `protocol` | as received (path with query, before `strip_path`) |
 //! | `status`, `bytes_out` | as sent to the client |
-//! | `bytes_in` | the request's `Content-Length` (0 for chunked uploads) |
+//! | `bytes_in` | the request's `Content-Length`, or for a body of unknown length (chunked, HTTP/2, gRPC streams) the bytes the proxy sent upstream |
 //! | `latency_ms` | from the request head to the end of the response body |
 //! | `upstream_latency_ms` | from sending to the upstream to its response head (-1 when the gateway answered itself) |
 //! | `route`, `upstream` | the matched route's name and the upstream address used (the chosen endpoint's name when connecting to it failed) |

@@ -22,7 +22,8 @@ pub(crate) struct Record {
     pub(crate) request_id: Option<HeaderValue>,
     pub(crate) user_agent: Option<HeaderValue>,
     pub(crate) referer: Option<HeaderValue>,
-    pub(crate) bytes_in: u64,
+    /// The request body's size: its `Content-Length`, or counted as the proxy sends it.
+    pub(crate) bytes_in: crate::body::Size,
     pub(crate) status: StatusCode,
     pub(crate) route: Option<std::sync::Arc<str>>,
     pub(crate) service: Option<std::sync::Arc<str>>,
@@ -44,6 +45,7 @@ impl Record {
         version: Version,
         headers: &HeaderMap,
         client: Option<IpAddr>,
+        bytes_in: crate::body::Size,
     ) -> Self {
         let combined = format == Format::Combined;
         Self {
@@ -61,11 +63,7 @@ impl Record {
             referer: combined
                 .then(|| headers.get(header::REFERER).cloned())
                 .flatten(),
-            bytes_in: headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
+            bytes_in,
             status: StatusCode::OK,
             route: None,
             service: None,
@@ -109,7 +107,7 @@ impl Record {
                 path,
                 protocol = ?self.version,
                 status = self.status.as_u16(),
-                bytes_in = self.bytes_in,
+                bytes_in = self.bytes_in.get(),
                 bytes_out = self.bytes_out,
                 latency_ms = millis(latency),
                 upstream_latency_ms = self.upstream_latency.map_or(-1.0, millis),

@@ -116,6 +116,7 @@ where
             .extensions()
             .get::<ConnectionInfo>()
             .map(|c| c.remote_addr().ip().to_canonical());
+        let bytes_in = crate::body::RequestBytes::of(&mut req);
         let record = Box::new(Record::new(
             self.format,
             req.method(),
@@ -123,6 +124,7 @@ where
             req.version(),
             req.headers(),
             client,
+            bytes_in,
         ));
         // Ask the router to say, in the response, which route it chose.
         req.extensions_mut().insert(ReportMatch);

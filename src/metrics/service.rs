@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response, header};
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -36,7 +36,7 @@ pub struct MetricsService<S> {
 struct Pending {
     metrics: Metrics,
     started: Instant,
-    bytes_in: u64,
+    bytes_in: crate::body::Size,
     route: Name,
     service: Name,
     consumer: Name,
@@ -124,12 +124,7 @@ where
                 pending: None,
             };
         };
-        let bytes_in = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let bytes_in = crate::body::RequestBytes::of(&mut req);
         req.extensions_mut().insert(ReportMatch);
         ResponseFuture {
             inner: self.inner.call(req),
@@ -246,7 +241,7 @@ impl Pending {
             route: self.route.clone(),
         };
         shared.latency.get_or_create(&route).observe(ms);
-        for (direction, bytes) in [("ingress", self.bytes_in), ("egress", self.bytes_out)] {
+        for (direction, bytes) in [("ingress", self.bytes_in.get()), ("egress", self.bytes_out)] {
             let labels = BandwidthLabels {
                 service: self.service.clone(),
                 route: self.route.clone(),

@@ -19,7 +19,7 @@ use super::connect::Connector;
 use super::future::ResponseFuture;
 use super::headers::{self, X_FORWARDED_PATH, X_FORWARDED_PREFIX};
 use crate::BoxError;
-use crate::body::ResponseBody;
+use crate::body::{Counted, RequestBytes, ResponseBody};
 use crate::router::RouteMatch;
 use crate::server::ConnectionInfo;
 
@@ -38,7 +38,7 @@ pub struct ReverseProxy<B> {
 }
 
 struct Shared<B> {
-    client: Client<Connector, B>,
+    client: Client<Connector, Counted<B>>,
     config: Arc<ProxyConfig>,
 }
 
@@ -129,7 +129,7 @@ impl<B> ReverseProxy<B> {
     }
 
     /// Rewrites a client request into the request sent to the origin.
-    fn upstream_request(&self, req: Request<B>) -> Request<B> {
+    fn upstream_request(&self, req: Request<B>) -> Request<Counted<B>> {
         let config = &*self.shared.config;
         let (mut parts, body) = req.into_parts();
         // HTTP/2 clients name the host in `:authority`, not in `Host`.
@@ -181,7 +181,8 @@ impl<B> ReverseProxy<B> {
         } else {
             Version::HTTP_11
         };
-        Request::from_parts(parts, body)
+        let count = parts.extensions.get::<RequestBytes>().cloned();
+        Request::from_parts(parts, Counted::new(body, count))
     }
 }
 
