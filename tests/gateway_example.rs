@@ -1269,7 +1269,11 @@ consumers:
     assert_eq!(response.headers()["x-ratelimit-limit-minute"], "1000");
     ws.send(Message::text("hi")).await.unwrap();
     assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("HI"));
+    // The closing handshake, then the connection closed (an open tunnel would hold the
+    // gateway's shutdown for its grace period).
     ws.close(None).await.unwrap();
+    while ws.next().await.is_some() {}
+    drop(ws);
 
     // gRPC over h2c, authenticated; and refused in gRPC's terms without the key.
     let mut client = support::h2_client(tokio::net::TcpStream::connect(proxy).await.unwrap()).await;

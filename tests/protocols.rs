@@ -509,3 +509,59 @@ async fn an_http2_upstream_that_goes_silent_is_noticed_by_its_pings_and_replaced
     );
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_waits_for_open_tunnels_until_the_grace_period_ends_then_closes_them() {
+    let up = echo_upstream().await;
+    let config = Config::from_yaml(&ws_config(up)).unwrap();
+    let gateway = Gateway::from_config(&config, &Settings::default()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        Server::from_listener(listener)
+            .grace_period(Duration::from_millis(500))
+            .serve_with_shutdown(gateway.router(), async {
+                let _ = stopped.await;
+            }),
+    );
+    let mut request = format!("ws://{gw}/chat").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("apikey", "k-ann".parse().unwrap());
+    let stream = TcpStream::connect(gw).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    ws.send(Message::text("before")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("BEFORE"));
+
+    let asked = std::time::Instant::now();
+    stop.send(()).unwrap();
+    // Within the grace period the tunnel still relays, and the server still waits.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    ws.send(Message::text("during")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("DURING"));
+    assert!(
+        !server.is_finished(),
+        "the server stopped with a tunnel open"
+    );
+    // Then it is closed, and the server returns.
+    let ended = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(ended, None | Some(Err(_)) | Some(Ok(Message::Close(_)))),
+        "{ended:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+}

@@ -19,6 +19,7 @@ use super::connect::ConnectFailed;
 use super::headers;
 use crate::body::ResponseBody;
 use crate::reject;
+use crate::server::Drain;
 
 pin_project! {
     /// Response future of [`ReverseProxy`](super::ReverseProxy).
@@ -26,8 +27,9 @@ pin_project! {
         #[pin]
         upstream: ClientFuture,
         started: Instant,
-        // The client's connection, for a request that asked to switch protocols.
-        client_side: Option<hyper::upgrade::OnUpgrade>,
+        // The client's connection, for a request that asked to switch protocols, and the
+        // server's shutdown the tunnel then follows.
+        client_side: Option<(hyper::upgrade::OnUpgrade, Option<Drain>)>,
     }
 }
 
@@ -39,7 +41,7 @@ pub struct UpstreamLatency(pub std::time::Duration);
 impl ResponseFuture {
     pub(crate) fn new(
         upstream: ClientFuture,
-        client_side: Option<hyper::upgrade::OnUpgrade>,
+        client_side: Option<(hyper::upgrade::OnUpgrade, Option<Drain>)>,
     ) -> Self {
         Self {
             upstream,
@@ -66,8 +68,8 @@ impl Future for ResponseFuture {
                     && this.client_side.is_some() =>
                 {
                     let upstream_side = hyper::upgrade::on(&mut res);
-                    if let Some(client_side) = this.client_side.take() {
-                        tokio::spawn(tunnel(client_side, upstream_side));
+                    if let Some((client_side, drain)) = this.client_side.take() {
+                        tokio::spawn(tunnel(client_side, upstream_side, drain));
                     }
                     let protocol = res.headers().get(header::UPGRADE).cloned();
                     let mut res = downstream_response(res);
@@ -103,8 +105,13 @@ impl Future for ResponseFuture {
 }
 
 /// Pumps bytes both ways between the client's and the upstream's upgraded connections until
-/// either side closes.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+/// either side closes, or the server's grace period is over (a shutdown waits for the tunnel
+/// until then, as nginx's `worker_shutdown_timeout` does).
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    drain: Option<Drain>,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(err) => {
@@ -114,7 +121,19 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     };
     let mut client = hyper_util::rt::TokioIo::new(client);
     let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    let copied = match drain {
+        // Held until the tunnel ends: the server's shutdown waits for it.
+        Some(mut drain) => tokio::select! {
+            copied = copied => copied,
+            () = drain.closing() => {
+                tracing::debug!("upgraded connection closed: the server's grace period is over");
+                return;
+            }
+        },
+        None => copied.await,
+    };
+    match copied {
         Ok((up, down)) => tracing::debug!(up, down, "upgraded connection closed"),
         Err(err) => tracing::debug!(%err, "upgraded connection ended"),
     }

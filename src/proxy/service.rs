@@ -246,12 +246,17 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         // An `Upgrade` request (WebSocket): its connection is handed over once the upstream
         // agrees, and both sides are then pumped into each other.
-        let upgrade = headers::upgrade_protocol(req.headers())
-            .map(|protocol| (protocol, hyper::upgrade::on(&mut req)));
+        let upgrade = headers::upgrade_protocol(req.headers()).map(|protocol| {
+            let drain = req
+                .extensions()
+                .get::<ConnectionInfo>()
+                .and_then(|c| c.drain().cloned());
+            (protocol, hyper::upgrade::on(&mut req), drain)
+        });
         let mut req = self.upstream_request(req);
-        let client_side = upgrade.map(|(protocol, on_upgrade)| {
+        let client_side = upgrade.map(|(protocol, on_upgrade, drain)| {
             headers::ask_upgrade(req.headers_mut(), protocol);
-            on_upgrade
+            (on_upgrade, drain)
         });
         ResponseFuture::new(self.shared.client.request(req), client_side)
     }

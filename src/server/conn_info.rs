@@ -29,6 +29,25 @@ struct Inner {
     serial: u64,
     /// Requests begun on it (nginx's `$connection_requests`).
     requests: AtomicU64,
+    /// The server's shutdown, for what outlives the connection's requests (tunnels).
+    drain: Option<Drain>,
+}
+
+/// A server's shutdown as something that outlives a connection's requests sees it: holding a
+/// clone keeps the server's graceful shutdown waiting (within its grace period), and
+/// [`closing`](Self::closing) completes when the grace period is over.
+#[derive(Debug, Clone)]
+pub(crate) struct Drain {
+    /// Never read: while a clone exists, the server's shutdown waits.
+    pub(crate) _hold: tokio::sync::mpsc::Sender<()>,
+    pub(crate) closing: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Drain {
+    /// Completes once the server's grace period is over (or the server is gone).
+    pub(crate) async fn closing(&mut self) {
+        let _ = self.closing.wait_for(|over| *over).await;
+    }
 }
 
 impl ConnectionInfo {
@@ -39,6 +58,16 @@ impl ConnectionInfo {
 
     /// Describes a connection that is (`secure = true`) or is not TLS-protected.
     pub fn with_tls(remote: SocketAddr, local: SocketAddr, secure: bool) -> Self {
+        Self::serving(remote, local, secure, None)
+    }
+
+    /// A connection of [`Server`](super::Server), with its shutdown.
+    pub(crate) fn serving(
+        remote: SocketAddr,
+        local: SocketAddr,
+        secure: bool,
+        drain: Option<Drain>,
+    ) -> Self {
         static SERIAL: AtomicU64 = AtomicU64::new(1);
         let ip = remote.ip().to_canonical();
         Self(Arc::new(Inner {
@@ -50,7 +79,13 @@ impl ConnectionInfo {
             remote_ip: HeaderValue::from_str(&ip.to_string())
                 .unwrap_or(HeaderValue::from_static("unknown")),
             local_port: HeaderValue::from(local.port()),
+            drain,
         }))
+    }
+
+    /// The server's shutdown, when a [`Server`](super::Server) accepted the connection.
+    pub(crate) fn drain(&self) -> Option<&Drain> {
+        self.0.drain.as_ref()
     }
 
     /// The client's (peer's) address.

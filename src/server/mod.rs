@@ -48,6 +48,7 @@ mod stats;
 mod tls;
 
 pub use conn_info::ConnectionInfo;
+pub(crate) use conn_info::Drain;
 pub use serve::{
     DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADER_SIZE, Server,
 };

@@ -171,6 +171,8 @@ impl Server {
         let connections = Connections::default();
         // Every connection task holds a clone; `recv` returns `None` once all have ended.
         let (drain_tx, mut drained) = mpsc::channel::<()>(1);
+        // Set when the grace period is over: what outlives its connection (a tunnel) ends.
+        let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
         tokio::pin!(signal);
 
         loop {
@@ -190,7 +192,15 @@ impl Server {
             let state = Arc::new(ConnState::new());
             let conn_service = ConnService {
                 inner: RefCell::new(service.clone()),
-                info: ConnectionInfo::with_tls(remote, local, tls.is_some()),
+                info: ConnectionInfo::serving(
+                    remote,
+                    local,
+                    tls.is_some(),
+                    Some(super::conn_info::Drain {
+                        _hold: drain_tx.clone(),
+                        closing: closing_rx.clone(),
+                    }),
+                ),
                 state: state.clone(),
             };
             #[allow(clippy::clone_on_copy)] // An acceptor with `tls`, nothing without.
@@ -251,6 +261,7 @@ impl Server {
             .await
             .is_err()
         {
+            let _ = closing_tx.send(true);
             let closed = connections.abort_all();
             tracing::warn!(
                 grace_period = ?self.grace_period,
