@@ -562,7 +562,6 @@ fn route_stack(
     for definition in definitions {
         let name = definition.name();
         let default = config.plugin_for(service, route, name);
-        let own = config.consumer_plugins_for(service, route, name, consumers);
         let build = match &definition.build {
             Build::Global => continue,
             Build::Auth => {
@@ -595,7 +594,8 @@ fn route_stack(
             })
         };
         let default = default.map(|p| layer(p, None)).transpose()?;
-        let own = own
+        let own = config
+            .consumer_plugins_for(service, route, name, consumers)
             .into_iter()
             .map(|(id, p)| Ok((id.clone(), layer(p, Some(&id))?)))
             .collect::<Result<Vec<_>, (String, String)>>()?;
