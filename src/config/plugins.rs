@@ -193,7 +193,7 @@ pub struct RateLimitingConfig {
     pub redis_server_name: Option<String>,
     /// `-1` (every request decided by Redis; Kong's default), or seconds between
     /// synchronisations of locally kept fixed-window counts (at least 0.02; see
-    /// [`RedisStore::sync_every`](crate::ratelimit::RedisStore::sync_every) for the
+    /// `ratelimit::RedisStore::sync_every` (feature `redis`) for the
     /// overshoot this allows).
     #[serde(default)]
     pub sync_rate: Option<f64>,

@@ -13,8 +13,12 @@
 //!   (100): past either the client gets `431 Request Header Fields Too Large`;
 //! - an HTTP/1.1 request without a `Host` header, or any request with two, gets `400`;
 //! - graceful shutdown: when the shutdown signal fires, the listener closes, idle connections
-//!   close, in-flight requests get a grace period (30 s by default) to finish, and connections
-//!   still open after it are closed.
+//!   close, in-flight requests and upgraded tunnels (WebSocket) get a grace period (30 s by
+//!   default) to finish, and what is still open after it is closed.
+//!
+//! HTTP/2 with prior knowledge shares the listener; with the `tls` feature,
+//! `Server::tls` terminates TLS with certificates chosen by SNI, the configuration's
+//! (`SniCertificates`, replaceable while serving) before the listener's own.
 //!
 //! [`ConnectionStats`] counts accepted and open connections for the metrics.
 //!
