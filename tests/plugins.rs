@@ -537,3 +537,43 @@ fn the_program_checks_a_file_naming_its_plugins_and_refuses_a_taken_name() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_plugin_runs_only_for_the_protocols_it_lists() {
+    let (up, _seen) = ok_upstream().await;
+    let (proxy, _api, _admin) = gateway(&format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{up}\n    routes:\n      - name: r\n        paths: [/]\n        plugins:\n          - name: counter\n            protocols: [grpc, grpcs]\n"
+    ))
+    .await;
+    // Plain HTTP: the plugin stands aside.
+    let res = send(proxy, get("/")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "x-counter"), None);
+    // gRPC (by its content type): it runs.
+    let req = Request::post("/echo.Echo/Unary")
+        .header("host", "gw")
+        .header("content-type", "application/grpc")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let res = send(proxy, req).await;
+    assert_eq!(header(&res, "x-counter").as_deref(), Some("1"));
+
+    let refused = [
+        (
+            "  - name: key-auth\n    protocols: [https]\n",
+            "plugins[0].protocols",
+            "every protocol",
+        ),
+        (
+            "  - name: counter\n    protocols: [http, tcp]\n",
+            "plugins[0].protocols[1]",
+            "\"tcp\" is not supported",
+        ),
+    ];
+    for (plugin, path, message) in refused {
+        let yaml = format!("_format_version: \"3.0\"\nplugins:\n{plugin}");
+        let err = Config::from_yaml_with(&yaml, &registry()).unwrap_err();
+        assert_eq!(err.path(), Some(path), "{err}");
+        assert!(err.to_string().contains(message), "{err}");
+    }
+}

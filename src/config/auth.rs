@@ -121,6 +121,20 @@ impl Config {
                 plugin.route.is_some(),
                 plugin.consumer.is_some(),
             )?;
+            if plugin.protocols.is_some()
+                && !matches!(
+                    plugin.config.definition().build,
+                    crate::plugin::Build::Layer(_)
+                )
+            {
+                return Err((
+                    format!("{at}.protocols"),
+                    format!(
+                        "{} runs for every protocol here: `protocols` other than http, https, grpc and grpcs together is not supported yet",
+                        plugin.config.name()
+                    ),
+                ));
+            }
             if let Some(consumer) = &plugin.consumer
                 && consumers.get(&consumer.0).is_none()
             {

@@ -584,13 +584,17 @@ fn route_stack(
                 service_index,
                 service_config: service,
             };
-            build(&plugin.config, &mut ctx).map_err(|message| {
+            let built = build(&plugin.config, &mut ctx).map_err(|message| {
                 let at = config
                     .plugin_instances()
                     .into_iter()
                     .find(|(_, p)| std::ptr::eq(*p, plugin))
                     .map_or_else(|| "plugins".to_owned(), |(at, _)| at);
                 (format!("{at}.config"), format!("{message} (route {label})"))
+            })?;
+            Ok::<_, (String, String)>(match plugin.protocols {
+                Some(protocols) => built.for_protocols(protocols),
+                None => built,
             })
         };
         let default = default.map(|p| layer(p, None)).transpose()?;

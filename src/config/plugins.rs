@@ -25,6 +25,82 @@ pub struct Plugin {
     pub route: Option<ServiceRef>,
     /// For top-level plugins: the consumer it applies to.
     pub consumer: Option<ServiceRef>,
+    /// The request protocols it runs for (Kong's `protocols`); `None`: all of them (`http`,
+    /// `https`, `grpc`, `grpcs`).
+    pub protocols: Option<PluginProtocols>,
+}
+
+/// The request protocols a plugin instance runs for: `http`, `https`, `grpc`, `grpcs`
+/// (a WebSocket upgrade is `http` or `https`, as in Kong's open-source edition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PluginProtocols {
+    /// Plain HTTP.
+    pub http: bool,
+    /// HTTP over TLS.
+    pub https: bool,
+    /// gRPC (`content-type: application/grpc…`) in cleartext.
+    pub grpc: bool,
+    /// gRPC over TLS.
+    pub grpcs: bool,
+}
+
+impl PluginProtocols {
+    /// Whether every protocol is listed (the instance runs for every request).
+    pub fn all(&self) -> bool {
+        self.http && self.https && self.grpc && self.grpcs
+    }
+
+    /// Whether a request of this kind is one the instance runs for.
+    pub fn allows(&self, secure: bool, grpc: bool) -> bool {
+        match (secure, grpc) {
+            (false, false) => self.http,
+            (true, false) => self.https,
+            (false, true) => self.grpc,
+            (true, true) => self.grpcs,
+        }
+    }
+}
+
+/// One name of a plugin's `protocols`, checked where it stands (so errors point at it).
+#[derive(Clone, Copy)]
+enum ProtocolName {
+    Http,
+    Https,
+    Grpc,
+    Grpcs,
+}
+
+impl<'de> Deserialize<'de> for ProtocolName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        super::model::checked_str(d, "a protocol", |name| match name {
+            "http" => Ok(ProtocolName::Http),
+            "https" => Ok(ProtocolName::Https),
+            "grpc" => Ok(ProtocolName::Grpc),
+            "grpcs" => Ok(ProtocolName::Grpcs),
+            "ws" | "wss" => Err(format!(
+                "protocol {name:?} is not supported (WebSocket upgrades are `http` / `https` here, as in Kong's open-source edition)"
+            )),
+            other => Err(format!(
+                "protocol {other:?} is not supported: expected http, https, grpc or grpcs"
+            )),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for PluginProtocols {
+    /// An empty list runs the instance for no request at all.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut protocols = PluginProtocols::default();
+        for name in Vec::<ProtocolName>::deserialize(d)? {
+            match name {
+                ProtocolName::Http => protocols.http = true,
+                ProtocolName::Https => protocols.https = true,
+                ProtocolName::Grpc => protocols.grpc = true,
+                ProtocolName::Grpcs => protocols.grpcs = true,
+            }
+        }
+        Ok(protocols)
+    }
 }
 
 fn yes() -> bool {
@@ -524,6 +600,7 @@ impl<'de> Deserialize<'de> for Plugin {
                 let mut config: Option<serde_json::Value> = None;
                 let (mut id, mut enabled, mut service, mut route, mut consumer) =
                     (None, true, None, None, None);
+                let mut protocols: Option<PluginProtocols> = None;
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
                         "name" => {
@@ -537,7 +614,8 @@ impl<'de> Deserialize<'de> for Plugin {
                         "service" => service = map.next_value()?,
                         "route" => route = map.next_value()?,
                         "consumer" => consumer = map.next_value()?,
-                        "protocols" | "tags" | "instance_name" | "created_at" | "updated_at" => {
+                        "protocols" => protocols = map.next_value()?,
+                        "tags" | "instance_name" | "created_at" | "updated_at" => {
                             map.next_value::<IgnoredAny>()?;
                         }
                         other => {
@@ -576,6 +654,8 @@ impl<'de> Deserialize<'de> for Plugin {
                     service,
                     route,
                     consumer,
+                    // Every protocol listed is the same as none.
+                    protocols: protocols.filter(|p| !p.all()),
                 })
             }
         }

@@ -13,7 +13,7 @@ use tower::{Layer, Service, ServiceExt};
 use super::{Next, PluginRequest, UpstreamBody, UpstreamResponse};
 use crate::auth::BodyAuthLayer;
 use crate::body::{RequestBody, ResponseBody};
-use crate::config::{GatewayBody, HostRewrite};
+use crate::config::{GatewayBody, HostRewrite, PluginProtocols};
 
 /// One configured plugin as a layer of a route's stack, type-erased. Cheap to clone.
 #[derive(Clone)]
@@ -66,6 +66,53 @@ impl RouteLayer {
 
     fn apply(&self, next: Next) -> Next {
         (self.0)(next)
+    }
+
+    /// This layer for the requests of `protocols` only; the others go straight on.
+    pub(crate) fn for_protocols(self, protocols: PluginProtocols) -> Self {
+        Self(Arc::new(move |next: Next| {
+            let plugin = self.apply(next.clone());
+            BoxCloneSyncService::new(ForProtocols {
+                plugin,
+                bypass: next,
+                protocols,
+            })
+        }))
+    }
+}
+
+/// A plugin's service for the request protocols it runs for (Kong's `protocols`).
+#[derive(Clone)]
+struct ForProtocols {
+    plugin: Next,
+    bypass: Next,
+    protocols: PluginProtocols,
+}
+
+impl Service<PluginRequest> for ForProtocols {
+    type Response = UpstreamResponse;
+    type Error = Infallible;
+    type Future = <Next as Service<PluginRequest>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        std::task::ready!(self.plugin.poll_ready(cx))?;
+        self.bypass.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: PluginRequest) -> Self::Future {
+        let secure = req
+            .extensions()
+            .get::<crate::server::ConnectionInfo>()
+            .is_some_and(crate::server::ConnectionInfo::is_secure);
+        let grpc = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        if self.protocols.allows(secure, grpc) {
+            self.plugin.call(req)
+        } else {
+            self.bypass.call(req)
+        }
     }
 }
 
