@@ -62,9 +62,10 @@ async fn next_event(rx: &mut mpsc::UnboundedReceiver<Fields>) -> Fields {
         .unwrap()
 }
 
-async fn gateway(layer: AccessLogLayer, up: std::net::SocketAddr) -> std::net::SocketAddr {
+/// Route `users` of service `user-service` on `/api/users`, proxied to `up`.
+fn users_router(up: std::net::SocketAddr) -> Router<ReverseProxy<Incoming>> {
     let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(&format!("http://{up}")).unwrap());
-    let router = Router::builder()
+    Router::builder()
         .route(
             Route::new()
                 .name("users")
@@ -73,7 +74,11 @@ async fn gateway(layer: AccessLogLayer, up: std::net::SocketAddr) -> std::net::S
             proxy,
         )
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+async fn gateway(layer: AccessLogLayer, up: std::net::SocketAddr) -> std::net::SocketAddr {
+    let router = users_router(up);
     let (addr, stop) = serve(ServiceBuilder::new().layer(layer).service(router)).await;
     std::mem::forget(stop);
     addr
@@ -293,17 +298,7 @@ async fn a_body_of_unknown_length_is_counted_as_it_is_sent_upstream() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let _guard = tracing::subscriber::set_default(Capture(tx));
     let (up, mut seen) = ok_upstream().await;
-    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(&format!("http://{up}")).unwrap());
-    let router = Router::builder()
-        .route(
-            Route::new()
-                .name("users")
-                .service("user-service")
-                .path("/api/users"),
-            proxy,
-        )
-        .build()
-        .unwrap();
+    let router = users_router(up);
     let metrics = Metrics::new();
     let service = ServiceBuilder::new()
         .layer(AccessLogLayer::json())
