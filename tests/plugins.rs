@@ -393,6 +393,14 @@ async fn the_admin_api_configures_a_custom_plugin_with_defaults_typed_fields_and
     let (_, list) = call(api, "GET", "/plugins", "").await;
     assert_eq!(list["data"].as_array().map(Vec::len), Some(2), "{list}");
 
+    // Kong's list of the plugins the node can run.
+    let (_, enabled) = call(api, "GET", "/plugins/enabled", "").await;
+    let names = enabled["enabled_plugins"].as_array().unwrap();
+    assert!(
+        names.contains(&json!("counter")) && names.contains(&json!("key-auth")),
+        "{enabled}"
+    );
+
     // Listed by the node as available and enabled.
     let (_, node) = call(api, "GET", "/", "").await;
     assert_eq!(node["plugins"]["available_on_server"]["counter"], true);

@@ -441,6 +441,11 @@ impl AdminApi {
                 Ok(json(StatusCode::CREATED, &self.read(|s| s.to_doc())))
             }
             (&Method::GET, ["upstreams", name, "health"]) => self.health(name),
+            // The plugins this node can run (Kong's list of what `plugins =` loads).
+            (&Method::GET, ["plugins", "enabled"]) => Ok(json(
+                StatusCode::OK,
+                &json!({ "enabled_plugins": self.registry().names().collect::<Vec<_>>() }),
+            )),
             (&Method::POST, ["schemas", collection, "validate"]) => {
                 let kind = Kind::from_path(collection).ok_or(AdminError::NotFound)?;
                 let fields = fields()?;
