@@ -585,3 +585,26 @@ async fn a_plugin_runs_only_for_the_protocols_it_lists() {
         assert!(err.to_string().contains(message), "{err}");
     }
 }
+
+#[test]
+fn a_consumer_s_own_instance_of_a_plugin_that_runs_before_authentication_is_refused() {
+    let yaml = "_format_version: \"3.0\"
+consumers:
+  - username: ann
+    plugins:
+      - name: early-counter
+services:
+  - name: s
+    url: http://127.0.0.1:9
+    routes:
+      - name: r
+        paths: [/]
+";
+    let config = Config::from_yaml_with(yaml, &registry()).unwrap();
+    let err = Gateway::from_config(&config, &Settings::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("runs before authentication"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("early-counter"), "{err}");
+}

@@ -559,6 +559,8 @@ fn route_stack(
     let service_label = service.label();
     let mut stack = Stack::default();
     let mut auth_priority = None;
+    // Plugins with consumers' own instances, to check against the authentication step.
+    let mut per_consumer: Vec<(&str, i32)> = Vec::new();
     for definition in definitions {
         let name = definition.name();
         let default = config.plugin_for(service, route, name);
@@ -603,16 +605,25 @@ fn route_stack(
             .into_iter()
             .map(|(id, p)| Ok((id.clone(), layer(p, Some(&id))?)))
             .collect::<Result<Vec<_>, (String, String)>>()?;
+        if !own.is_empty() {
+            per_consumer.push((name, definition.priority()));
+        }
         stack.plugin(name, definition.priority(), default, own);
+    }
+    let auth_priority = auth_priority.unwrap_or(crate::plugin::KEY_AUTH_PRIORITY);
+    if let Some((name, priority)) = per_consumer.iter().find(|(_, p)| *p >= auth_priority) {
+        return Err((
+            "consumers".into(),
+            format!(
+                "{name} has consumers' own instances on route {label}, but runs before authentication there (priority {priority}, authentication {auth_priority}): it could never tell the consumer"
+            ),
+        ));
     }
     let auth = config
         .auth_layer(service, route, consumers)
         .reading_body()
         .max_body(settings.max_body);
-    stack.auth(
-        auth_priority.unwrap_or(crate::plugin::KEY_AUTH_PRIORITY),
-        auth,
-    );
+    stack.auth(auth_priority, auth);
     Ok(stack)
 }
 

@@ -38,7 +38,8 @@
 //! For each route the most specific enabled instance applies (consumer and route, consumer
 //! and service, consumer, route, service, global: Kong's precedence); a consumer's own
 //! instance is chosen per request, from the consumer authentication found, so it needs a
-//! priority below authentication.
+//! priority below authentication (a configuration that gives one to a plugin running before
+//! authentication on some route is refused).
 //!
 //! # Example
 //!
