@@ -608,3 +608,67 @@ services:
     );
     assert!(err.to_string().contains("early-counter"), "{err}");
 }
+
+#[test]
+fn a_definition_s_refused_scopes_are_refused_with_the_field_to_blame() {
+    let mut registry = registry();
+    registry
+        .register(
+            Definition::new("route-only", 500, CounterLayer::new)
+                .no_service()
+                .no_consumer(),
+        )
+        .unwrap()
+        .register(Definition::new("service-only", 500, CounterLayer::new).no_route())
+        .unwrap();
+    let head = "_format_version: \"3.0\"\nconsumers:\n  - username: ann\nservices:\n  - name: s\n    url: http://127.0.0.1:9\n    routes:\n      - name: r\n        paths: [/]\n";
+    let cases = [
+        (
+            "    plugins:\n      - name: route-only\n",
+            "services[0].plugins[0].name",
+            "cannot be scoped to a service",
+        ),
+        (
+            "plugins:\n  - name: route-only\n    consumer: ann\n",
+            "plugins[0].consumer",
+            "cannot be scoped to a consumer",
+        ),
+        (
+            "plugins:\n  - name: service-only\n    route: r\n",
+            "plugins[0].route",
+            "cannot be scoped to a route",
+        ),
+    ];
+    for (rest, path, message) in cases {
+        let err = Config::from_yaml_with(&format!("{head}{rest}"), &registry).unwrap_err();
+        assert_eq!(err.path(), Some(path), "{err}");
+        assert!(err.to_string().contains(message), "{err}");
+    }
+    // Where they are allowed, they load.
+    Config::from_yaml_with(
+        &format!("{head}        plugins:\n          - name: route-only\n"),
+        &registry,
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn protocols_given_through_the_admin_api_limit_the_instance() {
+    let (up, _seen) = ok_upstream().await;
+    let (proxy, api, _admin) = gateway(&format!(
+        "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{up}\n    routes:\n      - name: r\n        paths: [/]\n"
+    ))
+    .await;
+    let (status, body) = call(
+        api,
+        "POST",
+        "/routes/r/plugins",
+        "name=counter&protocols[]=grpc&protocols[]=grpcs",
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["protocols"], json!(["grpc", "grpcs"]));
+    assert_eq!(header(&send(proxy, get("/")).await, "x-counter"), None);
+    let (status, body) = call(api, "POST", "/plugins", "name=counter&protocols[]=tcp").await;
+    assert_eq!(status, 400, "{body}");
+}
