@@ -130,7 +130,13 @@ async fn the_bundled_config_serves_the_demo_users_and_stops_cleanly_on_sigterm()
     assert!(text(res).await.contains("Welcome to tower-gateway"));
     let res = send(admin, get("/status")).await;
     assert_eq!(res.status(), 200);
-    assert!(text(res).await.contains("\"reachable\":true"));
+    let status: serde_json::Value = serde_json::from_str(&text(res).await).unwrap();
+    assert_eq!(status["database"]["reachable"], true);
+    assert_eq!(status["server"]["total_requests"], 3, "{status}");
+    assert!(
+        status["server"]["connections_handled"].as_u64() >= Some(1),
+        "{status}"
+    );
 
     // Prometheus metrics of the traffic above, parsed line by line.
     let res = send(admin, get("/metrics")).await;
@@ -178,6 +184,7 @@ async fn the_bundled_config_serves_the_demo_users_and_stops_cleanly_on_sigterm()
     // Three client connections so far, the others closed or idle.
     assert!(sample(r#"kong_nginx_connections_total{state="accepted"}"#) >= Some(3.0));
     assert!(sample(r#"kong_nginx_connections_total{state="active"}"#).is_some());
+    assert_eq!(sample("kong_nginx_requests_total"), Some(3.0));
 
     let status = terminate(&mut child);
     assert!(status.success(), "exit status {status}");

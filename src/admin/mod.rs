@@ -700,7 +700,9 @@ impl AdminApi {
         let mut server = json!({ "uptime_seconds": self.shared.started.elapsed().as_secs() });
         if let Some(stats) = &self.shared.connections {
             server["connections_accepted"] = json!(stats.accepted());
+            server["connections_handled"] = json!(stats.accepted());
             server["connections_active"] = json!(stats.active());
+            server["total_requests"] = json!(stats.requests());
         }
         json!({ "database": { "reachable": true }, "server": server })
     }

@@ -86,6 +86,7 @@ pub(crate) struct BandwidthLabels {
 /// | `tower_gateway_circuit_state` (0 closed, 1 open, 2 half-open) | `breaker` |
 /// | `kong_upstream_target_health` (1 for the current state) | `upstream`, `target`, `state` (`healthy`, `unhealthy`) |
 /// | `kong_nginx_connections_total` (a gauge, as Kong's) | `state` (`accepted`, `active`) |
+/// | `kong_nginx_requests_total` (a gauge, as Kong's) | |
 ///
 /// The status class (`2xx`, `5xx`…) is not a label of its own: `code` refines it, and
 /// `sum by (route) (rate(kong_http_requests_total{code=~"5.."}[1m]))` gives it, as with Kong.
@@ -108,6 +109,7 @@ pub(crate) struct Shared {
     breaker_state: Family<BreakerLabels, Gauge>,
     connections: Mutex<Vec<crate::server::ConnectionStats>>,
     connection_state: Family<ConnectionLabels, Gauge>,
+    total_requests: Gauge,
     pub(crate) per_consumer: std::sync::atomic::AtomicBool,
     pub(crate) rejections: Family<RejectionLabels, Counter>,
     balancers: Mutex<Vec<(String, Endpoints)>>,
@@ -131,6 +133,7 @@ impl Metrics {
         let target_health = Family::<TargetLabels, Gauge>::default();
         let rejections = Family::<RejectionLabels, Counter>::default();
         let connection_state = Family::<ConnectionLabels, Gauge>::default();
+        let total_requests = Gauge::default();
         let mut registry = Registry::default();
         registry.register(
             "tower_gateway_rejections",
@@ -141,6 +144,11 @@ impl Metrics {
             "kong_nginx_connections_total",
             "Client connections: accepted since start, active now",
             connection_state.clone(),
+        );
+        registry.register(
+            "kong_nginx_requests_total",
+            "Requests begun since start",
+            total_requests.clone(),
         );
         registry.register(
             "kong_upstream_target_health",
@@ -179,6 +187,7 @@ impl Metrics {
                 breaker_state,
                 connections: Mutex::new(Vec::new()),
                 connection_state,
+                total_requests,
                 per_consumer: std::sync::atomic::AtomicBool::new(false),
                 rejections,
                 requests,
@@ -265,6 +274,10 @@ impl Metrics {
         if !servers.is_empty() {
             let accepted = servers.iter().map(|s| s.accepted()).sum::<u64>();
             let active = servers.iter().map(|s| s.active()).sum::<u64>();
+            let requests = servers.iter().map(|s| s.requests()).sum::<u64>();
+            self.shared
+                .total_requests
+                .set(i64::try_from(requests).unwrap_or(i64::MAX));
             for (state, value) in [("accepted", accepted), ("active", active)] {
                 let gauge = self
                     .shared

@@ -162,7 +162,7 @@ pub(super) async fn run(args: Args, text: String, source: String, registry: Regi
         .header_read_timeout(args.header_timeout)
         .max_header_size(args.max_header_size)
         .grace_period(args.grace_period)
-        .connection_stats(connections);
+        .connection_stats(connections.clone());
     // Request id outermost, so that generated ids reach the access log and the upstream;
     // metrics inside the log, next to the router that reports the matched route.
     let ids = option_layer(args.request_id.clone());
@@ -175,7 +175,8 @@ pub(super) async fn run(args: Args, text: String, source: String, registry: Regi
     #[cfg(not(feature = "tls"))]
     let tls_server = tls_server(&args).await;
     let tls_server = match tls_server {
-        Ok(server) => server,
+        // Its connections and requests are counted with the plain listener's.
+        Ok(server) => server.map(|s| s.connection_stats(connections)),
         Err(message) => {
             eprintln!("error: {message}");
             return ExitCode::from(2);

@@ -31,6 +31,8 @@ struct Inner {
     requests: AtomicU64,
     /// The server's shutdown, for what outlives the connection's requests (tunnels).
     drain: Option<Drain>,
+    /// The server's counts, when it keeps them.
+    stats: Option<super::ConnectionStats>,
 }
 
 /// A server's shutdown as something that outlives a connection's requests sees it: holding a
@@ -58,7 +60,7 @@ impl ConnectionInfo {
 
     /// Describes a connection that is (`secure = true`) or is not TLS-protected.
     pub fn with_tls(remote: SocketAddr, local: SocketAddr, secure: bool) -> Self {
-        Self::serving(remote, local, secure, None)
+        Self::serving(remote, local, secure, None, None)
     }
 
     /// A connection of [`Server`](super::Server), with its shutdown.
@@ -67,6 +69,7 @@ impl ConnectionInfo {
         local: SocketAddr,
         secure: bool,
         drain: Option<Drain>,
+        stats: Option<super::ConnectionStats>,
     ) -> Self {
         static SERIAL: AtomicU64 = AtomicU64::new(1);
         let ip = remote.ip().to_canonical();
@@ -80,6 +83,7 @@ impl ConnectionInfo {
                 .unwrap_or(HeaderValue::from_static("unknown")),
             local_port: HeaderValue::from(local.port()),
             drain,
+            stats,
         }))
     }
 
@@ -117,6 +121,9 @@ impl ConnectionInfo {
     /// Counts a request begun on the connection.
     pub(crate) fn begin_request(&self) {
         self.0.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(stats) = &self.0.stats {
+            stats.count_request();
+        }
     }
 
     /// The peer IP as a header value, rendered once per connection.

@@ -200,6 +200,7 @@ impl Server {
                         _hold: drain_tx.clone(),
                         closing: closing_rx.clone(),
                     }),
+                    self.stats.clone(),
                 ),
                 state: state.clone(),
             };

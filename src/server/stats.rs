@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A server's connection counts: accepted since start and open now. Handed to
+/// A server's connection counts: accepted since start and open now; and the requests begun. Handed to
 /// [`Server::connection_stats`](super::Server::connection_stats); read by the metrics at
 /// scrape time (`kong_nginx_connections_total{state}`).
 ///
@@ -23,6 +23,7 @@ pub struct ConnectionStats(Arc<Counts>);
 struct Counts {
     accepted: AtomicU64,
     closed: AtomicU64,
+    requests: AtomicU64,
 }
 
 /// Counts one open connection until dropped (also when its task is aborted).
@@ -46,6 +47,16 @@ impl ConnectionStats {
         // difference negative.
         let closed = self.0.closed.load(Ordering::Relaxed);
         self.accepted().saturating_sub(closed)
+    }
+
+    /// Requests begun since the server started (nginx's `requests`, Kong's
+    /// `total_requests`).
+    pub fn requests(&self) -> u64 {
+        self.0.requests.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_request(&self) {
+        self.0.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn open(&self) -> OpenGuard {
