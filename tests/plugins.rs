@@ -393,6 +393,29 @@ async fn the_admin_api_configures_a_custom_plugin_with_defaults_typed_fields_and
     let (_, list) = call(api, "GET", "/plugins", "").await;
     assert_eq!(list["data"].as_array().map(Vec::len), Some(2), "{list}");
 
+    // A plugin named by its `instance_name`, unique as Kong keeps it.
+    let (status, named) = call(
+        api,
+        "POST",
+        "/routes/r/plugins",
+        "name=counter&instance_name=route-counter&config.limit=9",
+    )
+    .await;
+    assert_eq!(status, 201, "{named}");
+    let (status, found) = call(api, "GET", "/plugins/route-counter", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(found["id"], named["id"]);
+    let (status, _) = call(
+        api,
+        "POST",
+        "/plugins",
+        "name=counter&instance_name=route-counter",
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (status, _) = call(api, "DELETE", "/plugins/route-counter", "").await;
+    assert_eq!(status, 204);
+
     // Kong's list of the plugins the node can run.
     let (_, enabled) = call(api, "GET", "/plugins/enabled", "").await;
     let names = enabled["enabled_plugins"].as_array().unwrap();

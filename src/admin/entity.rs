@@ -88,7 +88,7 @@ impl Kind {
             Kind::Sni => &["name"],
             Kind::Certificate | Kind::CaCertificate => &[],
             Kind::Target => &["target"],
-            Kind::Plugin => &[],
+            Kind::Plugin => &["instance_name"],
         }
     }
 
