@@ -501,7 +501,7 @@ services:
 #[tokio::test]
 async fn a_consumer_s_own_instance_of_a_custom_plugin_applies_to_that_consumer() {
     let (up, _seen) = ok_upstream().await;
-    let (proxy, _api, _admin) = gateway(&format!(
+    let (proxy, api, _admin) = gateway(&format!(
         r#"_format_version: "3.0"
 consumers:
   - username: ann
@@ -536,6 +536,19 @@ plugins:
         assert_eq!(header(&res, "x-counter"), Some(n.to_string()));
         assert_eq!(header(&res, "x-ann"), None);
     }
+    // Through the Admin API, as Kong's `POST /consumers/{c}/plugins`.
+    let (status, body) = call(
+        api,
+        "POST",
+        "/consumers/bob/plugins",
+        "name=counter&config.header=x-bob&config.limit=1",
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["consumer"]["id"].as_str().map(str::len), Some(36));
+    let res = send(proxy, with_key("/", "bob-key")).await;
+    assert_eq!(header(&res, "x-bob").as_deref(), Some("1"));
+    assert_eq!(send(proxy, with_key("/", "bob-key")).await.status(), 429);
 }
 
 #[cfg(feature = "program")]
