@@ -416,6 +416,41 @@ async fn the_admin_api_configures_a_custom_plugin_with_defaults_typed_fields_and
     let (status, _) = call(api, "DELETE", "/plugins/route-counter", "").await;
     assert_eq!(status, 204);
 
+    // Kong's schema shape with the defaults (what decK fills defaults from).
+    let (status, schema) = call(api, "GET", "/schemas/plugins/counter", "").await;
+    assert_eq!(status, 200);
+    let config = schema["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|f| f.get("config"))
+        .expect("a config record");
+    assert_eq!(config["type"], "record");
+    assert!(
+        config["fields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "limit": { "type": "integer", "default": 1000 } })),
+        "{schema}"
+    );
+    let (_, limits) = call(api, "GET", "/schemas/plugins/rate-limiting", "").await;
+    assert!(
+        limits
+            .to_string()
+            .contains(r#"{"limit_by":{"default":"consumer","type":"string"}}"#),
+        "{limits}"
+    );
+    let (status, _) = call(api, "GET", "/schemas/plugins/nope", "").await;
+    assert_eq!(status, 404);
+    let (_, services) = call(api, "GET", "/schemas/services", "").await;
+    assert!(
+        services["fields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "retries": { "type": "integer", "default": 5 } })),
+        "{services}"
+    );
+
     // Kong's list of the plugins the node can run.
     let (_, enabled) = call(api, "GET", "/plugins/enabled", "").await;
     let names = enabled["enabled_plugins"].as_array().unwrap();

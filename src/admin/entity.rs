@@ -181,6 +181,45 @@ impl Kind {
     }
 }
 
+/// Kong's schema shape for fields with these defaults: `{"fields": [{"name": {"type": …,
+/// "default": …}}, …]}`, records nested. Only what the defaults tell: a field whose default
+/// is `null` has neither type nor default (decK fills defaults from this).
+pub(crate) fn schema(defaults: &Map<String, Value>) -> Value {
+    let fields: Vec<Value> = defaults
+        .iter()
+        .map(|(name, default)| {
+            let mut field = Map::new();
+            let kind = match default {
+                Value::Null => None,
+                Value::Bool(_) => Some("boolean"),
+                Value::Number(n) if n.is_i64() || n.is_u64() => Some("integer"),
+                Value::Number(_) => Some("number"),
+                Value::String(_) => Some("string"),
+                Value::Array(_) => Some("array"),
+                Value::Object(_) => Some("record"),
+            };
+            if let Some(kind) = kind {
+                field.insert("type".into(), Value::from(kind));
+            }
+            match default {
+                Value::Null => {}
+                Value::Object(inner) => {
+                    if let Value::Object(nested) = schema(inner) {
+                        field.extend(nested);
+                    }
+                }
+                other => {
+                    field.insert("default".into(), other.clone());
+                }
+            }
+            let mut named = Map::new();
+            named.insert(name.clone(), Value::Object(field));
+            Value::Object(named)
+        })
+        .collect();
+    json!({ "fields": fields })
+}
+
 /// A random version-4 UUID.
 pub(crate) fn new_id() -> String {
     crate::random::uuid(crate::random::next_u64(), crate::random::next_u64())

@@ -446,6 +446,16 @@ impl AdminApi {
                 StatusCode::OK,
                 &json!({ "enabled_plugins": self.registry().names().collect::<Vec<_>>() }),
             )),
+            (&Method::GET, ["schemas", "plugins", name]) => {
+                let definition = self.registry().get(name).ok_or(AdminError::NotFound)?;
+                let mut fields = Kind::Plugin.defaults();
+                fields.insert("config".into(), Value::Object(definition.defaults()));
+                Ok(json(StatusCode::OK, &entity::schema(&fields)))
+            }
+            (&Method::GET, ["schemas", collection]) => {
+                let kind = Kind::from_path(collection).ok_or(AdminError::NotFound)?;
+                Ok(json(StatusCode::OK, &entity::schema(&kind.defaults())))
+            }
             (&Method::POST, ["schemas", collection, "validate"]) => {
                 let kind = Kind::from_path(collection).ok_or(AdminError::NotFound)?;
                 let fields = fields()?;
