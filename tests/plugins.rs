@@ -478,14 +478,12 @@ async fn a_custom_plugin_keeps_its_state_across_unrelated_admin_changes() {
     for _ in 0..2 {
         assert_eq!(send(proxy, get("/a")).await.status(), 200);
     }
-    let (status, _) = call(
-        api,
-        "POST",
-        "/services",
-        "name=other&url=http://127.0.0.1:9",
-    )
-    .await;
-    assert_eq!(status, 201);
+    // Two unrelated changes in a row: the layer is handed on each time.
+    for other in ["other", "another"] {
+        let form = format!("name={other}&url=http://127.0.0.1:9");
+        let (status, _) = call(api, "POST", "/services", &form).await;
+        assert_eq!(status, 201);
+    }
     let res = send(proxy, get("/a")).await;
     assert_eq!(header(&res, "x-counter").as_deref(), Some("3"));
     assert_eq!(send(proxy, get("/a")).await.status(), 429);
@@ -591,14 +589,10 @@ plugins:
 fn the_program_checks_a_file_naming_its_plugins_and_refuses_a_taken_name() {
     use std::process::ExitCode;
     use tower_gateway::program::Program;
-    let dir = std::env::temp_dir().join(format!("tower-gateway-program-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("kong.yaml");
-    std::fs::write(
-        &file,
+    let (dir, file) = support::config_file(
+        "program",
         "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://127.0.0.1:9\n    routes:\n      - paths: [/]\n    plugins:\n      - name: counter\n        config: { limit: 5 }\n",
-    )
-    .unwrap();
+    );
     let check = |program: Program| {
         program.run_with_args(["--check", "--config", file.to_str().unwrap()].map(String::from))
     };

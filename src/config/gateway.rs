@@ -359,12 +359,17 @@ impl Reuse {
         breaker
     }
 
-    /// The layer the previous gateway built under `key`, if any.
-    pub(crate) fn kept_layer(&self, key: &str) -> Option<RouteLayer> {
-        self.previous
-            .as_ref()
-            .and_then(|p| p.layers.get(key))
-            .cloned()
+    /// The layer the previous gateway built under `key`, taken over (and kept for the next
+    /// gateway), if there is one.
+    pub(crate) fn take_over_layer(&mut self, key: &str) -> Option<RouteLayer> {
+        let found = self.previous.as_ref()?.layers.get(key)?.clone();
+        self.kept.layers.insert(key.to_owned(), found.clone());
+        Some(found)
+    }
+
+    /// Keeps a newly built layer under `key` for the next gateway.
+    pub(crate) fn keep_layer(&mut self, key: String, layer: RouteLayer) {
+        self.kept.layers.insert(key, layer);
     }
 
     /// A plugin's layer (and the state it holds: counters, connections) built for the same
@@ -374,16 +379,11 @@ impl Reuse {
         key: String,
         build: impl FnOnce() -> Result<RouteLayer, String>,
     ) -> Result<RouteLayer, String> {
-        let found = self
-            .previous
-            .as_ref()
-            .and_then(|p| p.layers.get(&key))
-            .cloned();
-        let layer = match found {
-            Some(layer) => layer,
-            None => build()?,
-        };
-        self.kept.layers.insert(key, layer.clone());
+        if let Some(layer) = self.take_over_layer(&key) {
+            return Ok(layer);
+        }
+        let layer = build()?;
+        self.keep_layer(key, layer.clone());
         Ok(layer)
     }
 }

@@ -112,11 +112,12 @@ impl Definition {
                 ));
             };
             let key = ctx.reuse_key(config);
-            if let Some(kept) = ctx.reuse.kept_layer(&key) {
+            if let Some(kept) = ctx.reuse.take_over_layer(&key) {
                 return Ok(kept);
             }
             let built = RouteLayer::new(layer(typed, ctx)?);
-            ctx.reuse.layer(key, || Ok(built))
+            ctx.reuse.keep_layer(key, built.clone());
+            Ok(built)
         });
         Self::with_build::<C>(name, priority, Build::Layer(build))
     }
