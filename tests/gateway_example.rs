@@ -103,6 +103,12 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
     panic!("the gateway did not stop within 5 s of SIGTERM");
 }
 
+/// Stops the gateway with SIGTERM and asserts that it exited cleanly.
+fn stop(child: &mut Child) {
+    let status = terminate(child);
+    assert!(status.success(), "exit status {status}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bundled_config_serves_the_demo_users_and_stops_cleanly_on_sigterm() {
     let (mut child, proxy, admin, logs) = start_with_logs(&[
@@ -186,23 +192,18 @@ async fn the_bundled_config_serves_the_demo_users_and_stops_cleanly_on_sigterm()
     assert!(sample(r#"kong_nginx_connections_total{state="active"}"#).is_some());
     assert_eq!(sample("kong_nginx_requests_total"), Some(3.0));
 
-    let status = terminate(&mut child);
-    assert!(status.success(), "exit status {status}");
+    stop(&mut child);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_file_proxies_to_a_real_upstream() {
     let (up, mut seen) = ok_upstream().await;
-    let dir = std::env::temp_dir().join(format!("tower-gateway-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("kong.yaml");
-    std::fs::write(
-        &file,
-        format!(
+    let (dir, file) = config_file(
+        "proxies",
+        &format!(
             "_format_version: \"3.0\"\nservices:\n  - name: up\n    url: http://{up}/base\n    routes:\n      - name: r\n        paths: [/api]\n"
         ),
-    )
-    .unwrap();
+    );
     let (mut child, proxy, _admin) = start(&[
         "--config",
         file.to_str().unwrap(),
@@ -217,8 +218,7 @@ async fn a_config_file_proxies_to_a_real_upstream() {
     assert_eq!(seen.uri, "/base/things?x=1");
     assert_eq!(seen.headers["x-forwarded-prefix"], "/api");
     assert!(seen.headers["x-request-id"].to_str().unwrap().contains('#'));
-    let status = terminate(&mut child);
-    assert!(status.success(), "exit status {status}");
+    stop(&mut child);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -335,10 +335,7 @@ fn start_config_with(tag: &str, yaml: &str, options: &[&str]) -> Started {
 
 /// As [`start_config_with`], running example `example`.
 fn start_config_of(example: &str, tag: &str, yaml: &str, options: &[&str]) -> Started {
-    let dir = std::env::temp_dir().join(format!("tower-gateway-test-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("kong.yaml");
-    std::fs::write(&file, yaml).unwrap();
+    let (dir, file) = config_file(tag, yaml);
     let mut args = vec![
         "--config",
         file.to_str().unwrap(),
@@ -428,8 +425,7 @@ async fn every_kong_algorithm_balances_over_three_real_upstreams() {
     let distinct: std::collections::HashSet<_> = latency.iter().collect();
     assert!(distinct.len() >= 2, "{latency:?}");
 
-    let status = terminate(&mut child);
-    assert!(status.success(), "exit status {status}");
+    stop(&mut child);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -542,8 +538,7 @@ services:
     }
     assert!(count(&after, "c") >= 2, "{after:?}");
 
-    let status = terminate(&mut child);
-    assert!(status.success(), "exit status {status}");
+    stop(&mut child);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -620,8 +615,7 @@ async fn the_seed_s_consumers_authenticate_through_the_gateway() {
     }
     assert!(seen_orders.try_recv().is_err());
 
-    let status = terminate(&mut child);
-    assert!(status.success(), "exit status {status}");
+    stop(&mut child);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -684,8 +678,7 @@ services:
     let sample =
         r#"tower_gateway_rejections_total{service="users",route="users",by="rate-limiting"} 10"#;
     assert!(metrics.contains(sample), "{metrics}");
-    let status = terminate(&mut child);
-    assert!(status.success(), "exit status {status}");
+    stop(&mut child);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -753,21 +746,16 @@ services:
         assert_eq!(status(send(proxy, get("/api/orders")).await), 200);
     }
     assert_eq!(hits.load(Ordering::SeqCst), 7);
-    let status = terminate(&mut child);
-    assert!(status.success(), "exit status {status}");
+    stop(&mut child);
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn global_correlation_id_and_prometheus_plugins_configure_the_gateway() {
     let (up, mut seen) = ok_upstream().await;
-    let dir =
-        std::env::temp_dir().join(format!("tower-gateway-test-{}-plugins", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("kong.yaml");
-    std::fs::write(
-        &file,
-        format!(
+    let (dir, file) = config_file(
+        "plugins",
+        &format!(
             "_format_version: \"3.0\"
 plugins:
   - name: correlation-id
@@ -794,8 +782,7 @@ consumers:
       - key: k-ann
 "
         ),
-    )
-    .unwrap();
+    );
     // The flags say off; the file's plugins turn both on, as in Kong.
     let (mut child, proxy, admin) = start(&[
         "--config",
@@ -843,8 +830,7 @@ consumers:
             "{sample} missing from\n{exposition}"
         );
     }
-    let status = terminate(&mut child);
-    assert!(status.success(), "exit status {status}");
+    stop(&mut child);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -891,8 +877,7 @@ services:
         let res = send(proxy, get(path)).await;
         assert_eq!(text(res).await, "ok");
     }
-    let status = terminate(&mut child);
-    assert!(status.success(), "exit status {status}");
+    stop(&mut child);
     let written = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<serde_json::Value> = written
         .lines()
@@ -914,8 +899,7 @@ async fn the_seed_s_kong_admin_commands_configure_the_example_gateway() {
     let (status, node) = support::kong::call(admin, "GET", "/", "").await;
     assert_eq!(status, 200);
     assert_eq!(node["configuration"]["routes"], 1);
-    let status = terminate(&mut child);
-    assert!(status.success(), "exit status {status}");
+    stop(&mut child);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -976,8 +960,7 @@ async fn the_file_is_reloaded_when_it_changes_and_on_sighup_and_a_bad_one_is_ref
         .arg(child.id().to_string())
         .status();
     until_status(proxy, "/three", 200).await;
-    let status = terminate(&mut child);
-    assert!(status.success(), "exit status {status}");
+    stop(&mut child);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -1000,8 +983,7 @@ async fn startup_only_plugins_are_refused_through_the_admin_api_and_the_token_is
     let res = send(admin, req).await;
     assert_eq!(res.status(), 400);
     assert!(text(res).await.contains("restart the gateway"));
-    let status = terminate(&mut child);
-    assert!(status.success(), "exit status {status}");
+    stop(&mut child);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -1049,8 +1031,8 @@ services:
         }
     }
     assert_eq!(admitted, 100, "one limit across both gateways");
-    assert!(terminate(&mut a).success());
-    assert!(terminate(&mut b).success());
+    stop(&mut a);
+    stop(&mut b);
     let _ = std::fs::remove_dir_all(dir_a);
     let _ = std::fs::remove_dir_all(dir_b);
 }
@@ -1164,8 +1146,8 @@ async fn an_admin_change_on_one_gateway_reaches_the_other_through_redis() {
     assert!(seen_on_b, "the change did not reach the other instance");
     assert_eq!(send(proxy_b, get("/api/users")).await.status(), 200);
 
-    assert!(terminate(&mut a).success());
-    assert!(terminate(&mut b).success());
+    stop(&mut a);
+    stop(&mut b);
     let _ = std::fs::remove_dir_all(dir_a);
     let _ = std::fs::remove_dir_all(dir_b);
 }
@@ -1219,8 +1201,7 @@ async fn the_gateway_program_terminates_tls_with_the_given_certificate() {
         .unwrap();
     let res = h2.send_request(req).await.unwrap();
     assert_eq!(res.status(), 200);
-    let status = terminate(&mut child);
-    assert!(status.success(), "exit status {status}");
+    stop(&mut child);
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(dir2);
 }
@@ -1329,8 +1310,7 @@ consumers:
             .any(|l| l.contains("\"route\":\"echo\"") && l.contains("\"consumer\":\"ann\"")),
         "{lines:?}"
     );
-    let status = terminate(&mut child);
-    assert!(status.success(), "exit status {status}");
+    stop(&mut child);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -1340,27 +1320,7 @@ async fn grpcs_upstreams_and_server_sent_events_pass_the_example_gateway() {
     use support::protocols::{channel_body, grpc_request, grpcs_upstream};
     let grpcs = grpcs_upstream().await;
     // An upstream of server-sent events, one every 200 ms.
-    let events = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sse = events.local_addr().unwrap();
-    let stream_events = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
-        let events = futures_util::stream::unfold(0u32, |n| async move {
-            if n == 3 {
-                return None;
-            }
-            if n > 0 {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            let event = bytes::Bytes::from(format!("data: {n}\n\n"));
-            Some((
-                Ok::<_, std::convert::Infallible>(http_body::Frame::data(event)),
-                n + 1,
-            ))
-        });
-        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::StreamBody::new(
-            events,
-        )))
-    });
-    tokio::spawn(tower_gateway::server::Server::from_listener(events).serve(stream_events));
+    let sse = support::protocols::sse_upstream(3).await;
     let yaml = format!(
         "_format_version: \"3.0\"
 services:
@@ -1416,8 +1376,7 @@ services:
         }
     }
     assert_eq!(received, 3);
-    let status = terminate(&mut child);
-    assert!(status.success(), "exit status {status}");
+    stop(&mut child);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -1506,8 +1465,8 @@ plugins:
         "{body}"
     );
 
-    assert!(terminate(&mut a).success());
-    assert!(terminate(&mut b).success());
+    stop(&mut a);
+    stop(&mut b);
     let _ = std::fs::remove_dir_all(dir_a);
     let _ = std::fs::remove_dir_all(dir_b);
 }
@@ -1547,8 +1506,7 @@ async fn the_gateway_program_presents_the_configuration_s_certificates() {
     assert_eq!(send(admin, req).await.status(), 201);
     assert!(handshake(added.cert.der().clone(), "added.test").await);
     assert!(handshake(from_file.cert.der().clone(), "file.test").await);
-    let status = terminate(&mut child);
-    assert!(status.success(), "exit status {status}");
+    stop(&mut child);
     let _ = std::fs::remove_dir_all(dir);
 }
 

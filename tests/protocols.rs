@@ -116,28 +116,7 @@ async fn an_upgrade_the_upstream_refuses_is_relayed_as_it_is() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_sent_events_reach_the_client_as_they_are_sent() {
     // An upstream sending one event every 200 ms.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = listener.local_addr().unwrap();
-    let events = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
-        let events = futures_util::stream::unfold(0u32, |n| async move {
-            if n == 5 {
-                return None;
-            }
-            if n > 0 {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            let event = Bytes::from(format!("data: {n}\n\n"));
-            Some((
-                Ok::<_, std::convert::Infallible>(http_body::Frame::data(event)),
-                n + 1,
-            ))
-        });
-        let mut res = Response::new(StreamBody::new(events));
-        res.headers_mut()
-            .insert("content-type", "text/event-stream".parse().unwrap());
-        Ok::<_, std::convert::Infallible>(res)
-    });
-    tokio::spawn(Server::from_listener(listener).serve(events));
+    let up = sse_upstream(5).await;
     let gw = gateway(&format!(
         "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://{up}\n    routes:\n      - paths: [/events]\n"
     ))

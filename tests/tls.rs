@@ -426,7 +426,7 @@ fn certificate_errors_name_the_field() {
         (
             doc(&entry(&a_cert, &a_key, "    snis: [\"a.*.test\"]\n"), ""),
             "certificates[0].snis[0]",
-            "wildcard",
+            "first or last label",
         ),
         (
             doc(

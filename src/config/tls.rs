@@ -301,36 +301,13 @@ impl Config {
     }
 }
 
-/// Kong's server names: lowercase letters, digits, `-` and `.`, with at most one `*`, as the
-/// whole first or last label; no port.
+/// Kong's server names: a host as routes name them (exact, or one `*` as the whole first or
+/// last label), without a port.
 fn check_name(name: &str) -> Result<(), String> {
-    let invalid = |why: &str| Err(format!("invalid server name {name:?}: {why}"));
-    if name.is_empty() || name.len() > 253 {
-        return invalid("expected a host name");
-    }
     if name.contains(':') {
-        return invalid("a server name has no port");
+        return Err(format!(
+            "invalid server name {name:?}: a server name has no port"
+        ));
     }
-    let labels: Vec<&str> = name.split('.').collect();
-    let stars = name.matches('*').count();
-    if stars > 1 {
-        return invalid("only one wildcard is allowed");
-    }
-    if stars == 1 && labels.first() != Some(&"*") && labels.last() != Some(&"*") {
-        return invalid("a wildcard must be the whole first or last label");
-    }
-    if stars == 1 && labels.len() < 2 {
-        return invalid("a wildcard needs another label");
-    }
-    let fine = |label: &&str| {
-        *label == "*"
-            || (!label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-    };
-    if !labels.iter().all(fine) {
-        return invalid("expected letters, digits, '-' and '.'");
-    }
-    Ok(())
+    crate::router::check_host(name).map_err(|err| err.to_string())
 }

@@ -80,9 +80,19 @@ impl Registry {
         self.definitions.keys().map(|n| &**n)
     }
 
-    /// Runs `f` (which parses configuration) with this registry naming the plugins.
+    /// Runs `f` (which parses configuration) with this registry naming the plugins parsed on
+    /// this thread; the previous one is back afterwards, also when `f` panics.
     pub(crate) fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
-        scope(self, f)
+        struct Restore(Option<Registry>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let previous = self.0.take();
+                CURRENT.with(|c| *c.borrow_mut() = previous);
+            }
+        }
+        let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        let _restore = Restore(previous);
+        f()
     }
 }
 
@@ -90,20 +100,6 @@ thread_local! {
     /// The registry plugins are parsed with on this thread (serde's `Deserialize` has no
     /// other way in); the built-in one when unset.
     static CURRENT: RefCell<Option<Registry>> = const { RefCell::new(None) };
-}
-
-/// Runs `f` with `registry` naming the plugins parsed on this thread.
-pub(crate) fn scope<R>(registry: &Registry, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Registry>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let previous = self.0.take();
-            CURRENT.with(|c| *c.borrow_mut() = previous);
-        }
-    }
-    let previous = CURRENT.with(|c| c.borrow_mut().replace(registry.clone()));
-    let _restore = Restore(previous);
-    f()
 }
 
 /// The definition named `name` in the registry in scope; and every name, for errors.

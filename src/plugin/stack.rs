@@ -104,10 +104,7 @@ impl Service<PluginRequest> for ForProtocols {
             .extensions()
             .get::<crate::server::ConnectionInfo>()
             .is_some_and(crate::server::ConnectionInfo::is_secure);
-        let grpc = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let grpc = crate::server::is_grpc(req.headers());
         if self.protocols.allows(secure, grpc) {
             self.plugin.call(req)
         } else {

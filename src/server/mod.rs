@@ -53,6 +53,7 @@ mod tls;
 
 pub use conn_info::ConnectionInfo;
 pub(crate) use conn_info::Drain;
+pub(crate) use serve::is_grpc;
 pub use serve::{
     DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADER_SIZE, Server,
 };

@@ -274,6 +274,13 @@ impl Server {
     }
 }
 
+/// Whether a request is gRPC (`content-type: application/grpc…`).
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
+}
+
 /// The open connections: for each, the sender that asks it to shut down gracefully and the
 /// handle that ends it when the grace period is over. Touched when a connection opens and
 /// closes, never per request.
@@ -565,10 +572,7 @@ where
             };
         }
         self.info.begin_request();
-        let grpc = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"));
+        let grpc = is_grpc(req.headers());
         req.extensions_mut().insert(self.info.clone());
         // hyper never calls re-entrantly; should the handle be busy anyway, use a clone.
         let inner = match self.inner.try_borrow_mut() {

@@ -253,3 +253,13 @@ consumers:
 "#
     )
 }
+
+/// A fresh folder for a test's files, named after the process and `tag`, with `yaml` written
+/// in it as `kong.yaml`: (the folder, the file).
+pub fn config_file(tag: &str, yaml: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("tower-gateway-test-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("kong.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    (dir, file)
+}

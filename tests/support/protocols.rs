@@ -153,3 +153,33 @@ pub fn grpc_request(path: &str, body: StreamBody<Frames>) -> http::Request<Strea
         .body(body)
         .unwrap()
 }
+
+/// An upstream of server-sent events: `count` events (`data: 0` …), one every 200 ms, as
+/// `text/event-stream`.
+pub async fn sse_upstream(count: u32) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let events = tower::service_fn(
+        move |_req: http::Request<hyper::body::Incoming>| async move {
+            let events = futures_util::stream::unfold(0u32, move |n| async move {
+                if n == count {
+                    return None;
+                }
+                if n > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                let event = Bytes::from(format!("data: {n}\n\n"));
+                Some((
+                    Ok::<_, std::convert::Infallible>(http_body::Frame::data(event)),
+                    n + 1,
+                ))
+            });
+            let mut res = Response::new(StreamBody::new(events));
+            res.headers_mut()
+                .insert("content-type", "text/event-stream".parse().unwrap());
+            Ok::<_, std::convert::Infallible>(res)
+        },
+    );
+    tokio::spawn(tower_gateway::server::Server::from_listener(listener).serve(events));
+    addr
+}
