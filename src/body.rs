@@ -286,6 +286,37 @@ where
     }
 }
 
+/// How long a client may take to send a request body: at most `between_reads` between two
+/// reads the gateway is waiting on (nginx `client_body_timeout`, 60 s), and, when set, at most
+/// `total` from the first read to the end (Envoy's `request_timeout`). Time the gateway spends
+/// not reading (an upstream that takes the body slowly) does not count against the client.
+///
+/// The [`Server`](crate::server::Server) carries its setting to every request in the
+/// [`ConnectionInfo`](crate::server::ConnectionInfo); the
+/// [`ReverseProxy`](crate::proxy::ReverseProxy) applies it while it streams the body, and
+/// answers `408` when it runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTimeouts {
+    /// The longest wait for the next piece of the body.
+    pub between_reads: std::time::Duration,
+    /// The longest time for the whole body, if any.
+    pub total: Option<std::time::Duration>,
+}
+
+impl BodyTimeouts {
+    /// nginx's default: 60 s between reads, no total.
+    pub const DEFAULT: Self = Self {
+        between_reads: std::time::Duration::from_secs(60),
+        total: None,
+    };
+}
+
+impl Default for BodyTimeouts {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 /// How many bytes of a request's body the proxy has sent upstream so far: put in a request's
 /// extensions (the access log and the metrics do it for bodies of unknown length: chunked
 /// HTTP/1.1, HTTP/2 without `content-length`, gRPC streams), counted by
@@ -305,7 +336,7 @@ impl RequestBytes {
         self.0.load(Ordering::Relaxed)
     }
 
-    fn add(&self, n: usize) {
+    pub(crate) fn add(&self, n: usize) {
         self.0.fetch_add(n as u64, Ordering::Relaxed);
     }
 
@@ -346,52 +377,6 @@ impl Size {
             Size::Known(n) => *n,
             Size::Counted(counter) => counter.get(),
         }
-    }
-}
-
-pin_project! {
-    /// A request body whose data frames add to a [`RequestBytes`], when there is one.
-    #[derive(Debug)]
-    pub(crate) struct Counted<B> {
-        #[pin]
-        body: B,
-        count: Option<RequestBytes>,
-    }
-}
-
-impl<B> Counted<B> {
-    pub(crate) fn new(body: B, count: Option<RequestBytes>) -> Self {
-        Self { body, count }
-    }
-}
-
-impl<B> Body for Counted<B>
-where
-    B: Body<Data = Bytes>,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.project();
-        let polled = this.body.poll_frame(cx);
-        if let (Some(count), Poll::Ready(Some(Ok(frame)))) = (this.count.as_ref(), &polled)
-            && let Some(data) = frame.data_ref()
-        {
-            count.add(data.len());
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 

@@ -33,6 +33,8 @@ pub const NO_ROUTE: &str = "no Route matched with those values";
 pub const METHOD_NOT_ALLOWED: &str = "Method not allowed";
 /// The request itself is malformed (400), for example a missing or repeated `Host`.
 pub const BAD_REQUEST: &str = "Bad request";
+/// The client took too long to send its request (408).
+pub const REQUEST_TIMEOUT: &str = "Request timeout";
 /// The upstream refused or reset the connection, or answered with something that is not valid
 /// HTTP (502). Kong's text.
 pub const BAD_GATEWAY: &str = "An invalid response was received from the upstream server";
@@ -64,6 +66,10 @@ impl AnsweredBy {
     pub const PROXY: Self = Self("proxy");
     /// No route matched (404) or the method is not allowed (405).
     pub const ROUTER: Self = Self("router");
+    /// The client broke its own request (a malformed or truncated body: 400) or stalled it
+    /// (408). The client's fault: breakers, passive health checks and the upstream's metrics
+    /// never count it (`source="client"` in `kong_http_requests_total`).
+    pub const CLIENT: Self = Self("client");
     /// The request was malformed (400) or the server failed (500).
     pub const SERVER: Self = Self("server");
 

@@ -63,20 +63,26 @@ impl LazyDeadline {
         }
     }
 
+    /// Called while the operation is pending, with a deadline fixed by the caller (for
+    /// example the moment a request head must be complete): says whether it has passed, and
+    /// registers `cx` to be woken when it will have. The deadline may move either way
+    /// between calls; progress does not move it.
+    pub(crate) fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
+        if deadline <= Instant::now() {
+            return true;
+        }
+        // A timer set for a later deadline would wake too late: bring it forward.
+        if self.sleep.deadline() > deadline && !self.sleep.is_elapsed() {
+            self.sleep.as_mut().reset(deadline);
+            self.waker = None;
+        }
+        self.deadline = Some(deadline);
+        self.poll_expired(cx)
+    }
+
     /// The operation made progress: the next wait starts a new clock.
     pub(crate) fn disarm(&mut self) {
         self.deadline = None;
-    }
-
-    /// Moves the current wait's deadline to `deadline` (later than the current one); the
-    /// caller polls again to register the wake-up.
-    pub(crate) fn extend_to(&mut self, deadline: Instant) {
-        self.deadline = Some(deadline);
-    }
-
-    /// The configured timeout.
-    pub(crate) fn timeout(&self) -> Duration {
-        self.timeout
     }
 }
 
@@ -103,6 +109,29 @@ mod tests {
         let started = Instant::now();
         wait_until_expired(&mut d).await;
         assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fixed_deadline_is_kept_even_when_it_moves_earlier() {
+        let mut d = LazyDeadline::new(Duration::from_secs(60));
+        let started = Instant::now();
+        // First waited on with a far deadline, then with a nearer one: the nearer one wins.
+        let far = started + Duration::from_secs(50);
+        let _ = tokio::time::timeout(
+            Duration::ZERO,
+            poll_fn(|cx| match d.poll_until(cx, far) {
+                true => Poll::Ready(()),
+                false => Poll::Pending,
+            }),
+        )
+        .await;
+        let near = started + Duration::from_secs(3);
+        poll_fn(|cx| match d.poll_until(cx, near) {
+            true => Poll::Ready(()),
+            false => Poll::Pending,
+        })
+        .await;
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
     }
 
     #[tokio::test(start_paused = true)]

@@ -118,8 +118,15 @@ async fn a_client_that_trickles_its_head_is_cut_off_after_the_header_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
-    let addr = serve_with_header_timeout(hello(), Duration::from_secs(5)).await;
+async fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::from_listener(listener)
+            .header_read_timeout(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .serve(hello()),
+    );
     let mut client = TcpStream::connect(addr).await.unwrap();
     client
         .write_all(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n")
@@ -129,7 +136,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     let n = client.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).ends_with("hello"));
     let answered = tokio::time::Instant::now();
-    // Say nothing more: the server hangs up one header timeout later.
+    // Say nothing more: the server hangs up one keep-alive timeout later.
     assert_eq!(client.read(&mut buf).await.unwrap(), 0);
     let waited = answered.elapsed();
     assert!(

@@ -679,6 +679,11 @@ fn failure_of<T>(res: &Response<T>) -> Failure {
     }
 }
 
+/// Whether the gateway answered for the client's own fault (a broken or stalled request).
+fn is_clients_fault<T>(res: &Response<T>) -> bool {
+    res.extensions().get::<reject::AnsweredBy>() == Some(&reject::AnsweredBy::CLIENT)
+}
+
 /// Whether the failed exchange may be sent to another endpoint: nothing reached the endpoint
 /// (connect failures), or it closed before answering a request that may be repeated.
 fn retriable<T>(res: &Response<T>, method: &Method) -> bool {
@@ -732,10 +737,15 @@ where
                     return Poll::Ready(Err(err));
                 }
             };
+            // The client broke or stalled its own request: nothing to learn about the
+            // endpoint (its health, its latency), and nothing to retry elsewhere.
+            let clients_fault = is_clients_fault(&res);
             let failure = failure_of(&res);
             let status = (failure == Failure::None).then(|| res.status());
-            members.observe(index, status, failure);
-            if let Some(decay) = members.latency_decay {
+            if !clients_fault {
+                members.observe(index, status, failure);
+            }
+            if let Some(decay) = members.latency_decay.filter(|_| !clients_fault) {
                 let now = Instant::now();
                 let elapsed = now.saturating_duration_since(attempt.started);
                 members.tracked[index]
@@ -746,6 +756,7 @@ where
 
             // Another endpoint, if this one failed in a way that may be retried.
             if let Some(r) = retry.as_deref_mut()
+                && !clients_fault
                 && r.left > 0
                 && retriable(&res, &r.template.method)
                 && r.slot.as_ref().is_none_or(unread)

@@ -110,6 +110,11 @@ pin_project! {
     }
 }
 
+/// Whether the gateway answered for the client's own fault (a broken or stalled request).
+fn is_clients_fault<B>(res: &Response<B>) -> bool {
+    res.extensions().get::<reject::AnsweredBy>() == Some(&reject::AnsweredBy::CLIENT)
+}
+
 /// The default failure rule: any 5xx.
 pub(crate) fn server_error(status: StatusCode) -> bool {
     status.is_server_error()
@@ -202,13 +207,16 @@ where
             } => {
                 let result = std::task::ready!(future.poll(cx));
                 let (outcome, result) = match result {
+                    // The client broke or stalled its own request: that proves nothing about
+                    // the upstream either way (the attempt is dropped as abandoned).
+                    Ok(res) if is_clients_fault(&res) => (None, Ok(res)),
                     Ok(res) => {
                         let (outcome, res) = failure.judge(res);
-                        (outcome, Ok(res))
+                        (Some(outcome), Ok(res))
                     }
-                    Err(err) => (Outcome::Failure, Err(err)),
+                    Err(err) => (Some(Outcome::Failure), Err(err)),
                 };
-                if let Some(attempt) = attempt.take() {
+                if let (Some(attempt), Some(outcome)) = (attempt.take(), outcome) {
                     attempt.finish(outcome);
                 }
                 Poll::Ready(result.map(|res| res.map(ResponseBody::new)))

@@ -48,6 +48,9 @@ pub struct Settings {
     /// Kong's `nginx_http_client_body_buffer_size`: the largest body `key_in_body` looks
     /// into (default 8 KiB).
     pub max_body: usize,
+    /// The `Upgrade` protocols forwarded to upstreams (default `websocket`; see
+    /// [`ProxyConfig::upgrade_protocols`]).
+    pub upgrade_protocols: Vec<String>,
 }
 
 impl Default for Settings {
@@ -57,6 +60,7 @@ impl Default for Settings {
             max_idle_per_host: crate::proxy::DEFAULT_MAX_IDLE_PER_HOST,
             idle_timeout: crate::proxy::DEFAULT_IDLE_TIMEOUT,
             max_body: crate::auth::DEFAULT_MAX_BODY,
+            upgrade_protocols: vec!["websocket".to_owned()],
         }
     }
 }
@@ -457,6 +461,7 @@ fn service_balancer(
         .trusted_proxies(settings.trusted_proxies.clone())
         .max_idle_per_host(settings.max_idle_per_host)
         .idle_timeout(settings.idle_timeout)
+        .upgrade_protocols(&settings.upgrade_protocols)
         .http2_prior_knowledge(service.protocol().http2());
     #[cfg(feature = "tls")]
     let proxy_config = proxy_config.tls_verify(service.tls_verify.unwrap_or(true));

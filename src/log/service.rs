@@ -12,7 +12,7 @@ use tower::{Layer, Service};
 use super::Format;
 use super::body::LogBody;
 use super::record::Record;
-use crate::proxy::{UpstreamFailure, UpstreamLatency};
+use crate::proxy::{ClientFault, UpstreamFailure, UpstreamLatency};
 use crate::router::{ReportMatch, RouteMatch};
 use crate::server::ConnectionInfo;
 
@@ -164,7 +164,10 @@ where
                     .get::<crate::auth::Consumer>()
                     .map(|c| c.username.clone().unwrap_or_else(|| c.id.clone()));
                 record.upstream_latency = ext.get::<UpstreamLatency>().map(|l| l.0);
-                record.failure = ext.get::<UpstreamFailure>().map(ToString::to_string);
+                record.failure = ext
+                    .get::<UpstreamFailure>()
+                    .map(ToString::to_string)
+                    .or_else(|| ext.get::<ClientFault>().map(ToString::to_string));
                 Poll::Ready(Ok(res.map(|body| LogBody::new(body, record))))
             }
             Err(err) => {

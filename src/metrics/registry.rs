@@ -78,14 +78,14 @@ pub(crate) struct BandwidthLabels {
 ///
 /// | metric | labels |
 /// | --- | --- |
-/// | `kong_http_requests_total` | `service`, `route`, `code`, `source` (`service`: the upstream answered; `kong`: the gateway did), `consumer` |
+/// | `kong_http_requests_total` | `service`, `route`, `code`, `source` (`service`: the upstream answered; `kong`: the gateway did; `client`: the gateway answered the client's own broken or stalled request), `consumer` |
 /// | `kong_request_latency_ms` (histogram, Kong's buckets) | `service`, `route` |
 /// | `kong_upstream_latency_ms` (histogram, Kong's buckets) | `service`, `route` |
 /// | `kong_bandwidth_bytes_total` | `service`, `route`, `direction` (`ingress`, `egress`), `consumer` |
-/// | `tower_gateway_rejections_total` | `service`, `route`, `by` (the [`AnsweredBy`](crate::reject::AnsweredBy) that answered: `auth`, `rate-limiting`, `circuit-breaker`, `balancer`, `proxy`, `router`, `server`) |
+/// | `tower_gateway_rejections_total` | `service`, `route`, `by` (the [`AnsweredBy`](crate::reject::AnsweredBy) that answered: `auth`, `rate-limiting`, `circuit-breaker`, `balancer`, `proxy`, `router`, `server`, `client`) |
 /// | `tower_gateway_circuit_state` (0 closed, 1 open, 2 half-open) | `breaker` |
 /// | `kong_upstream_target_health` (1 for the current state) | `upstream`, `target`, `state` (`healthy`, `unhealthy`) |
-/// | `kong_nginx_connections_total` (a gauge, as Kong's) | `state` (`accepted`, `active`) |
+/// | `kong_nginx_connections_total` (a gauge, as Kong's) | `state` (`accepted`, `active`, `refused`: closed at accept over a connection cap) |
 /// | `kong_nginx_requests_total` (a gauge, as Kong's) | |
 ///
 /// The status class (`2xx`, `5xx`…) is not a label of its own: `code` refines it, and
@@ -275,10 +275,15 @@ impl Metrics {
             let accepted = servers.iter().map(|s| s.accepted()).sum::<u64>();
             let active = servers.iter().map(|s| s.active()).sum::<u64>();
             let requests = servers.iter().map(|s| s.requests()).sum::<u64>();
+            let refused = servers.iter().map(|s| s.refused()).sum::<u64>();
             self.shared
                 .total_requests
                 .set(i64::try_from(requests).unwrap_or(i64::MAX));
-            for (state, value) in [("accepted", accepted), ("active", active)] {
+            for (state, value) in [
+                ("accepted", accepted),
+                ("active", active),
+                ("refused", refused),
+            ] {
                 let gauge = self
                     .shared
                     .connection_state

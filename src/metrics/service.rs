@@ -215,10 +215,10 @@ impl Pending {
             service: self.service.clone(),
             route: self.route.clone(),
             code,
-            source: if answered_by.is_some() {
-                "kong"
-            } else {
-                "service"
+            source: match answered_by {
+                None => "service",
+                Some(AnsweredBy::CLIENT) => "client",
+                Some(_) => "kong",
             },
             consumer: self.consumer.clone(),
         };

@@ -46,7 +46,27 @@ OPTIONS:
                             are believed (Kong's trusted_ips; default: none)
     --keepalive-pool N      Idle upstream connections kept per host (default 512)
     --keepalive-timeout S   Seconds an idle upstream connection is kept (default 60)
-    --header-timeout S      Seconds a client may take to send its request head (default 30)
+    --header-timeout S      Seconds a client may take to send a request head, from the accept
+                            or the head's first byte, never extended (default 30; nginx
+                            client_header_timeout)
+    --client-keepalive-timeout S
+                            Seconds a client connection may sit idle between requests
+                            (default 60; nginx keepalive_timeout)
+    --client-body-timeout S Seconds a request body may stall between two reads; then 408
+                            (default 60; nginx client_body_timeout)
+    --client-body-total-timeout S
+                            Seconds a whole request body may take; then 408 (default: no
+                            limit; Envoy request_timeout)
+    --send-timeout S        Seconds a response write may wait for a client that does not
+                            read (default 60; nginx send_timeout)
+    --max-connections N     Client connections open at once; more are closed at accept
+                            (default 10000; nginx worker_connections)
+    --max-connections-per-ip N
+                            Client connections open at once from one address (default: no
+                            limit; nginx limit_conn)
+    --upgrade-protocols LIST
+                            Comma-separated Upgrade protocols forwarded to upstreams
+                            (default websocket; h2c never is)
     --max-header-size BYTES Largest request head accepted, larger gets 431 (default 32768)
     --grace-period S        Seconds in-flight requests may finish after SIGINT/SIGTERM
                             (default 30)
@@ -79,9 +99,7 @@ pub(super) struct Args {
     pub(super) proxy_listen: SocketAddr,
     pub(super) admin_listen: SocketAddr,
     pub(super) settings: Settings,
-    pub(super) header_timeout: Duration,
-    pub(super) max_header_size: usize,
-    pub(super) grace_period: Duration,
+    pub(super) edge: Edge,
     pub(super) check: bool,
     pub(super) access_log: Option<Format>,
     /// Whether access records also go to stderr (false only when a file-log plugin takes them
@@ -103,9 +121,7 @@ pub(super) fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<
         proxy_listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
         admin_listen: SocketAddr::from(([127, 0, 0, 1], 8001)),
         settings: Settings::default(),
-        header_timeout: crate::server::DEFAULT_HEADER_READ_TIMEOUT,
-        max_header_size: crate::server::DEFAULT_MAX_HEADER_SIZE,
-        grace_period: crate::server::DEFAULT_GRACE_PERIOD,
+        edge: Edge::default(),
         check: false,
         access_log: Some(Format::Combined),
         access_log_to_stderr: true,
@@ -158,16 +174,56 @@ pub(super) fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<
                     secs(value("--keepalive-timeout")?, "--keepalive-timeout")?;
             }
             "--header-timeout" => {
-                args.header_timeout = secs(value("--header-timeout")?, "--header-timeout")?
+                args.edge.header_timeout = secs(value("--header-timeout")?, "--header-timeout")?
             }
             "--max-header-size" => {
                 let v = value("--max-header-size")?;
-                args.max_header_size = v.parse().ok().filter(|n| *n >= 1024).ok_or_else(|| {
-                    format!("--max-header-size: {v:?} is not a number of bytes >= 1024")
-                })?;
+                args.edge.max_header_size =
+                    v.parse().ok().filter(|n| *n >= 1024).ok_or_else(|| {
+                        format!("--max-header-size: {v:?} is not a number of bytes >= 1024")
+                    })?;
             }
             "--grace-period" => {
-                args.grace_period = secs(value("--grace-period")?, "--grace-period")?
+                args.edge.grace_period = secs(value("--grace-period")?, "--grace-period")?
+            }
+            "--client-keepalive-timeout" => {
+                let flag = "--client-keepalive-timeout";
+                args.edge.keep_alive_timeout = secs(value(flag)?, flag)?;
+            }
+            "--client-body-timeout" => {
+                let flag = "--client-body-timeout";
+                args.edge.body.between_reads = secs(value(flag)?, flag)?;
+            }
+            "--client-body-total-timeout" => {
+                let flag = "--client-body-total-timeout";
+                args.edge.body.total = Some(secs(value(flag)?, flag)?);
+            }
+            "--send-timeout" => {
+                args.edge.send_timeout = secs(value("--send-timeout")?, "--send-timeout")?;
+            }
+            "--max-connections" => {
+                args.edge.max_connections =
+                    count(value("--max-connections")?, "--max-connections")?;
+            }
+            "--max-connections-per-ip" => {
+                let flag = "--max-connections-per-ip";
+                args.edge.max_connections_per_ip = Some(count(value(flag)?, flag)?);
+            }
+            "--upgrade-protocols" => {
+                let list = value("--upgrade-protocols")?;
+                let protocols: Vec<String> = list
+                    .split(',')
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                if let Some(bad) = protocols.iter().find(|p| {
+                    p.eq_ignore_ascii_case("h2c") || http::HeaderValue::from_str(p).is_err()
+                }) {
+                    return Err(format!(
+                        "--upgrade-protocols: {bad:?} cannot be forwarded (h2c never is)"
+                    ));
+                }
+                args.settings.upgrade_protocols = protocols;
             }
             "--check" => args.check = true,
             "--cluster" => {
@@ -245,6 +301,62 @@ pub(super) fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<
         return Err("every --tls-cert needs its --tls-key".into());
     }
     Ok(Some(args))
+}
+
+/// A positive whole number.
+fn count(value: String, flag: &str) -> Result<usize, String> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{flag}: {value:?} is not a positive whole number"))
+}
+
+/// How the proxy listeners treat clients: timeouts, caps, grace period.
+#[derive(Debug, Clone)]
+pub(super) struct Edge {
+    pub(super) header_timeout: Duration,
+    pub(super) keep_alive_timeout: Duration,
+    pub(super) send_timeout: Duration,
+    pub(super) body: crate::body::BodyTimeouts,
+    pub(super) max_connections: usize,
+    pub(super) max_connections_per_ip: Option<usize>,
+    pub(super) max_header_size: usize,
+    pub(super) grace_period: Duration,
+}
+
+impl Default for Edge {
+    fn default() -> Self {
+        use crate::server;
+        Self {
+            header_timeout: server::DEFAULT_HEADER_READ_TIMEOUT,
+            keep_alive_timeout: server::DEFAULT_KEEP_ALIVE_TIMEOUT,
+            send_timeout: server::DEFAULT_SEND_TIMEOUT,
+            body: crate::body::BodyTimeouts::DEFAULT,
+            max_connections: server::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: None,
+            max_header_size: server::DEFAULT_MAX_HEADER_SIZE,
+            grace_period: server::DEFAULT_GRACE_PERIOD,
+        }
+    }
+}
+
+impl Edge {
+    /// A proxy listener's server with these settings.
+    pub(super) fn server(&self, listener: tokio::net::TcpListener) -> crate::server::Server {
+        let server = crate::server::Server::from_listener(listener)
+            .header_read_timeout(self.header_timeout)
+            .keep_alive_timeout(self.keep_alive_timeout)
+            .send_timeout(self.send_timeout)
+            .body_timeouts(self.body)
+            .max_connections(self.max_connections)
+            .max_header_size(self.max_header_size)
+            .grace_period(self.grace_period);
+        match self.max_connections_per_ip {
+            Some(max) => server.max_connections_per_ip(max),
+            None => server,
+        }
+    }
 }
 
 fn addr(value: String, flag: &str) -> Result<SocketAddr, String> {

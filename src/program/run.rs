@@ -158,10 +158,9 @@ pub(super) async fn run(args: Args, text: String, source: String, registry: Regi
             .serve(admin.clone()),
     );
 
-    let server = Server::from_listener(proxy)
-        .header_read_timeout(args.header_timeout)
-        .max_header_size(args.max_header_size)
-        .grace_period(args.grace_period)
+    let server = args
+        .edge
+        .server(proxy)
         .connection_stats(connections.clone());
     // Request id outermost, so that generated ids reach the access log and the upstream;
     // metrics inside the log, next to the router that reports the matched route.
@@ -238,13 +237,7 @@ async fn tls_server(
             .map_err(|err| format!("cannot listen on {listen}: {err}"))?;
         let bound = listener.local_addr().unwrap_or(listen);
         tracing::info!("proxy listening on https://{bound}");
-        Ok(Some(
-            Server::from_listener(listener)
-                .header_read_timeout(args.header_timeout)
-                .max_header_size(args.max_header_size)
-                .grace_period(args.grace_period)
-                .tls(tls),
-        ))
+        Ok(Some(args.edge.server(listener).tls(tls)))
     }
 }
 

@@ -1,5 +1,6 @@
 //! What a [`ReverseProxy`](super::ReverseProxy) forwards to, and how.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
@@ -47,6 +48,8 @@ pub struct ProxyConfig {
     pub(crate) http2: bool,
     /// HTTP/2 pings: the interval, and how long one may go unanswered.
     pub(crate) http2_keep_alive: (Duration, Duration),
+    /// The `Upgrade` protocols forwarded (lower case); any other is removed from requests.
+    pub(crate) upgrades: Arc<[Box<str>]>,
     #[cfg(feature = "tls")]
     pub(crate) tls: super::tls::UpstreamTls,
 }
@@ -92,6 +95,7 @@ impl ProxyConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             http2: false,
             http2_keep_alive: (DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT),
+            upgrades: Arc::from([Box::from("websocket")]),
             #[cfg(feature = "tls")]
             tls: Default::default(),
         }
@@ -137,6 +141,35 @@ impl ProxyConfig {
     /// How long an idle keep-alive connection is kept (nginx `keepalive_timeout`).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// The protocols a client may switch to through this proxy with `Upgrade` (default:
+    /// `websocket` alone). A request asking for any other has that token removed, with its
+    /// `Connection` nomination and `HTTP2-Settings`, and goes on as a plain request; `h2c` is
+    /// never forwarded (it would let the client speak HTTP/2 to the upstream past the routes
+    /// and their plugins). Names compare without regard to case; a version (`websocket/13`)
+    /// must be listed as sent.
+    ///
+    /// ```
+    /// use tower_gateway::proxy::ProxyConfig;
+    ///
+    /// let config = ProxyConfig::new("http://127.0.0.1:3000")
+    ///     .unwrap()
+    ///     .upgrade_protocols(["websocket", "connect-udp"]);
+    /// # let _ = config;
+    /// ```
+    pub fn upgrade_protocols<I, T>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        self.upgrades = protocols
+            .into_iter()
+            .map(|p| p.as_ref().trim().to_ascii_lowercase())
+            .filter(|p| !p.is_empty() && p != "h2c")
+            .map(String::into_boxed_str)
+            .collect();
         self
     }
 

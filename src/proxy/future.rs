@@ -5,6 +5,7 @@ use std::error::Error as StdError;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderMap, Response, StatusCode, header};
@@ -14,9 +15,10 @@ use hyper_util::client::legacy::connect::HttpInfo;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use super::UpstreamFailure;
+use super::client_body::Witness;
 use super::connect::ConnectFailed;
 use super::headers;
+use super::{ClientFault, UpstreamFailure};
 use crate::body::ResponseBody;
 use crate::reject;
 use crate::server::Drain;
@@ -27,10 +29,21 @@ pin_project! {
         #[pin]
         upstream: ClientFuture,
         started: Instant,
-        // The client's connection, for a request that asked to switch protocols, and the
-        // server's shutdown the tunnel then follows.
-        client_side: Option<(hyper::upgrade::OnUpgrade, Option<Drain>)>,
+        // For a request that asked to switch protocols: what it asked for, its connection,
+        // and the server's shutdown the tunnel then follows.
+        client_side: Option<Upgrading>,
+        // What the request body saw of the client, for a request with a body.
+        witness: Option<Arc<Witness>>,
     }
+}
+
+/// A request's upgrade, as forwarded.
+pub(crate) struct Upgrading {
+    /// The protocols asked for, as sent upstream.
+    pub(crate) protocol: http::HeaderValue,
+    /// The client's connection, once the server hands it over.
+    pub(crate) client: hyper::upgrade::OnUpgrade,
+    pub(crate) drain: Option<Drain>,
 }
 
 /// How long the upstream took to answer with a response head, in the response's extensions
@@ -41,12 +54,14 @@ pub struct UpstreamLatency(pub std::time::Duration);
 impl ResponseFuture {
     pub(crate) fn new(
         upstream: ClientFuture,
-        client_side: Option<(hyper::upgrade::OnUpgrade, Option<Drain>)>,
+        client_side: Option<Upgrading>,
+        witness: Option<Arc<Witness>>,
     ) -> Self {
         Self {
             upstream,
             started: Instant::now(),
             client_side,
+            witness,
         }
     }
 }
@@ -64,21 +79,36 @@ impl Future for ResponseFuture {
         let this = self.project();
         let result = match std::task::ready!(this.upstream.poll(cx)) {
             Ok(mut res) => match invalid_framing(res.headers()) {
-                None if res.status() == StatusCode::SWITCHING_PROTOCOLS
-                    && this.client_side.is_some() =>
-                {
-                    let upstream_side = hyper::upgrade::on(&mut res);
-                    if let Some((client_side, drain)) = this.client_side.take() {
-                        tokio::spawn(tunnel(client_side, upstream_side, drain));
+                None if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                    match this.client_side.take() {
+                        Some(upgrading)
+                            if headers::upgrade_matches(res.headers(), &upgrading.protocol) =>
+                        {
+                            let upstream_side = hyper::upgrade::on(&mut res);
+                            let protocol = res.headers().get(header::UPGRADE).cloned();
+                            tokio::spawn(tunnel(upgrading.client, upstream_side, upgrading.drain));
+                            let mut res = downstream_response(res);
+                            if let Some(protocol) = protocol {
+                                headers::ask_upgrade(res.headers_mut(), protocol);
+                            }
+                            res.extensions_mut()
+                                .insert(UpstreamLatency(this.started.elapsed()));
+                            Ok(res)
+                        }
+                        // Dropping the response drops the upstream connection with it.
+                        Some(_) => Err((
+                            UpstreamFailure::InvalidResponse(
+                                "a 101 to a protocol the client did not ask for",
+                            ),
+                            remote_of(&res),
+                        )),
+                        None => Err((
+                            UpstreamFailure::InvalidResponse(
+                                "a 101 to a request that asked for no upgrade",
+                            ),
+                            remote_of(&res),
+                        )),
                     }
-                    let protocol = res.headers().get(header::UPGRADE).cloned();
-                    let mut res = downstream_response(res);
-                    if let Some(protocol) = protocol {
-                        headers::ask_upgrade(res.headers_mut(), protocol);
-                    }
-                    res.extensions_mut()
-                        .insert(UpstreamLatency(this.started.elapsed()));
-                    Ok(res)
                 }
                 None => {
                     let mut res = downstream_response(res);
@@ -86,15 +116,17 @@ impl Future for ResponseFuture {
                         .insert(UpstreamLatency(this.started.elapsed()));
                     Ok(res)
                 }
-                Some(reason) => {
-                    let upstream = res
-                        .extensions()
-                        .get::<HttpInfo>()
-                        .map(|info| info.remote_addr().to_string());
-                    Err((UpstreamFailure::InvalidResponse(reason), upstream))
-                }
+                Some(reason) => Err((UpstreamFailure::InvalidResponse(reason), remote_of(&res))),
             },
-            Err(err) => Err((classify(&err), upstream_address(&err))),
+            Err(err) => {
+                // The exchange failed because the client broke or stalled its body: the
+                // client's fault, answered as such.
+                if let Some(fault) = this.witness.as_deref().and_then(Witness::fault) {
+                    tracing::debug!(%fault, "request aborted by the client");
+                    return Poll::Ready(Ok(client_fault_response(fault.clone())));
+                }
+                Err((classify(&err), upstream_address(&err)))
+            }
         };
         Poll::Ready(Ok(result.unwrap_or_else(|(failure, upstream)| {
             let upstream = upstream.as_deref().unwrap_or("-");
@@ -102,6 +134,13 @@ impl Future for ResponseFuture {
             failure_response(failure)
         })))
     }
+}
+
+/// The upstream's address, from the connection a response arrived on.
+fn remote_of<B>(res: &Response<B>) -> Option<String> {
+    res.extensions()
+        .get::<HttpInfo>()
+        .map(|info| info.remote_addr().to_string())
 }
 
 /// Pumps bytes both ways between the client's and the upstream's upgraded connections until
@@ -215,6 +254,21 @@ fn sources<'a>(
         next = current.source();
         Some(current)
     })
+}
+
+/// `400` for a broken body, `408` for a stalled one: the client's fault, marked so that no
+/// breaker, health check or upstream metric counts it.
+fn client_fault_response(fault: ClientFault) -> Response<ResponseBody<Incoming>> {
+    let (status, message) = match fault {
+        ClientFault::Timeout => (StatusCode::REQUEST_TIMEOUT, reject::REQUEST_TIMEOUT),
+        ClientFault::Malformed(_) => (StatusCode::BAD_REQUEST, reject::BAD_REQUEST),
+    };
+    let mut res = reject::answer(reject::AnsweredBy::CLIENT, status, message);
+    // The connection's framing is broken or the client is stalled: do not keep it.
+    res.headers_mut()
+        .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    res.extensions_mut().insert(fault);
+    res
 }
 
 fn failure_response(failure: UpstreamFailure) -> Response<ResponseBody<Incoming>> {

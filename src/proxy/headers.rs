@@ -66,15 +66,67 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
     te_trailers
 }
 
-/// The protocol a request asks to switch to (`Connection: upgrade` with `Upgrade: websocket`).
-pub(crate) fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
+
+/// The protocols of a request's `Upgrade` that may be forwarded: the ones in `allowed`, for an
+/// HTTP/1.1 request that nominates `Upgrade` in `Connection`, as one value in the client's
+/// order. `None` when nothing may be forwarded: the request then goes on as a plain one
+/// (hop-by-hop removal takes `Upgrade` and `Connection` off; [`strip_upgrade_leftovers`]
+/// the rest).
+pub(crate) fn allowed_upgrade(
+    version: http::Version,
+    headers: &HeaderMap,
+    allowed: &[Box<str>],
+) -> Option<HeaderValue> {
+    if version != http::Version::HTTP_11 || !headers.contains_key(header::UPGRADE) {
+        return None;
+    }
     let asked = headers
         .get_all(header::CONNECTION)
         .iter()
         .any(|v| has_token(v, "upgrade"));
-    asked
-        .then(|| headers.get(header::UPGRADE).cloned())
-        .flatten()
+    if !asked {
+        return None;
+    }
+    let mut kept: Vec<&[u8]> = Vec::new();
+    for value in headers.get_all(header::UPGRADE) {
+        for token in value.as_bytes().split(|b| *b == b',') {
+            let token = token.trim_ascii();
+            if allowed
+                .iter()
+                .any(|p| p.as_bytes().eq_ignore_ascii_case(token))
+                && !kept.iter().any(|k| k.eq_ignore_ascii_case(token))
+            {
+                kept.push(token);
+            }
+        }
+    }
+    match kept.as_slice() {
+        [] => None,
+        [one] => HeaderValue::from_bytes(one).ok(),
+        many => HeaderValue::from_bytes(&many.join(&b", "[..])).ok(),
+    }
+}
+
+/// Removes what only an upgrade the proxy does not forward would use: `HTTP2-Settings`
+/// (h2c's, RFC 7540 §3.2.1), whether or not `Connection` named it.
+pub(crate) fn strip_upgrade_leftovers(headers: &mut HeaderMap) {
+    headers.remove(HTTP2_SETTINGS);
+}
+
+/// Whether an upstream's `101` switches to a protocol the client asked for: its `Upgrade`
+/// names exactly one of `asked`'s tokens.
+pub(crate) fn upgrade_matches(response: &HeaderMap, asked: &HeaderValue) -> bool {
+    let mut values = response.get_all(header::UPGRADE).iter();
+    let (Some(chosen), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let chosen = chosen.as_bytes().trim_ascii();
+    !chosen.contains(&b',')
+        && asked
+            .as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(chosen))
 }
 
 /// Asks the next hop for the upgrade again, after [`strip_hop_by_hop`] removed the request's.

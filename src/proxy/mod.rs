@@ -10,7 +10,7 @@
 //!   line, then `Connection`, `Keep-Alive`, `Proxy-Connection`, `TE` (`TE: trailers`
 //!   survives), `Transfer-Encoding`, `Upgrade` (re-added for an upgrade the proxy
 //!   tunnels), `Proxy-Authenticate`,
-//!   `Proxy-Authorization`. End-to-end fields, repeated ones included, pass intact. The same
+//!   `Proxy-Authorization`, and `HTTP2-Settings`. End-to-end fields, repeated ones included, pass intact. The same
 //!   rule applies to responses.
 //! - Appends the peer address to `X-Forwarded-For` (several incoming lines are folded into
 //!   one), sets `X-Real-IP`, and sets `X-Forwarded-Proto`, `-Host` and `-Port` unless the peer
@@ -32,6 +32,20 @@
 //! | malformed response head, `Content-Length` with `Transfer-Encoding`, two different `Content-Length`s, a `Transfer-Encoding` not ending in `chunked` | `502`, never relayed |
 //! | the upstream body ends early or stalls mid-stream | the client connection is aborted, so the truncation is visible |
 //! | the client goes away | the upstream request is cancelled (its connection is closed) |
+//! | the client's body breaks its framing or ends early (bad chunk size, fewer bytes than `Content-Length`) | `400`, the upstream request aborted: it never sees a complete message |
+//! | the client's body stalls past its [`BodyTimeouts`](crate::body::BodyTimeouts) (60 s between reads by default) | `408`, the upstream request aborted |
+//! | the upstream answers `101` to a request that asked for no upgrade, or switches to another protocol than asked | `502`, the upstream connection dropped |
+//!
+//! The `400`/`408` answers carry [`AnsweredBy::CLIENT`](crate::reject::AnsweredBy::CLIENT)
+//! and a [`ClientFault`]: breakers, passive health checks and the upstream's metrics never
+//! count them against the upstream.
+//!
+//! # Upgrades
+//!
+//! Only the protocols of [`ProxyConfig::upgrade_protocols`] (WebSocket by default) are
+//! forwarded from an HTTP/1.1 request's `Upgrade`; every other token, `h2c` always, is
+//! removed with `Connection` and `HTTP2-Settings`, and the request goes on as a plain one (no
+//! "h2c smuggling" past the routes and their plugins). An HTTP/2 request never carries one.
 //!
 //! Every `502`/`504` carries the crate's JSON body (Kong's texts) and an [`UpstreamFailure`] in
 //! its extensions.
@@ -54,6 +68,7 @@
 //! # Ok(()) }
 //! ```
 
+mod client_body;
 mod config;
 mod connect;
 mod error;
@@ -65,6 +80,7 @@ mod timeout_io;
 mod tls;
 mod trusted;
 
+pub use client_body::ClientFault;
 pub use config::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_IDLE_PER_HOST, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT,
     DEFAULT_TIMEOUT, InvalidOrigin, Origin, ProxyConfig,

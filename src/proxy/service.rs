@@ -14,12 +14,13 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower::Service;
 
 use super::ProxyConfig;
+use super::client_body::ClientBody;
 use super::config::join_path;
 use super::connect::Connector;
-use super::future::ResponseFuture;
+use super::future::{ResponseFuture, Upgrading};
 use super::headers::{self, X_FORWARDED_PATH, X_FORWARDED_PREFIX};
 use crate::BoxError;
-use crate::body::{Counted, RequestBytes, ResponseBody};
+use crate::body::{BodyTimeouts, RequestBytes, ResponseBody};
 use crate::router::RouteMatch;
 use crate::server::ConnectionInfo;
 
@@ -38,7 +39,7 @@ pub struct ReverseProxy<B> {
 }
 
 struct Shared<B> {
-    client: Client<Connector, Counted<B>>,
+    client: Client<Connector, ClientBody<B>>,
     config: Arc<ProxyConfig>,
 }
 
@@ -129,7 +130,10 @@ impl<B> ReverseProxy<B> {
     }
 
     /// Rewrites a client request into the request sent to the origin.
-    fn upstream_request(&self, req: Request<B>) -> Request<Counted<B>> {
+    fn upstream_request(&self, req: Request<B>) -> Request<ClientBody<B>>
+    where
+        B: Body,
+    {
         let config = &*self.shared.config;
         let (mut parts, body) = req.into_parts();
         // HTTP/2 clients name the host in `:authority`, not in `Host`.
@@ -143,7 +147,10 @@ impl<B> ReverseProxy<B> {
         if headers::strip_hop_by_hop(&mut parts.headers) {
             headers::restore_te_trailers(&mut parts.headers);
         }
-        if let Some(conn) = parts.extensions.get::<ConnectionInfo>() {
+        headers::strip_upgrade_leftovers(&mut parts.headers);
+        let conn = parts.extensions.get::<ConnectionInfo>();
+        let body_timeouts = conn.map_or(BodyTimeouts::DEFAULT, ConnectionInfo::body_timeouts);
+        if let Some(conn) = conn {
             // Room for the forwarding headers at once, instead of growing field by field.
             parts.headers.reserve(6);
             headers::set_forwarded(
@@ -182,7 +189,7 @@ impl<B> ReverseProxy<B> {
             Version::HTTP_11
         };
         let count = parts.extensions.get::<RequestBytes>().cloned();
-        Request::from_parts(parts, Counted::new(body, count))
+        Request::from_parts(parts, ClientBody::new(body, count, body_timeouts))
     }
 }
 
@@ -244,20 +251,28 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        // An `Upgrade` request (WebSocket): its connection is handed over once the upstream
-        // agrees, and both sides are then pumped into each other.
-        let upgrade = headers::upgrade_protocol(req.headers()).map(|protocol| {
-            let drain = req
-                .extensions()
-                .get::<ConnectionInfo>()
-                .and_then(|c| c.drain().cloned());
-            (protocol, hyper::upgrade::on(&mut req), drain)
-        });
+        // An `Upgrade` to a protocol this proxy forwards (WebSocket by default): its
+        // connection is handed over once the upstream agrees, and both sides are then pumped
+        // into each other. Any other `Upgrade` is dropped with the hop-by-hop fields.
+        let upgrade =
+            headers::allowed_upgrade(req.version(), req.headers(), &self.shared.config.upgrades)
+                .map(|protocol| {
+                    let drain = req
+                        .extensions()
+                        .get::<ConnectionInfo>()
+                        .and_then(|c| c.drain().cloned());
+                    (protocol, hyper::upgrade::on(&mut req), drain)
+                });
         let mut req = self.upstream_request(req);
+        let witness = req.body().witness();
         let client_side = upgrade.map(|(protocol, on_upgrade, drain)| {
-            headers::ask_upgrade(req.headers_mut(), protocol);
-            (on_upgrade, drain)
+            headers::ask_upgrade(req.headers_mut(), protocol.clone());
+            Upgrading {
+                protocol,
+                client: on_upgrade,
+                drain,
+            }
         });
-        ResponseFuture::new(self.shared.client.request(req), client_side)
+        ResponseFuture::new(self.shared.client.request(req), client_side, witness)
     }
 }

@@ -61,6 +61,7 @@ mod key;
 mod layer;
 mod leaky_bucket;
 mod limit;
+mod overflow;
 #[cfg(feature = "redis")]
 mod redis;
 mod service;

@@ -9,6 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use super::Period;
 use super::decision::{Decision, Nanos};
 use super::limit::{Limit, LimitState};
+use super::overflow::Overflow;
 
 const SHARDS: usize = 16;
 /// The pause between sweeps of a full shard that found nothing idle: one second.
@@ -33,20 +34,29 @@ pub struct Outcome {
     pub decisions: Vec<Decision>,
     /// For fixed-window limits: `(period, limit, remaining)` after this request.
     pub periods: Vec<(Period, u64, u64)>,
-    /// The key could not be tracked: the store is full of keys that are still limited.
+    /// The key could not be tracked, and the request was refused for it (a store of the
+    /// application's may say so; [`MemoryStore`] never does: it counts such keys in its
+    /// overflow).
     pub full: bool,
 }
 
 /// Per-key limit state in memory, for one set of limits.
 ///
-/// Memory is bounded by `max_keys`. A key's state is forgotten only when it decides exactly as
-/// a fresh key would (its bucket is full again, its windows are over), so eviction never makes
-/// a limit looser. When the store is full of keys that are all still limited, a new key is
-/// refused (fail closed) rather than let through uncounted or counted by forgetting another.
+/// Memory is bounded by `max_keys` exact states plus an overflow of `max_keys` cells. A key's
+/// state is forgotten only when it decides exactly as a fresh key would (its bucket is full
+/// again, its windows are over), so eviction never makes a limit looser. When the store is
+/// full of keys that are all still limited (a flood of distinct keys), a new key is counted in
+/// the overflow: a count-min sketch of two rows of `max_keys / 2` cells, each holding the
+/// state of every request admitted through it, that admits a request only when both of the
+/// key's cells do. It can over-count (a key sharing its cells with busy ones is refused
+/// early), never under-count, so no key ever gets more than its limit, and new clients keep
+/// being served while the flood's requests per window stay well under `max_keys / 2 × limit`.
+/// A warning with the count is logged at most every 10 s while the overflow is in use.
 #[derive(Debug)]
 pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
     max_per_shard: usize,
+    overflow: Overflow,
 }
 
 #[derive(Debug, Default)]
@@ -64,7 +74,13 @@ impl MemoryStore {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             max_per_shard: max_keys.div_ceil(SHARDS).max(1),
+            overflow: Overflow::new(max_keys.div_ceil(2)),
         }
+    }
+
+    /// How many cells of the overflow sketch hold state (at most `max_keys`).
+    pub fn overflow_len(&self) -> usize {
+        self.overflow.cells_in_use()
     }
 
     /// How many keys are tracked.
@@ -96,14 +112,12 @@ impl MemoryStore {
         }
 
         if !shard.keys.contains_key(key) {
-            if !self.make_room(&mut shard, limits, now) {
-                tracing::warn!("rate-limit store full of active keys; refusing a new key");
-                let fresh: Vec<LimitState> = limits.iter().map(Limit::fresh).collect();
-                return Outcome {
-                    periods: periods(limits, &fresh, now),
-                    decisions,
-                    full: true,
-                };
+            // A key whose requests the overflow may hold stays there until they no longer
+            // count; so does one the full store has no room for.
+            if self.overflow.may_hold(key, limits, now) || !self.make_room(&mut shard, limits, now)
+            {
+                drop(shard);
+                return self.overflow.decide(key, limits, now);
             }
             shard
                 .keys
@@ -282,18 +296,71 @@ mod tests {
         let limits = [Limit::FixedWindow(FixedWindow::new([(Period::Minute, 1)]))];
         let store = MemoryStore::new(160);
         let t = 1_000 * 60 * SEC;
-        let mut refused = 0;
         for i in 0..10_000 {
-            if store.decide(&key(i), &limits, t).full {
-                refused += 1;
-            }
+            let outcome = store.decide(&key(i), &limits, t);
+            assert!(!outcome.full);
         }
         assert!(store.len() <= 160, "{} keys kept", store.len());
-        assert!(refused > 0);
+        assert!(
+            store.overflow_len() <= 160,
+            "{} cells",
+            store.overflow_len()
+        );
         // Key 0 is still limited in this minute: it was not forgotten.
         assert!(!store.decide(&key(0), &limits, t).decisions[0].admitted());
         // Next minute every key is idle again and new keys find room.
-        assert!(!store.decide(&key(20_000), &limits, t + 60 * SEC).full);
+        assert!(store.decide(&key(20_000), &limits, t + 60 * SEC).decisions[0].admitted());
+    }
+
+    /// The flood: a million distinct keys within one window, against a store of the
+    /// gateway's size (100 000 keys per route).
+    #[test]
+    fn a_flood_of_a_million_keys_neither_locks_out_new_clients_nor_loosens_a_limit() {
+        const LIMIT: u64 = 60;
+        let limits = [Limit::FixedWindow(FixedWindow::new([(
+            Period::Minute,
+            LIMIT,
+        )]))];
+        let store = MemoryStore::new(100_000);
+        let t = 1_000 * 60 * SEC;
+        let (mut sent, mut admitted) = (0u32, 0u32);
+        let mut hostile_admitted = 0u64;
+        for i in 0..1_000_000u32 {
+            store.decide(
+                &Key::Text(format!("flood-{i}").into()),
+                &limits,
+                t + u64::from(i),
+            );
+            // A new, well-behaved client every 1000 flood keys: 30 requests of its 60.
+            if i % 1_000 == 999 {
+                let client = Key::Text(format!("client-{i}").into());
+                for _ in 0..30 {
+                    sent += 1;
+                    let outcome = store.decide(&client, &limits, t + u64::from(i));
+                    admitted += u32::from(outcome.decisions[0].admitted());
+                }
+            }
+            // One hostile key that asks far more than its limit, in the overflow too.
+            if i % 10_000 == 9_999 {
+                let outcome = store.decide(&Key::Text("greedy".into()), &limits, t + u64::from(i));
+                hostile_admitted += u64::from(outcome.decisions[0].admitted());
+            }
+        }
+        for _ in 0..200 {
+            let outcome = store.decide(&Key::Text("greedy".into()), &limits, t + 1_000_000);
+            hostile_admitted += u64::from(outcome.decisions[0].admitted());
+        }
+        assert!(
+            hostile_admitted <= LIMIT,
+            "a key got {hostile_admitted} of {LIMIT}"
+        );
+        let share = f64::from(admitted) / f64::from(sent);
+        assert!(
+            share >= 0.99,
+            "well-behaved clients got {admitted} of {sent}"
+        );
+        assert!(store.len() <= 100_000 + 16);
+        assert!(store.overflow_len() <= 100_000);
     }
 }
 

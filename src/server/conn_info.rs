@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::HeaderValue;
 
+use crate::body::BodyTimeouts;
+
 /// The addresses of the connection a request arrived on, put into request extensions by
 /// [`Server`](super::Server).
 ///
@@ -33,6 +35,7 @@ struct Inner {
     drain: Option<Drain>,
     /// The server's counts, when it keeps them.
     stats: Option<super::ConnectionStats>,
+    body_timeouts: BodyTimeouts,
 }
 
 /// A server's shutdown as something that outlives a connection's requests sees it: holding a
@@ -60,7 +63,7 @@ impl ConnectionInfo {
 
     /// Describes a connection that is (`secure = true`) or is not TLS-protected.
     pub fn with_tls(remote: SocketAddr, local: SocketAddr, secure: bool) -> Self {
-        Self::serving(remote, local, secure, None, None)
+        Self::serving(remote, local, secure, None, None, BodyTimeouts::default())
     }
 
     /// A connection of [`Server`](super::Server), with its shutdown.
@@ -70,6 +73,7 @@ impl ConnectionInfo {
         secure: bool,
         drain: Option<Drain>,
         stats: Option<super::ConnectionStats>,
+        body_timeouts: BodyTimeouts,
     ) -> Self {
         static SERIAL: AtomicU64 = AtomicU64::new(1);
         let ip = remote.ip().to_canonical();
@@ -84,10 +88,17 @@ impl ConnectionInfo {
             local_port: HeaderValue::from(local.port()),
             drain,
             stats,
+            body_timeouts,
         }))
     }
 
     /// The server's shutdown, when a [`Server`](super::Server) accepted the connection.
+    /// How long this connection's request bodies may stall, and take in all (the server's
+    /// [`body_timeouts`](super::Server::body_timeouts)).
+    pub fn body_timeouts(&self) -> BodyTimeouts {
+        self.0.body_timeouts
+    }
+
     pub(crate) fn drain(&self) -> Option<&Drain> {
         self.0.drain.as_ref()
     }

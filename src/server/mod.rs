@@ -3,12 +3,20 @@
 //! [`Server`] accepts connections, hands every request to the service with a
 //! [`ConnectionInfo`] in its extensions, and applies these protections:
 //!
-//! - a header-read timeout (30 s by default): a client that trickles its request head, or
-//!   leaves a keep-alive connection idle, for longer is cut off (nginx's
-//!   `client_header_timeout` and `keepalive_timeout` in one). It is enforced on the socket
-//!   with a per-connection timer that moves lazily, not with hyper's per-request timer, and it
-//!   is suspended while a request is in flight, so slow upstreams and long responses are
-//!   never cut by it;
+//! - timeouts as nginx has them, each enforced on the socket with a per-connection timer that
+//!   moves lazily (not hyper's per-request timer), never extended by a byte received:
+//!   the first request head (TLS handshake included) must be complete within the header
+//!   timeout of the accept (30 s by default, nginx `client_header_timeout`), a later one
+//!   within the header timeout of its first byte; an idle keep-alive connection is closed
+//!   after the keep-alive timeout (60 s, nginx `keepalive_timeout`); a response write the
+//!   client does not read may wait at most the send timeout (60 s, nginx `send_timeout`).
+//!   While a request is in flight the header and keep-alive clocks are off, so slow upstreams
+//!   and long responses are never cut by them. The request body's own timeouts
+//!   ([`BodyTimeouts`](crate::body::BodyTimeouts), nginx `client_body_timeout`) travel with
+//!   the request to the proxy;
+//! - a cap on open connections (10 000 by default, nginx `worker_connections`) and an
+//!   optional one per client address (nginx `limit_conn`): a connection over either is
+//!   closed at accept, the others are untouched, and [`ConnectionStats::refused`] counts it;
 //! - a cap on the request head's bytes (32 KiB by default) and on the number of header fields
 //!   (100): past either the client gets `431 Request Header Fields Too Large`;
 //! - an HTTP/1.1 request without a `Host` header, or any request with two, gets `400`;
@@ -55,7 +63,8 @@ pub use conn_info::ConnectionInfo;
 pub(crate) use conn_info::Drain;
 pub(crate) use serve::is_grpc;
 pub use serve::{
-    DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_HEADER_SIZE, Server,
+    DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_SIZE, DEFAULT_SEND_TIMEOUT, Server,
 };
 pub use signal::shutdown_signal;
 pub use stats::ConnectionStats;

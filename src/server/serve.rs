@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -20,18 +20,29 @@ use pin_project_lite::pin_project;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 use tower::Service;
 
 use super::ConnectionInfo;
-use super::client_io::{ClientIo, ConnState, InFlight, InFlightBody};
+use super::client_io::{ClientIo, ClientTimeouts, ConnState, InFlight, InFlightBody};
 use crate::BoxError;
-use crate::body::ResponseBody;
+use crate::body::{BodyTimeouts, ResponseBody};
 use crate::future::{self, CallOrReject};
 use crate::reject;
 
-/// How long a client may take to send its request head (nginx `client_header_timeout`: 60 s;
+/// How long a client may take to send its request head, from the accept for the first
+/// request and from its first byte for later ones (nginx `client_header_timeout`: 60 s;
 /// hyper: 30 s).
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a keep-alive connection may sit idle between requests (nginx
+/// `keepalive_timeout`: 75 s; the upstream side keeps its idle connections 60 s here and in Kong).
+pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one write of a response may wait for the client to read (nginx `send_timeout`:
+/// 60 s).
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most client connections open at once (nginx: `worker_connections` 512 per worker;
+/// Envoy: unlimited unless an overload manager is set up).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// The largest request head accepted (nginx: 4 buffers of 8 KiB).
 pub const DEFAULT_MAX_HEADER_SIZE: usize = 32 * 1024;
 /// How long in-flight requests may run after shutdown begins.
@@ -42,6 +53,11 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 pub struct Server {
     listen: Listen,
     header_read_timeout: Duration,
+    keep_alive_timeout: Duration,
+    send_timeout: Duration,
+    body_timeouts: BodyTimeouts,
+    max_connections: usize,
+    max_connections_per_ip: Option<usize>,
     max_header_size: usize,
     max_headers: Option<usize>,
     grace_period: Duration,
@@ -73,6 +89,11 @@ impl Server {
         Self {
             listen,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            keep_alive_timeout: DEFAULT_KEEP_ALIVE_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+            body_timeouts: BodyTimeouts::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: None,
             max_header_size: DEFAULT_MAX_HEADER_SIZE,
             max_headers: None,
             grace_period: DEFAULT_GRACE_PERIOD,
@@ -82,9 +103,50 @@ impl Server {
         }
     }
 
-    /// How long a client may take to send a request head before the connection is closed.
+    /// How long a client may take to send a request head before the connection is closed:
+    /// counted from the accept for the first request (TLS handshake included), from the
+    /// head's first byte for later ones; never extended by a byte received (nginx
+    /// `client_header_timeout`).
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may sit idle between two requests before it is closed (nginx
+    /// `keepalive_timeout`).
+    pub fn keep_alive_timeout(mut self, timeout: Duration) -> Self {
+        self.keep_alive_timeout = timeout;
+        self
+    }
+
+    /// How long one write of a response may wait for a client that does not read before the
+    /// connection is closed (nginx `send_timeout`).
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = timeout;
+        self
+    }
+
+    /// How long the request body may stall between two reads, and optionally how long it may
+    /// take in all (nginx `client_body_timeout`; Envoy's `request_timeout`). Carried to the
+    /// [`ReverseProxy`](crate::proxy::ReverseProxy) by the request's [`ConnectionInfo`];
+    /// past it the client gets `408` and the upstream request is aborted.
+    pub fn body_timeouts(mut self, timeouts: BodyTimeouts) -> Self {
+        self.body_timeouts = timeouts;
+        self
+    }
+
+    /// The most client connections open at once; a connection accepted over it is closed at
+    /// once, without a response (nginx `worker_connections`). Default
+    /// [`DEFAULT_MAX_CONNECTIONS`].
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// The most connections open at once from one client address; one over it is closed at
+    /// once (nginx `limit_conn` keyed by `$binary_remote_addr`). Off by default.
+    pub fn max_connections_per_ip(mut self, max: usize) -> Self {
+        self.max_connections_per_ip = Some(max.max(1));
         self
     }
 
@@ -169,6 +231,7 @@ impl Server {
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.max_header_list_size(u32::try_from(self.max_header_size.max(1024)).unwrap_or(u32::MAX));
         let connections = Connections::default();
+        let mut refused = RefusedLog::default();
         // Every connection task holds a clone; `recv` returns `None` once all have ended.
         let (drain_tx, mut drained) = mpsc::channel::<()>(1);
         // Set when the grace period is over: what outlives its connection (a tunnel) ends.
@@ -188,6 +251,18 @@ impl Server {
                 },
                 () = &mut signal => break,
             };
+            let Some((id, shutdown)) = connections.admit(
+                remote.ip().to_canonical(),
+                self.max_connections,
+                self.max_connections_per_ip,
+            ) else {
+                if let Some(stats) = &self.stats {
+                    stats.count_refused();
+                }
+                refused.note(remote);
+                drop(stream);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let state = Arc::new(ConnState::new());
             let conn_service = ConnService {
@@ -201,13 +276,20 @@ impl Server {
                         closing: closing_rx.clone(),
                     }),
                     self.stats.clone(),
+                    self.body_timeouts,
                 ),
                 state: state.clone(),
             };
             #[allow(clippy::clone_on_copy)] // An acceptor with `tls`, nothing without.
             let tls = tls.clone();
-            let header_timeout = self.header_read_timeout;
-            let (id, shutdown) = connections.add();
+            let timeouts = ClientTimeouts {
+                header: self.header_read_timeout,
+                keep_alive: self.keep_alive_timeout,
+                send: self.send_timeout,
+            };
+            // The first request head, TLS handshake and protocol sniffing included, is due
+            // one header timeout after the accept.
+            let head_due = state.opened() + timeouts.header;
             let registry = connections.clone();
             let drain = drain_tx.clone();
             let open = self.stats.as_ref().map(super::ConnectionStats::open);
@@ -218,13 +300,12 @@ impl Server {
                 let result = match tls {
                     #[cfg(feature = "tls")]
                     Some(acceptor) => {
-                        let handshake =
-                            tokio::time::timeout(header_timeout, acceptor.accept(stream));
+                        let handshake = tokio::time::timeout_at(head_due, acceptor.accept(stream));
                         match handshake.await {
                             Ok(Ok(stream)) => {
                                 // ALPN decides between HTTP/2 and HTTP/1.1.
                                 let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                                let io = ClientIo::new(TokioIo::new(stream), state, header_timeout);
+                                let io = ClientIo::new(TokioIo::new(stream), state, timeouts);
                                 serve_io(io, is_h2, conn_service, &http, &h2, shutdown).await
                             }
                             Ok(Err(err)) => {
@@ -240,8 +321,8 @@ impl Server {
                     _ => {
                         // HTTP/2 with prior knowledge (h2c) or HTTP/1.1, told apart by the
                         // preface.
-                        let is_h2 = starts_with_h2_preface(&stream, header_timeout).await;
-                        let io = ClientIo::new(TokioIo::new(stream), state, header_timeout);
+                        let is_h2 = starts_with_h2_preface(&stream, head_due).await;
+                        let io = ClientIo::new(TokioIo::new(stream), state, timeouts);
                         serve_io(io, is_h2, conn_service, &http, &h2, shutdown).await
                     }
                 };
@@ -274,6 +355,41 @@ impl Server {
     }
 }
 
+/// Connections closed at accept because a cap was reached: logged at most once per
+/// interval, with how many, so that a flood does not flood the log too.
+#[derive(Debug)]
+struct RefusedLog {
+    since_last: u64,
+    next: Instant,
+}
+
+impl Default for RefusedLog {
+    fn default() -> Self {
+        Self {
+            since_last: 0,
+            next: Instant::now(),
+        }
+    }
+}
+
+impl RefusedLog {
+    const INTERVAL: Duration = Duration::from_secs(10);
+
+    fn note(&mut self, remote: SocketAddr) {
+        self.since_last += 1;
+        let now = Instant::now();
+        if now >= self.next {
+            tracing::warn!(
+                refused = self.since_last,
+                last = %remote,
+                "connection cap reached; new connections closed at accept"
+            );
+            self.since_last = 0;
+            self.next = now + Self::INTERVAL;
+        }
+    }
+}
+
 /// Whether a request is gRPC (`content-type: application/grpc…`).
 pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
     headers
@@ -293,10 +409,14 @@ struct Connections {
 struct ConnectionsInner {
     next_id: u64,
     open: HashMap<u64, OpenConnection>,
+    /// Open connections per client address, for the per-address cap (bounded by the
+    /// connection cap: an address is here only while it has an open connection).
+    per_ip: HashMap<IpAddr, usize>,
 }
 
 #[derive(Debug)]
 struct OpenConnection {
+    ip: IpAddr,
     shutdown: Option<oneshot::Sender<()>>,
     abort: Option<AbortHandle>,
 }
@@ -306,17 +426,33 @@ impl Connections {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn add(&self) -> (u64, oneshot::Receiver<()>) {
-        let (tx, rx) = oneshot::channel();
+    /// Counts a new connection from `ip` in, unless that would pass `max` open connections
+    /// or `max_per_ip` from that address.
+    fn admit(
+        &self,
+        ip: IpAddr,
+        max: usize,
+        max_per_ip: Option<usize>,
+    ) -> Option<(u64, oneshot::Receiver<()>)> {
         let mut inner = self.lock();
+        if inner.open.len() >= max {
+            return None;
+        }
+        let from_ip = inner.per_ip.get(&ip).copied().unwrap_or(0);
+        if max_per_ip.is_some_and(|cap| from_ip >= cap) {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
         let id = inner.next_id;
         inner.next_id += 1;
         let open = OpenConnection {
+            ip,
             shutdown: Some(tx),
             abort: None,
         };
         inner.open.insert(id, open);
-        (id, rx)
+        inner.per_ip.insert(ip, from_ip + 1);
+        Some((id, rx))
     }
 
     /// Records how to end the connection's task, unless it has already ended.
@@ -327,7 +463,15 @@ impl Connections {
     }
 
     fn remove(&self, id: u64) {
-        self.lock().open.remove(&id);
+        let mut inner = self.lock();
+        if let Some(open) = inner.open.remove(&id)
+            && let Some(count) = inner.per_ip.get_mut(&open.ip)
+        {
+            *count -= 1;
+            if *count == 0 {
+                inner.per_ip.remove(&open.ip);
+            }
+        }
     }
 
     /// Asks every open connection to finish its current request and close; returns how many.
@@ -343,7 +487,10 @@ impl Connections {
 
     /// Ends every connection still open; returns how many.
     fn abort_all(&self) -> usize {
-        let open = std::mem::take(&mut self.lock().open);
+        let mut inner = self.lock();
+        inner.per_ip.clear();
+        let open = std::mem::take(&mut inner.open);
+        drop(inner);
         let count = open.len();
         for abort in open.into_values().filter_map(|o| o.abort) {
             abort.abort();
@@ -424,6 +571,7 @@ fn grpc_refusal<B>(res: Response<ResponseBody<B>>) -> Response<ResponseBody<B>> 
         401 => 16,       // UNAUTHENTICATED
         403 => 7,        // PERMISSION_DENIED
         404 | 405 => 12, // UNIMPLEMENTED
+        408 => 4,        // DEADLINE_EXCEEDED
         429 => 8,        // RESOURCE_EXHAUSTED
         500 => 13,       // INTERNAL
         502 | 503 => 14, // UNAVAILABLE
@@ -478,8 +626,8 @@ where
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Whether the client opens with HTTP/2's preface (without consuming it). Gives up (HTTP/1.1)
-/// on the first byte that differs, on a closed connection, or after `timeout`.
-async fn starts_with_h2_preface(stream: &tokio::net::TcpStream, timeout: Duration) -> bool {
+/// on the first byte that differs, on a closed connection, or at `deadline`.
+async fn starts_with_h2_preface(stream: &tokio::net::TcpStream, deadline: Instant) -> bool {
     let look = async {
         let mut buf = [0u8; 24];
         loop {
@@ -497,7 +645,9 @@ async fn starts_with_h2_preface(stream: &tokio::net::TcpStream, timeout: Duratio
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     };
-    tokio::time::timeout(timeout, look).await.unwrap_or(false)
+    tokio::time::timeout_at(deadline, look)
+        .await
+        .unwrap_or(false)
 }
 
 /// Serves one TCP connection: the tower service plus what the server adds per request.

@@ -24,6 +24,7 @@ struct Counts {
     accepted: AtomicU64,
     closed: AtomicU64,
     requests: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// Counts one open connection until dropped (also when its task is aborted).
@@ -53,6 +54,15 @@ impl ConnectionStats {
     /// `total_requests`).
     pub fn requests(&self) -> u64 {
         self.0.requests.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed at accept because a connection cap was reached.
+    pub fn refused(&self) -> u64 {
+        self.0.refused.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_refused(&self) {
+        self.0.refused.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn count_request(&self) {
