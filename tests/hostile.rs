@@ -656,3 +656,26 @@ async fn a_flood_of_distinct_keys_does_not_lock_out_new_clients() {
     }
     assert!(greedy <= 99, "a flooding key got {greedy} more of its 100");
 }
+
+#[tokio::test]
+async fn a_breaker_that_counts_4xx_still_ignores_the_clients_own_broken_requests() {
+    use tower_gateway::circuit::{CircuitBreakerLayer, Policy};
+    let (up, _complete) = counting_upstream().await;
+    // Opens after 5 failures, and 400/408 are failures by its rule.
+    let breaker = CircuitBreakerLayer::new(Policy::default())
+        .failure_statuses(|status| status.is_client_error() || status.is_server_error());
+    let service = tower::ServiceBuilder::new()
+        .layer(breaker)
+        .service(proxy_to(up));
+    let (gw, stop) = serve(service).await;
+    std::mem::forget(stop);
+    for _ in 0..8 {
+        let reply = exchange_then_close(
+            gw,
+            b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0x5\r\nhello\r\n0\r\n\r\n",
+        )
+        .await;
+        assert_eq!(status_of(&reply), 400, "{reply}");
+    }
+    assert_upstream_still_trusted(gw).await;
+}
