@@ -679,3 +679,86 @@ async fn a_breaker_that_counts_4xx_still_ignores_the_clients_own_broken_requests
     }
     assert_upstream_still_trusted(gw).await;
 }
+
+#[tokio::test]
+async fn the_upgrade_protocols_plugin_forwards_another_protocol_on_its_route_only() {
+    let (up, mut seen) = ok_upstream().await;
+    let yaml = format!(
+        r#"_format_version: "3.0"
+services:
+  - name: s
+    url: http://{up}
+    routes:
+      - name: tunnels
+        paths: [/tunnels]
+        plugins:
+          - name: upgrade-protocols
+            config:
+              protocols: [connect-udp]
+      - name: plain
+        paths: [/plain]
+"#
+    );
+    let gateway =
+        Gateway::from_config(&Config::from_yaml(&yaml).unwrap(), &Settings::default()).unwrap();
+    let (gw, stop) = serve(gateway.router()).await;
+    std::mem::forget(stop);
+    for (path, forwarded) in [("/tunnels", true), ("/plain", false)] {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nhost: a\r\nconnection: upgrade\r\nupgrade: connect-udp, websocket\r\nconnection: close\r\n\r\n"
+        );
+        let reply = raw_exchange(gw, request.as_bytes()).await;
+        assert_eq!(status_of(&reply), 200, "{reply}");
+        let headers = seen.recv().await.unwrap().headers;
+        let upgrade = headers
+            .get("upgrade")
+            .map(|v| v.to_str().unwrap().to_owned());
+        if forwarded {
+            // The route's list replaces the default: websocket is not on it.
+            assert_eq!(upgrade.as_deref(), Some("connect-udp"), "{path}");
+        } else {
+            assert_eq!(upgrade.as_deref(), Some("websocket"), "{path}");
+        }
+    }
+    let refused = Config::from_yaml(
+        "_format_version: \"3.0\"\nplugins:\n  - name: upgrade-protocols\n    config:\n      protocols: [websocket, h2c]\n",
+    )
+    .expect_err("h2c was accepted");
+    assert!(
+        refused.to_string().contains("h2c is never forwarded"),
+        "{refused}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_http2_connection_that_pings_is_closed_at_the_keep_alive_timeout() {
+    let addr = hello_server(|s| {
+        s.header_read_timeout(Duration::from_secs(2))
+            .keep_alive_timeout(Duration::from_secs(10))
+    })
+    .await;
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_while_idle(true)
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = Request::get(format!("http://{addr}/"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let res = sender.send_request(req).await.unwrap();
+    assert_eq!(text(res).await, "hello");
+    let idle = tokio::time::Instant::now();
+    // Pings every second: no request head, so not the header timeout; no request either, so
+    // the keep-alive timeout still runs out.
+    let _ = conn.await;
+    let open = idle.elapsed();
+    assert!(
+        open >= Duration::from_secs(10) && open < Duration::from_secs(12),
+        "{open:?}"
+    );
+}

@@ -4,11 +4,15 @@ use serde_json::json;
 
 use super::RouteLayer;
 use super::definition::{Build, Definition, Schema};
+use tower::util::MapRequestLayer;
+
+use super::PluginRequest;
 use crate::circuit::Breaker;
 use crate::config::{
     CircuitBreakerConfig, CorrelationIdConfig, FieldError, FileLogConfig, JwtConfig, KeyAuthConfig,
     PrometheusConfig, RateLimitingConfig, TimeClaimName,
 };
+use crate::proxy::UpgradeProtocols;
 
 /// Kong's priorities (`PRIORITY` in each plugin's handler).
 pub(crate) const JWT: i32 = 1450;
@@ -19,6 +23,8 @@ const CIRCUIT_BREAKER: i32 = 900;
 const CORRELATION_ID: i32 = 100_001;
 const PROMETHEUS: i32 = 13;
 const FILE_LOG: i32 = 9;
+/// This gateway's own; it only marks the request for the proxy, so its place does not matter.
+const UPGRADE_PROTOCOLS: i32 = 2000;
 
 pub(super) fn definitions() -> Vec<Definition> {
     vec![
@@ -117,7 +123,59 @@ pub(super) fn definitions() -> Vec<Definition> {
                 "bandwidth_metrics": true, "upstream_health_metrics": true,
             })),
         Definition::with_build::<FileLogConfig>("file-log", FILE_LOG, Build::Global).global_only(),
+        Definition::new(
+            "upgrade-protocols",
+            UPGRADE_PROTOCOLS,
+            |c: &UpgradeProtocolsConfig, _| {
+                let allowed = UpgradeProtocols::new(&c.protocols);
+                Ok(MapRequestLayer::new(move |mut req: PluginRequest| {
+                    req.extensions_mut().insert(allowed.clone());
+                    req
+                }))
+            },
+        )
+        .no_consumer()
+        .shown_defaults(json!({ "protocols": ["websocket"] })),
     ]
+}
+
+/// This gateway's own `upgrade-protocols` plugin: the `Upgrade` protocols its routes forward
+/// (default `websocket`; `h2c` is refused), in place of the program's `--upgrade-protocols`.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeProtocolsConfig {
+    /// The protocol tokens forwarded, as clients send them (`websocket`, `connect-udp`…).
+    #[serde(default = "websocket_only")]
+    pub protocols: Vec<String>,
+}
+
+fn websocket_only() -> Vec<String> {
+    vec!["websocket".to_owned()]
+}
+
+impl Schema for UpgradeProtocolsConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        for (i, protocol) in self.protocols.iter().enumerate() {
+            let field = format!("protocols.{i}");
+            let token = protocol.trim();
+            if token.eq_ignore_ascii_case("h2c") {
+                return Err(FieldError::at(
+                    &field,
+                    "h2c is never forwarded: it would reach the upstream past the route",
+                ));
+            }
+            if token.is_empty()
+                || token.contains(',')
+                || http::HeaderValue::from_str(token).is_err()
+            {
+                return Err(FieldError::at(
+                    &field,
+                    format!("{protocol:?} is not a protocol token"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `(".field", message)` from the configuration modules, as a [`FieldError`].

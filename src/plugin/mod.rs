@@ -4,7 +4,8 @@
 //! struct with its defaults and checks), a priority and a constructor that turns one
 //! configured instance into a tower [`Layer`](tower::Layer) over the rest of the route ([`Next`]). A
 //! [`Registry`] holds the definitions a gateway knows; the built-in plugins (`key-auth`,
-//! `jwt`, `rate-limiting`, `circuit-breaker`, `correlation-id`, `prometheus`, `file-log`)
+//! `jwt`, `rate-limiting`, `circuit-breaker`, `correlation-id`, `prometheus`, `file-log`,
+//! `upgrade-protocols`)
 //! are definitions in [`Registry::builtin`] like any other, and an application adds its own
 //! with [`Registry::register`]. Every definition is then configured the same way: in the
 //! declarative file ([`Config::from_yaml_with`](crate::config::Config::from_yaml_with)) and
@@ -18,6 +19,7 @@
 //!
 //! | priority | plugin |
 //! |---:|---|
+//! | 2000 | `upgrade-protocols` (marks the request for the proxy) |
 //! | 1450 | `jwt` (authentication) |
 //! | 1250 | `key-auth` (authentication) |
 //! | 910 | `rate-limiting` |
@@ -114,6 +116,7 @@ use hyper::body::Incoming;
 use tower::util::BoxCloneSyncService;
 
 pub(crate) use builtin::KEY_AUTH as KEY_AUTH_PRIORITY;
+pub use builtin::UpgradeProtocolsConfig;
 pub(crate) use definition::Build;
 pub use definition::{Definition, Schema};
 pub use instance::{PluginConfig, PluginContext};

@@ -164,12 +164,7 @@ impl ProxyConfig {
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        self.upgrades = protocols
-            .into_iter()
-            .map(|p| p.as_ref().trim().to_ascii_lowercase())
-            .filter(|p| !p.is_empty() && p != "h2c")
-            .map(String::into_boxed_str)
-            .collect();
+        self.upgrades = super::UpgradeProtocols::new(protocols).0;
         self
     }
 

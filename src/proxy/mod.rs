@@ -42,8 +42,8 @@
 //!
 //! # Upgrades
 //!
-//! Only the protocols of [`ProxyConfig::upgrade_protocols`] (WebSocket by default) are
-//! forwarded from an HTTP/1.1 request's `Upgrade`; every other token, `h2c` always, is
+//! Only the protocols of [`ProxyConfig::upgrade_protocols`] (WebSocket by default), or of an
+//! [`UpgradeProtocols`] in the request's extensions, are forwarded from an HTTP/1.1 request's `Upgrade`; every other token, `h2c` always, is
 //! removed with `Connection` and `HTTP2-Settings`, and the request goes on as a plain one (no
 //! "h2c smuggling" past the routes and their plugins). An HTTP/2 request never carries one.
 //!
@@ -87,7 +87,7 @@ pub use config::{
 };
 pub use error::UpstreamFailure;
 pub use future::{ResponseFuture, UpstreamLatency};
-pub use service::{PreserveHost, ReverseProxy};
+pub use service::{PreserveHost, ReverseProxy, UpgradeProtocols};
 #[cfg(feature = "tls")]
 pub(crate) use tls::certificates as tls_certificates;
 pub use trusted::{InvalidTrustedProxy, TrustedProxies};

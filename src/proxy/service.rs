@@ -29,6 +29,31 @@ use crate::server::ConnectionInfo;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PreserveHost(pub bool);
 
+/// In a request's extensions, the `Upgrade` protocols the proxy may forward for that request,
+/// in place of its [`ProxyConfig::upgrade_protocols`] (the `upgrade-protocols` plugin puts
+/// one there for its routes and services). Lower-case names; `h2c` is never forwarded, listed
+/// or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeProtocols(pub Arc<[Box<str>]>);
+
+impl UpgradeProtocols {
+    /// The protocols of `names`, lower-cased, without `h2c` and empty names.
+    pub fn new<I, T>(names: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        Self(
+            names
+                .into_iter()
+                .map(|p| p.as_ref().trim().to_ascii_lowercase())
+                .filter(|p| !p.is_empty() && p != "h2c")
+                .map(String::into_boxed_str)
+                .collect(),
+        )
+    }
+}
+
 /// Forwards requests to one origin over a pool of keep-alive connections, streaming bodies both
 /// ways. See the [module docs](super) for the rules it applies.
 ///
@@ -127,6 +152,15 @@ impl<B> ReverseProxy<B> {
     /// The configuration this proxy runs with.
     pub fn config(&self) -> &ProxyConfig {
         &self.shared.config
+    }
+
+    /// The `Upgrade` protocols this request may have forwarded: its own list, if a layer put
+    /// one in its extensions, else the configuration's.
+    fn allowed_upgrades<'a>(&'a self, req: &'a Request<B>) -> &'a [Box<str>] {
+        match req.extensions().get::<UpgradeProtocols>() {
+            Some(UpgradeProtocols(listed)) => listed,
+            None => &self.shared.config.upgrades,
+        }
     }
 
     /// Rewrites a client request into the request sent to the origin.
@@ -255,7 +289,7 @@ where
         // connection is handed over once the upstream agrees, and both sides are then pumped
         // into each other. Any other `Upgrade` is dropped with the hop-by-hop fields.
         let upgrade =
-            headers::allowed_upgrade(req.version(), req.headers(), &self.shared.config.upgrades)
+            headers::allowed_upgrade(req.version(), req.headers(), self.allowed_upgrades(&req))
                 .map(|protocol| {
                     let drain = req
                         .extensions()

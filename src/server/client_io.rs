@@ -8,7 +8,9 @@
 //!   handshake and protocol sniffing included);
 //! - an idle keep-alive connection is closed after the keep-alive timeout; once the first
 //!   byte of its next request arrives, that head must be complete within the header timeout
-//!   of that byte;
+//!   of that byte (HTTP/1.1; on HTTP/2, where frames between streams are no request head,
+//!   the keep-alive timeout alone bounds an idle connection, pings or not, as Envoy's
+//!   `idle_timeout` does);
 //! - while a request is in flight (from its head until its response body is finished or
 //!   dropped) neither clock runs, so slow upstreams and long streams are never cut by them
 //!   (the request body has its own timeout, in the proxy);
@@ -68,6 +70,9 @@ pub(crate) struct ClientIo<T> {
     io: T,
     state: Arc<ConnState>,
     timeouts: ClientTimeouts,
+    /// HTTP/2: frames arriving between streams (pings, window updates) are no request head;
+    /// an idle connection has the keep-alive timeout alone, counted from its last stream.
+    h2: bool,
     read: LazyDeadline,
     write: LazyDeadline,
 }
@@ -181,11 +186,12 @@ impl Drop for InFlight {
 // === impl ClientIo ===
 
 impl<T> ClientIo<T> {
-    pub(crate) fn new(io: T, state: Arc<ConnState>, timeouts: ClientTimeouts) -> Self {
+    pub(crate) fn new(io: T, state: Arc<ConnState>, timeouts: ClientTimeouts, h2: bool) -> Self {
         Self {
             io,
             state,
             timeouts,
+            h2,
             read: LazyDeadline::new(timeouts.header),
             write: LazyDeadline::new(timeouts.send),
         }
@@ -217,7 +223,9 @@ impl<T: Read + Unpin> Read for ClientIo<T> {
                 Poll::Pending
             }
             ready => {
-                this.state.bytes_arrived();
+                if !this.h2 {
+                    this.state.bytes_arrived();
+                }
                 ready
             }
         }

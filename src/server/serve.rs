@@ -305,7 +305,8 @@ impl Server {
                             Ok(Ok(stream)) => {
                                 // ALPN decides between HTTP/2 and HTTP/1.1.
                                 let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                                let io = ClientIo::new(TokioIo::new(stream), state, timeouts);
+                                let io =
+                                    ClientIo::new(TokioIo::new(stream), state, timeouts, is_h2);
                                 serve_io(io, is_h2, conn_service, &http, &h2, shutdown).await
                             }
                             Ok(Err(err)) => {
@@ -322,7 +323,7 @@ impl Server {
                         // HTTP/2 with prior knowledge (h2c) or HTTP/1.1, told apart by the
                         // preface.
                         let is_h2 = starts_with_h2_preface(&stream, head_due).await;
-                        let io = ClientIo::new(TokioIo::new(stream), state, timeouts);
+                        let io = ClientIo::new(TokioIo::new(stream), state, timeouts, is_h2);
                         serve_io(io, is_h2, conn_service, &http, &h2, shutdown).await
                     }
                 };
