@@ -762,3 +762,85 @@ async fn an_idle_http2_connection_that_pings_is_closed_at_the_keep_alive_timeout
         "{open:?}"
     );
 }
+
+/// An HTTP/2 frame on stream `stream`.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut frame = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_http2_header_block_trickled_beside_a_stream_in_flight_is_cut_at_the_header_timeout() {
+    // Every request waits: the first stream stays in flight for the whole test.
+    let stuck = tower::service_fn(|_req: Request<Incoming>| async {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::new())))
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        Server::from_listener(listener)
+            .header_read_timeout(Duration::from_secs(5))
+            .serve(stuck),
+    );
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    // :method GET, :scheme http, :path /, :authority a (HPACK).
+    let head = [0x82, 0x86, 0x84, 0x41, 0x01, b'a'];
+    let mut opening = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    opening.extend(h2_frame(0x4, 0, 0, &[])); // SETTINGS
+    opening.extend(h2_frame(0x1, 0x4 | 0x1, 1, &head)); // HEADERS, END_HEADERS | END_STREAM
+    client.write_all(&opening).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // A second request's HEADERS frame, one byte a second.
+    let second = h2_frame(0x1, 0x4 | 0x1, 3, &head);
+    let (mut read, mut write) = client.into_split();
+    let began = tokio::time::Instant::now();
+    let trickle = tokio::spawn(async move {
+        for byte in second.iter().cycle().take(60) {
+            if write.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    let mut sink = [0u8; 1024];
+    while matches!(read.read(&mut sink).await, Ok(n) if n > 0) {}
+    let open = began.elapsed();
+    assert!(
+        open >= Duration::from_secs(5) && open < Duration::from_secs(6),
+        "{open:?}"
+    );
+    trickle.abort();
+}
+
+#[tokio::test]
+async fn content_length_beside_chunked_cannot_smuggle_a_request_past_the_gateway() {
+    let (up, mut seen) = ok_upstream().await;
+    let gw = plain_proxy(up).await;
+    let reply = exchange_then_close(
+        gw,
+        b"POST /first HTTP/1.1\r\nhost: a\r\ncontent-length: 6\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\nGET /second HTTP/1.1\r\nhost: a\r\n\r\n",
+    )
+    .await;
+    // The first request's body is its (empty) chunked body; the upstream gets it with framing
+    // of the gateway's own, never the client's conflicting pair.
+    let first = seen.recv().await.unwrap();
+    assert_eq!(first.uri.path(), "/first");
+    assert!(first.body.is_empty(), "{:?}", first.body);
+    assert_ne!(
+        first.headers.get("content-length").map(|v| v.as_bytes()),
+        Some(&b"6"[..]),
+        "{:?}",
+        first.headers
+    );
+    // Whatever followed is a request of its own, parsed (and routed) by the gateway, or
+    // refused: never bytes the upstream reads as part of the first.
+    if let Ok(Some(second)) = tokio::time::timeout(Duration::from_secs(1), seen.recv()).await {
+        assert_eq!(second.uri.path(), "/second");
+    }
+    assert!(status_of(&reply) == 200, "{reply}");
+}

@@ -10,7 +10,8 @@
 //!   byte of its next request arrives, that head must be complete within the header timeout
 //!   of that byte (HTTP/1.1; on HTTP/2, where frames between streams are no request head,
 //!   the keep-alive timeout alone bounds an idle connection, pings or not, as Envoy's
-//!   `idle_timeout` does);
+//!   `idle_timeout` does; a half-sent HTTP/2 header block has the header timeout from its
+//!   first byte even while other streams are in flight);
 //! - while a request is in flight (from its head until its response body is finished or
 //!   dropped) neither clock runs, so slow upstreams and long streams are never cut by them
 //!   (the request body has its own timeout, in the proxy);
@@ -26,10 +27,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::rt::{Read, ReadBufCursor, Write};
 use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+use super::h2_frames::FrameWatch;
 use crate::timer::LazyDeadline;
 
 /// The client-side timeouts of one connection.
@@ -70,9 +72,11 @@ pub(crate) struct ClientIo<T> {
     io: T,
     state: Arc<ConnState>,
     timeouts: ClientTimeouts,
-    /// HTTP/2: frames arriving between streams (pings, window updates) are no request head;
-    /// an idle connection has the keep-alive timeout alone, counted from its last stream.
-    h2: bool,
+    /// HTTP/2 only: where the client is in its frames. Frames between streams (pings, window
+    /// updates) are no request head, so an idle connection has the keep-alive timeout alone,
+    /// counted from its last stream; a header block half sent has the header timeout from its
+    /// first byte, whatever other streams do.
+    frames: Option<FrameWatch>,
     read: LazyDeadline,
     write: LazyDeadline,
 }
@@ -191,27 +195,41 @@ impl<T> ClientIo<T> {
             io,
             state,
             timeouts,
-            h2,
+            frames: h2.then(FrameWatch::new),
             read: LazyDeadline::new(timeouts.header),
             write: LazyDeadline::new(timeouts.send),
         }
     }
 }
 
-impl<T: Read + Unpin> Read for ClientIo<T> {
+impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
+        buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Pending => {
                 // (hyper keeps a read pending during requests too, to notice a client that
-                // goes away; no clock runs then.)
-                let Some(deadline) = this.state.read_deadline(&this.timeouts) else {
+                // goes away; the idle clocks do not run then.)
+                let idle = this.state.read_deadline(&this.timeouts);
+                if idle.is_none() {
                     this.state.park_reader(cx.waker());
-                    return Poll::Pending;
+                }
+                // An HTTP/2 request head half sent is due whatever other streams do.
+                let head = this
+                    .frames
+                    .as_ref()
+                    .and_then(FrameWatch::head_pending_since)
+                    .map(|since| since + this.timeouts.header);
+                let deadline = match (idle, head) {
+                    (Some(idle), Some(head)) => idle.min(head),
+                    (idle, head) => match idle.or(head) {
+                        Some(deadline) => deadline,
+                        None => return Poll::Pending,
+                    },
                 };
                 if this.read.poll_until(cx, deadline) {
                     tracing::debug!("client idle or too slow to send a request head; closing");
@@ -222,17 +240,19 @@ impl<T: Read + Unpin> Read for ClientIo<T> {
                 }
                 Poll::Pending
             }
-            ready => {
-                if !this.h2 {
-                    this.state.bytes_arrived();
+            Poll::Ready(Ok(())) => {
+                match &mut this.frames {
+                    Some(frames) => frames.saw(&buf.filled()[before..], Instant::now()),
+                    None => this.state.bytes_arrived(),
                 }
-                ready
+                Poll::Ready(Ok(()))
             }
+            failed => failed,
         }
     }
 }
 
-impl<T: Write + Unpin> ClientIo<T> {
+impl<T: AsyncWrite + Unpin> ClientIo<T> {
     /// Times a write the client has not taken yet.
     fn timed<R>(
         &mut self,
@@ -256,7 +276,7 @@ impl<T: Write + Unpin> ClientIo<T> {
     }
 }
 
-impl<T: Write + Unpin> Write for ClientIo<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -53,6 +53,7 @@
 
 mod client_io;
 mod conn_info;
+mod h2_frames;
 mod serve;
 mod signal;
 mod stats;

@@ -306,7 +306,7 @@ impl Server {
                                 // ALPN decides between HTTP/2 and HTTP/1.1.
                                 let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                                 let io =
-                                    ClientIo::new(TokioIo::new(stream), state, timeouts, is_h2);
+                                    TokioIo::new(ClientIo::new(stream, state, timeouts, is_h2));
                                 serve_io(io, is_h2, conn_service, &http, &h2, shutdown).await
                             }
                             Ok(Err(err)) => {
@@ -323,7 +323,7 @@ impl Server {
                         // HTTP/2 with prior knowledge (h2c) or HTTP/1.1, told apart by the
                         // preface.
                         let is_h2 = starts_with_h2_preface(&stream, head_due).await;
-                        let io = ClientIo::new(TokioIo::new(stream), state, timeouts, is_h2);
+                        let io = TokioIo::new(ClientIo::new(stream, state, timeouts, is_h2));
                         serve_io(io, is_h2, conn_service, &http, &h2, shutdown).await
                     }
                 };
@@ -599,7 +599,7 @@ fn grpc_refusal<B>(res: Response<ResponseBody<B>>) -> Response<ResponseBody<B>> 
 /// Switching Protocols` hands the socket to whoever asked for it, the proxy's WebSocket
 /// tunnel), until it closes or is asked to shut down.
 async fn serve_io<I, S, B>(
-    io: ClientIo<I>,
+    io: I,
     is_h2: bool,
     service: ConnService<S>,
     http: &http1::Builder,
