@@ -176,3 +176,58 @@ fn idle(limits: &[Limit], states: &[LimitState], now: Nanos) -> bool {
         .zip(states)
         .all(|(limit, state)| limit.is_idle(state, now))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::ratelimit::{FixedWindow, Period};
+
+    const SEC: Nanos = 1_000_000_000;
+
+    /// Log lines written while `f` runs.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = lines.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_flood_writes_one_warning_per_interval_with_a_count() {
+        let limits = [Limit::FixedWindow(FixedWindow::new([(Period::Hour, 10)]))];
+        let overflow = Overflow::new(64);
+        let t = 1_000 * 3_600 * SEC;
+        let out = logged(|| {
+            for i in 0..10_000u32 {
+                let key = Key::Text(i.to_string().into());
+                overflow.decide(&key, &limits, t + u64::from(i) * 1_000);
+            }
+        });
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.contains("requests=1"), "{out}");
+        // Ten seconds later: one more line, counting everything since the first.
+        let out = logged(|| {
+            overflow.decide(&Key::Global, &limits, t + 10 * SEC + 1);
+        });
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.contains("requests=10000"), "{out}");
+    }
+}
