@@ -30,16 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-need() {
-    command -v "$1" >/dev/null 2>&1 && return
-    echo "installing $2 from the OS packages" >&2
-    if [ "$(id -u)" -eq 0 ]; then
-        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2") >&2
-    else
-        echo "error: $1 is missing; install the $2 package" >&2
-        exit 1
-    fi
-}
+. "$here/../common.sh"
 need wrk wrk
 need nginx nginx-light
 STORES=${STORES:-0}
@@ -51,15 +42,6 @@ features=""
 [ "$STORES" = 1 ] && features="--features redis"
 (cd "$root" && cargo build --release --quiet $features --example gateway --example load-upstream --example load-bare-proxy)
 bin="$root/target/release/examples"
-
-wait_port() {
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "error: nothing listens on port $1" >&2
-    exit 1
-}
 
 "$bin/load-upstream" 127.0.0.1:18080 2>"$work/upstream.log" &
 pids+=($!); upstream_pid=$!

@@ -26,28 +26,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "installing wrk from the OS packages" >&2
-    if [ "$(id -u)" -eq 0 ]; then
-        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) >&2
-    else
-        echo "error: wrk is missing; install the wrk package" >&2
-        exit 1
-    fi
-fi
+. "$here/../common.sh"
+need wrk wrk
 
 echo "building (release)…" >&2
 (cd "$root" && cargo build --release --quiet --example gateway --example load-upstream --example soak-hostile)
 bin="$root/target/release/examples"
-
-wait_port() {
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "error: nothing listens on port $1" >&2
-    exit 1
-}
 
 "$bin/load-upstream" 127.0.0.1:18180 2>"$work/upstream.log" &
 pids+=($!)
