@@ -384,19 +384,6 @@ async fn an_http2_stream_whose_body_stalls_is_408() {
     assert_upstream_still_trusted(gw).await;
 }
 
-fn hello() -> impl tower::Service<
-    Request<Incoming>,
-    Response = Response<Full<Bytes>>,
-    Error = std::convert::Infallible,
-    Future = impl Send,
-> + Clone
-+ Send
-+ 'static {
-    tower::service_fn(|_req: Request<Incoming>| async {
-        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
-    })
-}
-
 async fn hello_server(configure: impl FnOnce(Server) -> Server) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -72,6 +72,20 @@ where
     (addr, rx)
 }
 
+/// A service answering every request `200 hello`.
+pub fn hello() -> impl tower::Service<
+    Request<Incoming>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(|_req: Request<Incoming>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello"))))
+    })
+}
+
 /// An upstream that answers 200 with the body `ok`.
 pub async fn ok_upstream() -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
     upstream(|_| async { Response::new(Full::new(Bytes::from_static(b"ok"))) }).await
