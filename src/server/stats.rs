@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// [`Server::connection_stats`](super::Server::connection_stats); read by the metrics at
 /// scrape time (`kong_nginx_connections_total{state}`).
 ///
-/// Touched when a connection opens and closes, never per request. Cheap to clone; clones
-/// share the counts.
+/// The connection counts are touched when a connection opens and closes; the request count
+/// per request, in a shard of the calling thread's own (no cache line shared between worker
+/// threads), summed when read. Cheap to clone; clones share the counts.
 ///
 /// ```
 /// use tower_gateway::server::ConnectionStats;
@@ -23,8 +24,40 @@ pub struct ConnectionStats(Arc<Counts>);
 struct Counts {
     accepted: AtomicU64,
     closed: AtomicU64,
-    requests: AtomicU64,
+    requests: Sharded,
     refused: AtomicU64,
+}
+
+/// Shards per counter: more than the worker threads of any likely machine's runtime; threads
+/// beyond share shards (still correct, a little contended).
+const SHARDS: usize = 32;
+
+/// A counter split into per-thread shards, each on its own cache line.
+#[derive(Debug, Default)]
+struct Sharded([Padded; SHARDS]);
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded(AtomicU64);
+
+impl Sharded {
+    fn add(&self, n: u64) {
+        self.0[shard()].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sum(&self) -> u64 {
+        self.0.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// The calling thread's shard, handed out round-robin on its first use.
+fn shard() -> usize {
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|shard| *shard)
 }
 
 /// Counts one open connection until dropped (also when its task is aborted).
@@ -53,7 +86,7 @@ impl ConnectionStats {
     /// Requests begun since the server started (nginx's `requests`, Kong's
     /// `total_requests`).
     pub fn requests(&self) -> u64 {
-        self.0.requests.load(Ordering::Relaxed)
+        self.0.requests.sum()
     }
 
     /// Connections closed at accept because a connection cap was reached.
@@ -66,7 +99,7 @@ impl ConnectionStats {
     }
 
     pub(crate) fn count_request(&self) {
-        self.0.requests.fetch_add(1, Ordering::Relaxed);
+        self.0.requests.add(1);
     }
 
     pub(crate) fn open(&self) -> OpenGuard {
@@ -78,5 +111,29 @@ impl ConnectionStats {
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.0.closed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_counted_on_many_threads_add_up() {
+        let stats = ConnectionStats::new();
+        let threads: Vec<_> = (0..40)
+            .map(|_| {
+                let stats = stats.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1_000 {
+                        stats.count_request();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(stats.requests(), 40_000);
     }
 }
