@@ -17,11 +17,13 @@ pub(crate) const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-for
 pub(crate) const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// Fields that describe one connection, never forwarded whether or not `Connection` names them.
 /// (`Trailer` is not one: it announces end-to-end trailer fields, and HTTP/1.1 servers send
-/// only the trailers it names.)
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// only the trailers it names.) `HTTP2-Settings` is h2c's upgrade field (RFC 7540 §3.2.1): never forwarded, since `h2c`
+/// never is.
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -30,6 +32,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
+    HTTP2_SETTINGS,
 ];
 
 const TRAILERS: HeaderValue = HeaderValue::from_static("trailers");
@@ -65,8 +68,6 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) -> bool {
     }
     te_trailers
 }
-
-const HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// The protocols of a request's `Upgrade` that may be forwarded: the ones in `allowed`, for an
 /// HTTP/1.1 request that nominates `Upgrade` in `Connection`, as one value in the client's
@@ -106,12 +107,6 @@ pub(crate) fn allowed_upgrade(
         [one] => HeaderValue::from_bytes(one).ok(),
         many => HeaderValue::from_bytes(&many.join(&b", "[..])).ok(),
     }
-}
-
-/// Removes what only an upgrade the proxy does not forward would use: `HTTP2-Settings`
-/// (h2c's, RFC 7540 §3.2.1), whether or not `Connection` named it.
-pub(crate) fn strip_upgrade_leftovers(headers: &mut HeaderMap) {
-    headers.remove(HTTP2_SETTINGS);
 }
 
 /// Whether an upstream's `101` switches to a protocol the client asked for: its `Upgrade`

@@ -181,7 +181,6 @@ impl<B> ReverseProxy<B> {
         if headers::strip_hop_by_hop(&mut parts.headers) {
             headers::restore_te_trailers(&mut parts.headers);
         }
-        headers::strip_upgrade_leftovers(&mut parts.headers);
         let conn = parts.extensions.get::<ConnectionInfo>();
         let body_timeouts = conn.map_or(BodyTimeouts::DEFAULT, ConnectionInfo::body_timeouts);
         if let Some(conn) = conn {
