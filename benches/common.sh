@@ -1,4 +1,14 @@
-# Shell helpers shared by the load and soak scripts (sourced, not run).
+# Shell helpers shared by the load and soak scripts (sourced, not run): a work folder and the
+# processes a script starts, cleaned up on exit; installing a missing tool; waiting for a port.
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
 
 # need COMMAND PACKAGE: installs PACKAGE from the OS packages when COMMAND is missing (as
 # root), or stops with a message.

@@ -618,12 +618,7 @@ async fn a_flood_of_distinct_keys_does_not_lock_out_new_clients() {
     std::mem::forget(stop);
     // 2 000 distinct keys, ten times the store, over a few keep-alive connections.
     let flood = |from: usize| async move {
-        let stream = TcpStream::connect(gw).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
+        let mut sender = http1_client(gw).await;
         for i in from..from + 500 {
             let req = keyed(&format!("flood-{i}"));
             sender.ready().await.unwrap();

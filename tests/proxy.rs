@@ -376,12 +376,7 @@ async fn bodies_stream_both_ways_without_buffering() {
 
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
     let body = ChannelBody(rx);
-    let stream = TcpStream::connect(gw).await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut sender = http1_client(gw).await;
     let req = Request::post("/echo")
         .header("host", "gw")
         .body(body)

@@ -72,12 +72,7 @@ async fn fifty_megabytes_stream_up_and_down_in_constant_memory() {
 
     // Warm up (pools, buffers), then measure one 50 MB round trip.
     let before = resident();
-    let stream = tokio::net::TcpStream::connect(gw).await.unwrap();
-    let (mut client, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+    let mut client = support::http1_client(gw).await;
     let req = http::Request::post("/upload")
         .header("host", "gateway.test")
         .body(generated())

@@ -17,15 +17,7 @@ WARMUP=${WARMUP:-60}
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
+# A work folder ($work) and the processes started ($pids), both gone on exit.
 . "$here/../common.sh"
 need wrk wrk
 

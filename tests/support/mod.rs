@@ -163,15 +163,26 @@ where
     (addr, tx)
 }
 
-/// Sends one request on a new connection.
-pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Response<Incoming> {
+/// An HTTP/1.1 client on a new keep-alive connection to `addr`; the connection runs in a task
+/// of its own.
+pub async fn http1_client<B>(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) =
+    let (sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .unwrap();
     tokio::spawn(conn);
-    sender.send_request(req).await.unwrap()
+    sender
+}
+
+/// Sends one request on a new connection.
+pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Response<Incoming> {
+    http1_client(addr).await.send_request(req).await.unwrap()
 }
 
 /// An HTTP/2 client over `io` (prior knowledge, or after ALPN chose `h2`); its connection
