@@ -2,6 +2,8 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -422,4 +424,68 @@ async fn upstream_connections_are_kept_alive_and_reused() {
         first, second,
         "the second request opened a new upstream connection"
     );
+}
+
+/// A TCP upstream that answers every request with `ok` and closes the connection right after,
+/// without saying so (no `Connection: close`): a keep-alive connection the pool believes
+/// reusable until it sees the close.
+async fn closing_upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_upstream_closed_is_replaced_and_no_request_fails() {
+    let (up, accepted) = closing_upstream().await;
+    let gw = gateway_to(ProxyConfig::new(&format!("http://{up}")).unwrap()).await;
+    let mut client = support::http1_client::<Full<Bytes>>(gw).await;
+    for i in 0..20 {
+        let res = client.send_request(get(&format!("/{i}"))).await.unwrap();
+        assert_eq!(res.status(), 200, "request {i}");
+        assert_eq!(text(res).await, "ok");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 20);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upstream_connection_idle_past_the_idle_timeout_is_closed() {
+    let (up, mut seen) = ok_upstream().await;
+    let config = ProxyConfig::new(&format!("http://{up}"))
+        .unwrap()
+        .idle_timeout(Duration::from_secs(10));
+    let gw = gateway_to(config).await;
+    let mut client = support::http1_client::<Full<Bytes>>(gw).await;
+    text(client.send_request(get("/1")).await.unwrap()).await;
+    let first = seen.recv().await.unwrap().peer;
+
+    // Still pooled within the timeout…
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    text(client.send_request(get("/2")).await.unwrap()).await;
+    assert_eq!(seen.recv().await.unwrap().peer, first);
+
+    // …closed after it: the next request opens another connection.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    text(client.send_request(get("/3")).await.unwrap()).await;
+    assert_ne!(seen.recv().await.unwrap().peer, first);
 }

@@ -205,3 +205,97 @@ async fn requests_still_running_after_the_grace_period_are_cut_off() {
         .unwrap();
     assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
 }
+
+/// A service answering with the name of the thread that served the request.
+fn thread_name() -> impl tower::Service<
+    Request<Incoming>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
+    service_fn(|_req: Request<Incoming>| async {
+        let name = std::thread::current().name().unwrap_or("?").to_owned();
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(name))))
+    })
+}
+
+#[tokio::test]
+async fn worker_threads_serve_connections_on_threads_of_their_own_each_with_its_listener() {
+    let listener = tower_gateway::server::bind_reuse_port("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        Server::from_listener(listener)
+            .worker_threads(2)
+            .serve_with_shutdown(thread_name(), async {
+                let _ = stopped.await;
+            }),
+    );
+    let mut names = std::collections::BTreeSet::new();
+    // The kernel hashes each new connection to one of the two listeners: 32 connections all
+    // landing on one would happen once in 2^31 runs.
+    for _ in 0..32 {
+        names.insert(text(send(addr, get("/")).await).await);
+    }
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        ["gateway-worker-0", "gateway-worker-1"]
+    );
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server did not stop")
+        .unwrap()
+        .unwrap();
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "a worker still listens after the shutdown"
+    );
+}
+
+#[tokio::test]
+async fn worker_threads_share_the_connection_cap_and_finish_in_flight_requests_on_shutdown() {
+    let (release, released) = tokio::sync::watch::channel(false);
+    let slow = service_fn(move |_req: Request<Incoming>| {
+        let mut released = released.clone();
+        async move {
+            let _ = released.wait_for(|r| *r).await;
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"done"))))
+        }
+    });
+    let listener = tower_gateway::server::bind_reuse_port("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        Server::from_listener(listener)
+            .worker_threads(2)
+            .max_connections(2)
+            .serve_with_shutdown(slow, async {
+                let _ = stopped.await;
+            }),
+    );
+    let first = tokio::spawn(send(addr, get("/")));
+    let second = tokio::spawn(send(addr, get("/")));
+    // Both are open (and waiting) before the third comes, wherever the kernel put them.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let reply = raw_exchange(addr, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert_eq!(
+        reply, "",
+        "a third connection was served over the cap of two"
+    );
+
+    let _ = stop.send(());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = release.send(true);
+    for pending in [first, second] {
+        let res = pending.await.unwrap();
+        assert_eq!(text(res).await, "done");
+    }
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server did not stop")
+        .unwrap()
+        .unwrap();
+}

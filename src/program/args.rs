@@ -44,7 +44,7 @@ OPTIONS:
     --cluster-name NAME     Several clusters on one Redis (default: default)
     --trusted-ips LIST      Comma-separated addresses/CIDR blocks whose X-Forwarded-* headers
                             are believed (Kong's trusted_ips; default: none)
-    --keepalive-pool N      Idle upstream connections kept per host (default 512)
+    --keepalive-pool N      Idle upstream connections kept per host and worker (default 512)
     --keepalive-timeout S   Seconds an idle upstream connection is kept (default 60)
     --header-timeout S      Seconds a client may take to send a request head, from the accept
                             or the head's first byte, never extended (default 30; nginx
@@ -67,6 +67,13 @@ OPTIONS:
     --upgrade-protocols LIST
                             Comma-separated Upgrade protocols forwarded to upstreams
                             (default websocket; h2c never is)
+    --runtime MODE          thread-per-core (default: one thread per worker, each with its
+                            own listener (SO_REUSEPORT), runtime and upstream connections;
+                            a connection stays on the thread that accepted it) or
+                            work-stealing (one tokio multi-thread runtime; tasks move to
+                            idle threads, for a few long, busy connections)
+    --workers N|auto        Proxy threads (default auto: one per core; nginx
+                            worker_processes)
     --max-header-size BYTES Largest request head accepted, larger gets 431 (default 32768)
     --grace-period S        Seconds in-flight requests may finish after SIGINT/SIGTERM
                             (default 30)
@@ -205,6 +212,24 @@ pub(super) fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<
                 args.edge.max_connections =
                     count(value("--max-connections")?, "--max-connections")?;
             }
+            "--runtime" => {
+                args.edge.runtime = match value("--runtime")?.as_str() {
+                    "thread-per-core" => Runtime::ThreadPerCore,
+                    "work-stealing" => Runtime::WorkStealing,
+                    other => {
+                        return Err(format!(
+                            "--runtime: {other:?} is not thread-per-core or work-stealing"
+                        ));
+                    }
+                };
+            }
+            "--workers" => {
+                let v = value("--workers")?;
+                args.edge.workers = match v.as_str() {
+                    "auto" => Edge::default().workers,
+                    _ => count(v, "--workers")?,
+                };
+            }
             "--max-connections-per-ip" => {
                 let flag = "--max-connections-per-ip";
                 args.edge.max_connections_per_ip = Some(count(value(flag)?, flag)?);
@@ -323,6 +348,19 @@ pub(super) struct Edge {
     pub(super) max_connections_per_ip: Option<usize>,
     pub(super) max_header_size: usize,
     pub(super) grace_period: Duration,
+    pub(super) runtime: Runtime,
+    /// Threads serving the proxy (thread per core) or running the runtime (work stealing).
+    pub(super) workers: usize,
+}
+
+/// How the proxy's connections are spread over threads (`--runtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Runtime {
+    /// One current-thread runtime per worker thread, each with its own listener; the
+    /// Admin API and background tasks on a runtime of their own.
+    ThreadPerCore,
+    /// One multi-thread (work-stealing) runtime for everything.
+    WorkStealing,
 }
 
 impl Default for Edge {
@@ -337,11 +375,22 @@ impl Default for Edge {
             max_connections_per_ip: None,
             max_header_size: server::DEFAULT_MAX_HEADER_SIZE,
             grace_period: server::DEFAULT_GRACE_PERIOD,
+            runtime: Runtime::ThreadPerCore,
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }
 
 impl Edge {
+    /// A proxy listener on `addr`: one that the workers' own listeners may join, thread per
+    /// core.
+    pub(super) async fn bind(&self, addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+        match self.runtime {
+            Runtime::ThreadPerCore => crate::server::bind_reuse_port(addr),
+            Runtime::WorkStealing => tokio::net::TcpListener::bind(addr).await,
+        }
+    }
+
     /// A proxy listener's server with these settings.
     pub(super) fn server(&self, listener: tokio::net::TcpListener) -> crate::server::Server {
         let server = crate::server::Server::from_listener(listener)
@@ -351,7 +400,11 @@ impl Edge {
             .body_timeouts(self.body)
             .max_connections(self.max_connections)
             .max_header_size(self.max_header_size)
-            .grace_period(self.grace_period);
+            .grace_period(self.grace_period)
+            .worker_threads(match self.runtime {
+                Runtime::ThreadPerCore => self.workers,
+                Runtime::WorkStealing => 0,
+            });
         match self.max_connections_per_ip {
             Some(max) => server.max_connections_per_ip(max),
             None => server,

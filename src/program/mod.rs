@@ -164,10 +164,17 @@ fn main(argv: impl Iterator<Item = String>, program: Program) -> ExitCode {
         args.access_log = Some(Format::Json);
     }
     logging::init_logging(stderr_json, args.access_log_to_stderr, file);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Thread per core: the proxy's workers have runtimes of their own (see `Server::
+    // worker_threads`); this one serves the Admin API and runs the background tasks.
+    let mut builder = match args.edge.runtime {
+        args::Runtime::ThreadPerCore => tokio::runtime::Builder::new_current_thread(),
+        args::Runtime::WorkStealing => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(args.edge.workers.max(1));
+            builder
+        }
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the runtime: {err}");

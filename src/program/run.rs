@@ -59,7 +59,7 @@ pub(super) async fn run(args: Args, text: String, source: String, registry: Regi
         }
     }
 
-    let proxy = match tokio::net::TcpListener::bind(args.proxy_listen).await {
+    let proxy = match args.edge.bind(args.proxy_listen).await {
         Ok(l) => l,
         Err(err) => {
             eprintln!("error: cannot listen on {}: {err}", args.proxy_listen);
@@ -232,7 +232,9 @@ async fn tls_server(
                 .certificate_files(cert, key.as_deref().unwrap_or_default())
                 .map_err(|err| format!("invalid TLS certificate: {err}"))?;
         }
-        let listener = tokio::net::TcpListener::bind(listen)
+        let listener = args
+            .edge
+            .bind(listen)
             .await
             .map_err(|err| format!("cannot listen on {listen}: {err}"))?;
         let bound = listener.local_addr().unwrap_or(listen);

@@ -132,7 +132,9 @@ impl ProxyConfig {
         self
     }
 
-    /// How many idle keep-alive connections are kept per origin host (nginx `keepalive`).
+    /// How many keep-alive connections are kept per origin host and thread (nginx
+    /// `keepalive`, which is per worker process): HTTP/1.1 connections are pooled per thread
+    /// so that a request and its upstream connection stay on one core.
     pub fn max_idle_per_host(mut self, max: usize) -> Self {
         self.max_idle_per_host = max;
         self

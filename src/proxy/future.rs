@@ -1,16 +1,13 @@
 //! The proxy's response future: turns the upstream's answer, or its failure, into the response
 //! the client sees.
 
-use std::error::Error as StdError;
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderMap, Response, StatusCode, header};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::ResponseFuture as ClientFuture;
 use hyper_util::client::legacy::connect::HttpInfo;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -18,16 +15,20 @@ use tokio::time::Instant;
 use super::client_body::Witness;
 use super::connect::ConnectFailed;
 use super::headers;
+use super::pool::{self, Failed};
 use super::{ClientFault, UpstreamFailure};
 use crate::body::ResponseBody;
 use crate::reject;
 use crate::server::Drain;
 
+/// The upstream exchange: the response head, or why there is none.
+pub(crate) type Upstream =
+    Pin<Box<dyn Future<Output = Result<Response<Incoming>, Failed>> + Send + 'static>>;
+
 pin_project! {
     /// Response future of [`ReverseProxy`](super::ReverseProxy).
     pub struct ResponseFuture {
-        #[pin]
-        upstream: ClientFuture,
+        upstream: Upstream,
         started: Instant,
         // For a request that asked to switch protocols: what it asked for, its connection,
         // and the server's shutdown the tunnel then follows.
@@ -53,7 +54,7 @@ pub struct UpstreamLatency(pub std::time::Duration);
 
 impl ResponseFuture {
     pub(crate) fn new(
-        upstream: ClientFuture,
+        upstream: Upstream,
         client_side: Option<Upgrading>,
         witness: Option<Arc<Witness>>,
     ) -> Self {
@@ -77,7 +78,7 @@ impl Future for ResponseFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = match std::task::ready!(this.upstream.poll(cx)) {
+        let result = match std::task::ready!(this.upstream.as_mut().poll(cx)) {
             Ok(mut res) => match invalid_framing(res.headers()) {
                 None if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
                     match this.client_side.take() {
@@ -118,14 +119,14 @@ impl Future for ResponseFuture {
                 }
                 Some(reason) => Err((UpstreamFailure::InvalidResponse(reason), remote_of(&res))),
             },
-            Err(err) => {
+            Err(failed) => {
                 // The exchange failed because the client broke or stalled its body: the
                 // client's fault, answered as such.
                 if let Some(fault) = this.witness.as_deref().and_then(Witness::fault) {
                     tracing::debug!(%fault, "request aborted by the client");
                     return Poll::Ready(Ok(client_fault_response(fault.clone())));
                 }
-                Err((classify(&err), upstream_address(&err)))
+                Err(failed)
             }
         };
         Poll::Ready(Ok(result.unwrap_or_else(|(failure, upstream)| {
@@ -213,22 +214,15 @@ fn invalid_framing(headers: &HeaderMap) -> Option<&'static str> {
     None
 }
 
-/// Reads a client error: which phase failed, and whether a timer fired.
-fn classify(err: &hyper_util::client::legacy::Error) -> UpstreamFailure {
-    let timed_out = sources(err).any(|e| {
-        e.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::TimedOut)
-    });
-    let detail = sources(err)
-        .last()
-        .map(ToString::to_string)
-        .unwrap_or_else(|| err.to_string());
-    match (err.is_connect(), timed_out) {
-        (true, true) => UpstreamFailure::ConnectTimeout,
-        (true, false) => UpstreamFailure::Connect(detail),
-        (false, true) => UpstreamFailure::Timeout,
-        (false, false) => UpstreamFailure::Protocol(detail),
-    }
+/// Reads a failure of hyper-util's client (HTTP/2 upstreams): which phase failed, whether a
+/// timer fired, and the upstream's address.
+pub(crate) fn failed(err: &hyper_util::client::legacy::Error) -> Failed {
+    let failure = if err.is_connect() {
+        pool::classify_connect(err)
+    } else {
+        pool::classify(err)
+    };
+    (failure, upstream_address(err))
 }
 
 /// The upstream's address, from the failed connection attempt or the connection used.
@@ -240,20 +234,9 @@ fn upstream_address(err: &hyper_util::client::legacy::Error) -> Option<String> {
             return Some(http.remote_addr().to_string());
         }
     }
-    sources(err)
+    pool::sources(err)
         .find_map(|e| e.downcast_ref::<ConnectFailed>())
         .map(|failed| failed.address().to_owned())
-}
-
-fn sources<'a>(
-    err: &'a (dyn StdError + 'static),
-) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    let mut next = Some(err);
-    std::iter::from_fn(move || {
-        let current = next?;
-        next = current.source();
-        Some(current)
-    })
 }
 
 /// `400` for a broken body, `408` for a stalled one: the client's fault, marked so that no

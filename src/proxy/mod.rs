@@ -1,8 +1,12 @@
 //! Reverse proxying: forward a request to an origin and stream the answer back.
 //!
 //! [`ReverseProxy`] is a `Service<Request<B>>` for any request body `B`. It keeps a pool of
-//! keep-alive HTTP/1.1 connections per origin and streams bodies in both directions with
-//! backpressure: no body is ever collected in memory.
+//! keep-alive HTTP/1.1 connections per origin, in one shard per thread (a request's upstream
+//! exchange runs on the thread that took the request; with
+//! [`Server::worker_threads`](crate::server::Server::worker_threads) nothing crosses cores),
+//! and streams bodies in both directions with backpressure: no body is ever collected in
+//! memory. A request that finds its pooled connection just closed by the upstream, before a
+//! byte of it was written, is sent again on another connection; a written one never is.
 //!
 //! # What it does to a request
 //!
@@ -74,6 +78,7 @@ mod connect;
 mod error;
 mod future;
 mod headers;
+mod pool;
 mod service;
 mod timeout_io;
 #[cfg(feature = "tls")]

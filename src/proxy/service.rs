@@ -19,6 +19,7 @@ use super::config::join_path;
 use super::connect::Connector;
 use super::future::{ResponseFuture, Upgrading};
 use super::headers::{self, X_FORWARDED_PATH, X_FORWARDED_PREFIX};
+use super::pool::{Key, Pool};
 use crate::BoxError;
 use crate::body::{BodyTimeouts, RequestBytes, ResponseBody};
 use crate::router::RouteMatch;
@@ -64,8 +65,33 @@ pub struct ReverseProxy<B> {
 }
 
 struct Shared<B> {
-    client: Client<Connector, ClientBody<B>>,
+    transport: Transport<B>,
     config: Arc<ProxyConfig>,
+}
+
+/// How requests reach the origin.
+enum Transport<B> {
+    /// HTTP/1.1: the crate's per-thread pool, the origin's key in it.
+    Http1(Pool<ClientBody<B>>, Key),
+    /// HTTP/2 (prior knowledge or ALPN): hyper-util's client, one multiplexed connection.
+    Http2(Box<Client<Connector, ClientBody<B>>>),
+}
+
+impl<B> Transport<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    /// The same connections, to `origin`.
+    fn to(&self, origin: &super::Origin) -> Self {
+        match self {
+            Self::Http1(pool, _) => Self::Http1(
+                pool.clone(),
+                pool.key(origin.scheme().as_str(), origin.authority().as_str()),
+            ),
+            Self::Http2(client) => Self::Http2(client.clone()),
+        }
+    }
 }
 
 // === impl ReverseProxy ===
@@ -92,32 +118,40 @@ where
             }
             connector.tls(super::tls::client_config(&config.tls, config.http2))
         };
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_max_idle_per_host(config.max_idle_per_host)
-            .pool_idle_timeout(config.idle_timeout)
-            // Host is set from the origin or kept from the client, never guessed.
-            .set_host(false);
-        if config.http2 {
+        let transport = if config.http2 {
+            let mut builder = Client::builder(TokioExecutor::new());
             builder
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .pool_max_idle_per_host(config.max_idle_per_host)
+                .pool_idle_timeout(config.idle_timeout)
+                // Host is set from the origin or kept from the client, never guessed.
+                .set_host(false)
                 .http2_only(true)
                 .http2_keep_alive_interval(Some(config.http2_keep_alive.0))
                 .http2_keep_alive_timeout(config.http2_keep_alive.1)
                 .http2_keep_alive_while_idle(true);
-        }
-        let client = builder.build(connector);
+            Transport::Http2(Box::new(builder.build(connector)))
+        } else {
+            let pool = Pool::new(connector, config.max_idle_per_host, config.idle_timeout);
+            let origin = &config.origin;
+            let key = pool.key(origin.scheme().as_str(), origin.authority().as_str());
+            Transport::Http1(pool, key)
+        };
         Self {
             shared: Arc::new(Shared {
-                client,
+                transport,
                 config: Arc::new(config),
             }),
         }
     }
 }
 
-impl<B> ReverseProxy<B> {
+impl<B> ReverseProxy<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     /// A proxy that shares this one's connection pool but sends `Host` differently (Kong's
     /// per-route `preserve_host` over a shared service).
     pub fn with_preserve_host(&self, preserve: bool) -> Self {
@@ -125,7 +159,7 @@ impl<B> ReverseProxy<B> {
         config.preserve_host = preserve;
         Self {
             shared: Arc::new(Shared {
-                client: self.shared.client.clone(),
+                transport: self.shared.transport.to(&config.origin),
                 config: Arc::new(config),
             }),
         }
@@ -143,12 +177,14 @@ impl<B> ReverseProxy<B> {
         config.origin = origin;
         Self {
             shared: Arc::new(Shared {
-                client: self.shared.client.clone(),
+                transport: self.shared.transport.to(&config.origin),
                 config: Arc::new(config),
             }),
         }
     }
+}
 
+impl<B> ReverseProxy<B> {
     /// The configuration this proxy runs with.
     pub fn config(&self) -> &ProxyConfig {
         &self.shared.config
@@ -215,7 +251,8 @@ impl<B> ReverseProxy<B> {
         }
 
         let remainder_empty = matched.is_some_and(|m| m.remainder_empty);
-        parts.uri = upstream_uri(config, &parts.uri, remainder_empty);
+        let absolute = matches!(self.shared.transport, Transport::Http2(_));
+        parts.uri = upstream_uri(config, &parts.uri, remainder_empty, absolute);
         parts.version = if config.http2 {
             Version::HTTP_2
         } else {
@@ -226,9 +263,10 @@ impl<B> ReverseProxy<B> {
     }
 }
 
-/// `origin + base path + request path + query`. Reuses the request's path and query when the
-/// origin has no base path, the common case, without allocating.
-fn upstream_uri(config: &ProxyConfig, uri: &Uri, remainder_empty: bool) -> Uri {
+/// `base path + request path + query`, after the origin when `absolute` (hyper-util's client
+/// dials the URI's authority; the HTTP/1.1 pool sends origin-form). Reuses the request's path
+/// and query when the origin has no base path, the common case, without allocating.
+fn upstream_uri(config: &ProxyConfig, uri: &Uri, remainder_empty: bool, absolute: bool) -> Uri {
     let origin = &config.origin;
     let path_and_query = if origin.base_path().is_empty() && !remainder_empty {
         uri.path_and_query()
@@ -245,6 +283,9 @@ fn upstream_uri(config: &ProxyConfig, uri: &Uri, remainder_empty: bool) -> Uri {
         PathAndQuery::from_maybe_shared(Bytes::from(joined))
             .unwrap_or_else(|_| PathAndQuery::from_static("/"))
     };
+    if !absolute {
+        return Uri::from(path_and_query);
+    }
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(origin.scheme().clone());
     parts.authority = Some(origin.authority().clone());
@@ -306,6 +347,13 @@ where
                 drain,
             }
         });
-        ResponseFuture::new(self.shared.client.request(req), client_side, witness)
+        let upstream: super::future::Upstream = match &self.shared.transport {
+            Transport::Http1(pool, key) => Box::pin(pool.send(*key, req)),
+            Transport::Http2(client) => {
+                let request = client.request(req);
+                Box::pin(async move { request.await.map_err(|err| super::future::failed(&err)) })
+            }
+        };
+        ResponseFuture::new(upstream, client_side, witness)
     }
 }

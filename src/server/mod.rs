@@ -66,6 +66,7 @@ pub(crate) use serve::is_grpc;
 pub use serve::{
     DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_SIZE, DEFAULT_SEND_TIMEOUT, Server,
+    bind_reuse_port,
 };
 pub use signal::shutdown_signal;
 pub use stats::ConnectionStats;

@@ -62,6 +62,7 @@ pub struct Server {
     max_headers: Option<usize>,
     grace_period: Duration,
     stats: Option<super::ConnectionStats>,
+    worker_threads: usize,
     #[cfg(feature = "tls")]
     tls: Option<super::TlsConfig>,
 }
@@ -98,6 +99,7 @@ impl Server {
             max_headers: None,
             grace_period: DEFAULT_GRACE_PERIOD,
             stats: None,
+            worker_threads: 0,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -179,6 +181,23 @@ impl Server {
         self
     }
 
+    /// Serves on `threads` threads of its own, thread per core: each runs a current-thread
+    /// tokio runtime with its own listener socket on the server's address (`SO_REUSEPORT`,
+    /// the kernel spreads new connections over them), and a connection, its requests and the
+    /// upstream connections they use stay on the thread that accepted it: no work stealing,
+    /// no cross-thread wake-up per request. The service is cloned once per thread; what a
+    /// request spawns runs on its thread. The caps, statistics and graceful shutdown cover
+    /// all threads as one server; the call returns once every thread has ended.
+    ///
+    /// `0` (the default) serves on the caller's runtime, spawning each connection as a task
+    /// there (under a multi-thread runtime, work stealing spreads them). A listener given
+    /// with [`from_listener`](Self::from_listener) that was not bound with `SO_REUSEPORT` is
+    /// shared by the threads instead (each polls the same socket).
+    pub fn worker_threads(mut self, threads: usize) -> Self {
+        self.worker_threads = threads;
+        self
+    }
+
     /// Counts this server's connections into `stats`.
     pub fn connection_stats(mut self, stats: super::ConnectionStats) -> Self {
         self.stats = Some(stats);
@@ -210,6 +229,7 @@ impl Server {
         F: Future<Output = ()> + Send,
     {
         let listener = match self.listen {
+            Listen::Addr(addr) if self.worker_threads > 0 => bind_reuse_port(addr)?,
             Listen::Addr(addr) => TcpListener::bind(addr).await?,
             Listen::Listener(listener) => listener,
         };
@@ -231,13 +251,219 @@ impl Server {
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.max_header_list_size(u32::try_from(self.max_header_size.max(1024)).unwrap_or(u32::MAX));
         let connections = Connections::default();
-        let mut refused = RefusedLog::default();
         // Every connection task holds a clone; `recv` returns `None` once all have ended.
         let (drain_tx, mut drained) = mpsc::channel::<()>(1);
         // Set when the grace period is over: what outlives its connection (a tunnel) ends.
         let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
-        tokio::pin!(signal);
+        let acceptor = Acceptor {
+            local,
+            tls,
+            http,
+            h2,
+            connections: connections.clone(),
+            drain: drain_tx,
+            closing: closing_rx,
+            timeouts: ClientTimeouts {
+                header: self.header_read_timeout,
+                keep_alive: self.keep_alive_timeout,
+                send: self.send_timeout,
+            },
+            body_timeouts: self.body_timeouts,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            stats: self.stats.clone(),
+        };
 
+        let workers = if self.worker_threads == 0 {
+            acceptor.run(listener, service, signal).await;
+            Vec::new()
+        } else {
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+            let workers = spawn_workers(
+                self.worker_threads,
+                listener,
+                &acceptor,
+                &service,
+                &stop_rx,
+                &done_rx,
+            );
+            drop(acceptor);
+            let workers = match workers {
+                Ok(workers) => workers,
+                Err(err) => {
+                    let _ = (stop_tx.send(true), done_tx.send(true));
+                    return Err(err);
+                }
+            };
+            signal.await;
+            // The workers stop accepting and close their listeners.
+            let _ = stop_tx.send(true);
+            vec![(workers, done_tx)]
+        };
+
+        let open = connections.shutdown_all();
+        tracing::info!(connections = open, "draining connections");
+        if tokio::time::timeout(self.grace_period, drained.recv())
+            .await
+            .is_err()
+        {
+            let _ = closing_tx.send(true);
+            let closed = connections.abort_all();
+            tracing::warn!(
+                grace_period = ?self.grace_period,
+                connections = closed,
+                "grace period over; closing the remaining connections"
+            );
+        }
+        for (threads, done) in workers {
+            // Each worker's runtime ends, and with it what is left on it.
+            let _ = done.send(true);
+            for (thread, mut exited) in threads {
+                let _ = exited.wait_for(|e| *e).await;
+                let _ = thread.join();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What every accept loop of a server shares: its settings, its open connections and its
+/// shutdown.
+#[derive(Clone)]
+struct Acceptor {
+    local: SocketAddr,
+    #[cfg(feature = "tls")]
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    #[cfg(not(feature = "tls"))]
+    tls: Option<std::convert::Infallible>,
+    http: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    connections: Connections,
+    /// Held by every connection task (and loop), so that the server knows when all ended.
+    drain: mpsc::Sender<()>,
+    closing: tokio::sync::watch::Receiver<bool>,
+    timeouts: ClientTimeouts,
+    body_timeouts: BodyTimeouts,
+    max_connections: usize,
+    max_connections_per_ip: Option<usize>,
+    stats: Option<super::ConnectionStats>,
+}
+
+/// A worker thread, and what says it has ended.
+type Worker = (
+    std::thread::JoinHandle<()>,
+    tokio::sync::watch::Receiver<bool>,
+);
+
+/// Starts `count` threads, each with a current-thread runtime running an accept loop on a
+/// listener of its own for `listener`'s address (`SO_REUSEPORT`; a shared copy of `listener`
+/// where the address cannot be bound again). A worker stops accepting when `stop` is set and
+/// ends, dropping what still runs on it, when `done` is.
+fn spawn_workers<S, B>(
+    count: usize,
+    listener: TcpListener,
+    acceptor: &Acceptor,
+    service: &S,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    done: &tokio::sync::watch::Receiver<bool>,
+) -> io::Result<Vec<Worker>>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let first = listener.into_std()?;
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 1..count {
+        let own = match bind_reuse_port(acceptor.local) {
+            Ok(own) => own.into_std()?,
+            Err(err) => {
+                tracing::debug!(%err, "no listener of its own for a worker; sharing one");
+                first.try_clone()?
+            }
+        };
+        listeners.push(own);
+    }
+    listeners.insert(0, first);
+    let mut workers = Vec::with_capacity(count);
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (acceptor, service) = (acceptor.clone(), service.clone());
+        let (mut stop, mut done) = (stop.clone(), done.clone());
+        let (exited_tx, exited_rx) = tokio::sync::watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name(format!("gateway-worker-{index}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            let stopped = async move {
+                                let _ = stop.wait_for(|s| *s).await;
+                            };
+                            acceptor.run(listener, service, stopped).await;
+                        }
+                        Err(err) => tracing::error!(%err, "a worker cannot listen"),
+                    }
+                    let _ = done.wait_for(|d| *d).await;
+                });
+                drop(runtime);
+                let _ = exited_tx.send(true);
+            })?;
+        workers.push((thread, exited_rx));
+    }
+    Ok(workers)
+}
+
+/// A listener on `addr` that other sockets may bind too (`SO_REUSEPORT`): the kernel spreads
+/// new connections over them. Give it to [`Server::from_listener`] with
+/// [`worker_threads`](Server::worker_threads) when the address must be known before serving
+/// (port 0): each worker then binds a listener of its own to the same address.
+pub fn bind_reuse_port(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+impl Acceptor {
+    /// Accepts connections on `listener` and serves each on a task of its own until `stop`
+    /// completes.
+    async fn run<S, B, F>(self, listener: TcpListener, service: S, stop: F)
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+        F: Future<Output = ()>,
+    {
+        let Acceptor {
+            local,
+            tls,
+            http,
+            h2,
+            connections,
+            drain: drain_tx,
+            closing: closing_rx,
+            timeouts,
+            body_timeouts,
+            max_connections,
+            max_connections_per_ip,
+            stats,
+        } = self;
+        let mut refused = RefusedLog::default();
+        tokio::pin!(stop);
         loop {
             let (stream, remote) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -249,14 +475,14 @@ impl Server {
                         continue;
                     }
                 },
-                () = &mut signal => break,
+                () = &mut stop => break,
             };
             let Some((id, shutdown)) = connections.admit(
                 remote.ip().to_canonical(),
-                self.max_connections,
-                self.max_connections_per_ip,
+                max_connections,
+                max_connections_per_ip,
             ) else {
-                if let Some(stats) = &self.stats {
+                if let Some(stats) = &stats {
                     stats.count_refused();
                 }
                 refused.note(remote);
@@ -275,24 +501,19 @@ impl Server {
                         _hold: drain_tx.clone(),
                         closing: closing_rx.clone(),
                     }),
-                    self.stats.clone(),
-                    self.body_timeouts,
+                    stats.clone(),
+                    body_timeouts,
                 ),
                 state: state.clone(),
             };
             #[allow(clippy::clone_on_copy)] // An acceptor with `tls`, nothing without.
             let tls = tls.clone();
-            let timeouts = ClientTimeouts {
-                header: self.header_read_timeout,
-                keep_alive: self.keep_alive_timeout,
-                send: self.send_timeout,
-            };
             // The first request head, TLS handshake and protocol sniffing included, is due
             // one header timeout after the accept.
             let head_due = state.opened() + timeouts.header;
             let registry = connections.clone();
             let drain = drain_tx.clone();
-            let open = self.stats.as_ref().map(super::ConnectionStats::open);
+            let open = stats.as_ref().map(super::ConnectionStats::open);
             let (http, h2) = (http.clone(), h2.clone());
             let task = tokio::spawn(async move {
                 let _open = open;
@@ -335,24 +556,6 @@ impl Server {
             });
             connections.set_abort(id, task.abort_handle());
         }
-
-        drop(listener);
-        drop(drain_tx);
-        let open = connections.shutdown_all();
-        tracing::info!(connections = open, "draining connections");
-        if tokio::time::timeout(self.grace_period, drained.recv())
-            .await
-            .is_err()
-        {
-            let _ = closing_tx.send(true);
-            let closed = connections.abort_all();
-            tracing::warn!(
-                grace_period = ?self.grace_period,
-                connections = closed,
-                "grace period over; closing the remaining connections"
-            );
-        }
-        Ok(())
     }
 }
 
