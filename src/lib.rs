@@ -100,6 +100,7 @@ pub mod reject;
 pub mod request_id;
 pub mod router;
 pub mod server;
+mod shard;
 mod timer;
 
 /// The boxed error type used where errors of several kinds meet (as in tower).

@@ -324,3 +324,120 @@ async fn a_body_of_unknown_length_is_counted_as_it_is_sent_upstream() {
         "{exposition}"
     );
 }
+
+/// A `LineWriter` destination the test reads.
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    /// The lines written so far, once there are `count`.
+    async fn wait_for(&self, count: usize) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            if lines.len() >= count {
+                return lines;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "lines: {lines:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_line_writer_gets_json_lines_shaped_as_tracing_json_and_nginx_combined_lines() {
+    use tower_gateway::log::{Format, LineWriter};
+    let (json, combined) = (Lines::default(), Lines::default());
+    let layer = AccessLogLayer::json()
+        .write_to(Format::Json, LineWriter::new(json.clone()))
+        .write_to(Format::Combined, LineWriter::new(combined.clone()));
+    let (up, _seen) = ok_upstream().await;
+    let gw = gateway(layer, up).await;
+    let req = Request::post("/api/users/7?x=1")
+        .header("host", "gw")
+        .header("x-request-id", "abc-123")
+        .header("user-agent", "curl/8.5")
+        .body(Full::new(Bytes::from_static(b"12345")))
+        .unwrap();
+    assert_eq!(text(send(gw, req).await).await, "ok");
+
+    let line = &json.wait_for(1).await[0];
+    let event: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(event["target"], "tower_gateway::access");
+    assert_eq!(event["level"], "INFO");
+    assert!(
+        event["timestamp"].as_str().unwrap().ends_with('Z'),
+        "{line}"
+    );
+    let fields = &event["fields"];
+    assert_eq!(fields["message"], "request finished");
+    assert_eq!(fields["method"], "POST");
+    assert_eq!(fields["path"], "/api/users/7?x=1");
+    assert_eq!(fields["protocol"], "HTTP/1.1");
+    assert_eq!(fields["status"], 200);
+    assert_eq!(fields["bytes_in"], 5);
+    assert_eq!(fields["bytes_out"], 2);
+    assert_eq!(fields["route"], "users");
+    assert_eq!(fields["service"], "user-service");
+    assert_eq!(fields["upstream"], up.to_string());
+    assert_eq!(fields["client_ip"], "127.0.0.1");
+    assert_eq!(fields["request_id"], "abc-123");
+    assert_eq!(fields["consumer"], "-");
+    assert_eq!(fields["tries"], 0, "no balancer here");
+    assert_eq!(fields["completed"], true);
+    assert!(fields["latency_ms"].as_f64().unwrap() >= 0.0);
+    assert!(fields["upstream_latency_ms"].as_f64().unwrap() >= 0.0);
+
+    let line = &combined.wait_for(1).await[0];
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(
+        line.contains("] \"POST /api/users/7?x=1 HTTP/1.1\" 200 2 \"-\" \"curl/8.5\" "),
+        "{line}"
+    );
+    assert!(line.ends_with(" users abc-123"), "{line}");
+}
+
+#[tokio::test]
+async fn a_client_cannot_forge_log_lines_or_fields_through_its_headers() {
+    use tower_gateway::log::{Format, LineWriter};
+    let (json, combined) = (Lines::default(), Lines::default());
+    let layer = AccessLogLayer::json()
+        .write_to(Format::Json, LineWriter::new(json.clone()))
+        .write_to(Format::Combined, LineWriter::new(combined.clone()));
+    let (up, _seen) = ok_upstream().await;
+    let gw = gateway(layer, up).await;
+    // Quotes to close the field early, a backslash, and bytes that are not ASCII.
+    let forged = http::HeaderValue::from_bytes(b"x\" 500 1 \"-\" \"fake\\ \xff").unwrap();
+    let req = Request::get("/api/users")
+        .header("host", "gw")
+        .header("user-agent", forged.clone())
+        .header("x-request-id", forged)
+        .body(Full::default())
+        .unwrap();
+    text(send(gw, req).await).await;
+
+    let line = &combined.wait_for(1).await[0];
+    assert!(
+        line.contains("\"x\\x22 500 1 \\x22-\\x22 \\x22fake\\x5C \\xFF\""),
+        "{line}"
+    );
+    assert_eq!(line.matches('"').count(), 6, "{line}");
+    let lines = json.wait_for(1).await;
+    assert_eq!(lines.len(), 1);
+    let event: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(
+        event["fields"]["request_id"],
+        "x\" 500 1 \"-\" \"fake\\ \u{fffd}"
+    );
+}

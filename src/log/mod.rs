@@ -1,4 +1,7 @@
-//! Access logging: one structured `tracing` event per finished request.
+//! Access logging: one record per finished request, as a structured `tracing` event or, with
+//! [`AccessLogLayer::write_to`], as a line written by a [`LineWriter`] (no `tracing` on the
+//! request's path: the line is formatted into a buffer of the worker thread's own and written
+//! out by a background thread; this is what the gateway program does).
 //!
 //! [`AccessLogLayer`] records each request when its head arrives and writes the record when
 //! the response body ends (or fails, or is dropped because the client went away), so the
@@ -52,9 +55,11 @@ mod body;
 mod clf_time;
 mod record;
 mod service;
+mod writer;
 
 pub use body::LogBody;
 pub use service::{AccessLog, AccessLogLayer, ResponseFuture};
+pub use writer::{DEFAULT_FLUSH_INTERVAL, DEFAULT_MAX_PENDING, LineWriter};
 
 /// How access-log events are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

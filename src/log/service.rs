@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -10,16 +11,18 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::Format;
+use super::LineWriter;
 use super::body::LogBody;
-use super::record::Record;
+use super::record::{Record, Sink};
 use crate::proxy::{ClientFault, UpstreamFailure, UpstreamLatency};
 use crate::router::{ReportMatch, RouteMatch};
 use crate::server::ConnectionInfo;
 
 /// Logs every finished request with [`AccessLog`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AccessLogLayer {
     format: Format,
+    sinks: Option<Arc<[Sink]>>,
 }
 
 /// Writes one access-log event per request when its response body ends (see the
@@ -28,6 +31,7 @@ pub struct AccessLogLayer {
 pub struct AccessLog<S> {
     inner: S,
     format: Format,
+    sinks: Option<Arc<[Sink]>>,
 }
 
 pin_project! {
@@ -62,21 +66,38 @@ const CLIENT_CLOSED_REQUEST: http::StatusCode = match http::StatusCode::from_u16
 impl AccessLogLayer {
     /// A layer writing events in `format`.
     pub fn new(format: Format) -> Self {
-        Self { format }
+        Self {
+            format,
+            sinks: None,
+        }
     }
 
     /// Structured events, one field per value (format them as JSON lines with a JSON
     /// subscriber).
     pub fn json() -> Self {
-        Self {
-            format: Format::Json,
-        }
+        Self::new(Format::Json)
     }
 
     /// nginx's `combined` format, plus the latency in seconds, the route and the request id.
     pub fn combined() -> Self {
-        Self {
-            format: Format::Combined,
+        Self::new(Format::Combined)
+    }
+
+    /// Writes each record as a line in `format` to `writer` instead of a `tracing` event;
+    /// call again for more destinations (each with its format). A JSON line has the shape of
+    /// `tracing-subscriber`'s JSON events (`timestamp`, `level`, `fields`, `target`); a
+    /// combined line is nginx's, followed by the latency, the route and the request id.
+    pub fn write_to(mut self, format: Format, writer: LineWriter) -> Self {
+        let mut sinks: Vec<Sink> = self.sinks.as_deref().unwrap_or_default().to_vec();
+        sinks.push(Sink { format, writer });
+        self.sinks = Some(sinks.into());
+        self
+    }
+
+    /// Writes out what the layer's [`LineWriter`]s still buffer (before the process exits).
+    pub fn flush(&self) {
+        for sink in self.sinks.as_deref().unwrap_or_default() {
+            sink.writer.flush();
         }
     }
 }
@@ -88,6 +109,7 @@ impl<S> Layer<S> for AccessLogLayer {
         AccessLog {
             inner,
             format: self.format,
+            sinks: self.sinks.clone(),
         }
     }
 }
@@ -119,6 +141,7 @@ where
         let bytes_in = crate::body::RequestBytes::of(&mut req);
         let record = Box::new(Record::new(
             self.format,
+            self.sinks.clone(),
             req.method(),
             req.uri(),
             req.version(),

@@ -109,10 +109,9 @@ pub(super) struct Args {
     pub(super) edge: Edge,
     pub(super) check: bool,
     pub(super) access_log: Option<Format>,
-    /// Whether access records also go to stderr (false only when a file-log plugin takes them
-    /// and `--access-log off` was given).
-    pub(super) access_log_to_stderr: bool,
     pub(super) request_id: Option<RequestIdLayer>,
+    /// The access log, as the program sets it up from `access_log` and the file-log plugin.
+    pub(super) access: Option<crate::log::AccessLogLayer>,
     pub(super) metrics: bool,
     pub(super) admin_token: Option<String>,
     pub(super) cluster: Option<String>,
@@ -131,8 +130,8 @@ pub(super) fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<
         edge: Edge::default(),
         check: false,
         access_log: Some(Format::Combined),
-        access_log_to_stderr: true,
         request_id: Some(RequestIdLayer::new()),
+        access: None,
         metrics: true,
         admin_token: None,
         cluster: None,

@@ -1,12 +1,13 @@
-//! Logging to stderr and to the file-log plugin's file.
+//! Logging to stderr.
 
-/// Logs to stderr (and access records to the file-log plugin's file), filtered by `RUST_LOG`.
-pub(super) fn init_logging(json: bool, access_to_stderr: bool, file: Option<std::fs::File>) {
-    use tracing_subscriber::filter::filter_fn;
+use std::io::Write;
+
+/// Logs to stderr, filtered by `RUST_LOG`. Access records do not come this way: the access
+/// log's [`LineWriter`](crate::log::LineWriter)s write them.
+pub(super) fn init_logging(json: bool) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{EnvFilter, Layer};
-    const ACCESS: &str = "tower_gateway::access";
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let stderr = if json {
@@ -16,17 +17,39 @@ pub(super) fn init_logging(json: bool, access_to_stderr: bool, file: Option<std:
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .boxed()
     };
-    let stderr = stderr.with_filter(filter_fn(move |m| access_to_stderr || m.target() != ACCESS));
-    let file = file.map(|file| {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .with_writer(std::sync::Mutex::new(file))
-            .with_filter(filter_fn(|m| m.target() == ACCESS))
-    });
     tracing_subscriber::registry()
         .with(filter)
         .with(stderr)
-        .with(file)
         .try_init()
         .ok();
+}
+
+/// stderr for a [`LineWriter`](crate::log::LineWriter): its buffers written in pieces that
+/// end at a line's end and fit one atomic pipe write (`PIPE_BUF`, 4 KiB), so that the other
+/// log lines written to stderr never land inside an access-log line.
+pub(super) struct Stderr;
+
+const PIPE_BUF: usize = 4096;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let piece = if buf.len() <= PIPE_BUF {
+            buf
+        } else {
+            match buf[..PIPE_BUF].iter().rposition(|b| *b == b'\n') {
+                Some(end) => &buf[..=end],
+                // A line longer than a pipe write: whole, in as many writes as it takes.
+                None => match buf.iter().position(|b| *b == b'\n') {
+                    Some(end) => &buf[..=end],
+                    None => buf,
+                },
+            }
+        };
+        std::io::stderr().lock().write_all(piece)?;
+        Ok(piece.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }

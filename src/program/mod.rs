@@ -157,13 +157,19 @@ fn main(argv: impl Iterator<Item = String>, program: Program) -> ExitCode {
     };
     let mut args = args;
     let stderr_json = args.access_log == Some(Format::Json);
-    if file.is_some() {
-        // The file gets records with their fields (JSON lines); stderr keeps its format and
-        // shows them only if the access log is on.
-        args.access_log_to_stderr = args.access_log.is_some();
-        args.access_log = Some(Format::Json);
+    // Access records are lines written by a background thread from per-worker buffers: to
+    // stderr in the chosen format unless it is off, and as JSON lines to the file-log
+    // plugin's file.
+    let mut access = args.access_log.map(|format| {
+        crate::log::AccessLogLayer::new(format)
+            .write_to(format, crate::log::LineWriter::new(logging::Stderr))
+    });
+    if let Some(file) = file {
+        let layer = access.unwrap_or_else(crate::log::AccessLogLayer::json);
+        access = Some(layer.write_to(Format::Json, crate::log::LineWriter::new(file)));
     }
-    logging::init_logging(stderr_json, args.access_log_to_stderr, file);
+    args.access = access;
+    logging::init_logging(stderr_json);
     // Thread per core: the proxy's workers have runtimes of their own (see `Server::
     // worker_threads`); this one serves the Admin API and runs the background tasks.
     let mut builder = match args.edge.runtime {

@@ -15,7 +15,6 @@ use super::args::Args;
 use super::{DEMO_UPSTREAM, demo, reload};
 use crate::admin::AdminApi;
 use crate::config::Gateway;
-use crate::log::AccessLogLayer;
 use crate::metrics::{Metrics, MetricsLayer};
 use crate::plugin::Registry;
 use crate::server::{ConnectionStats, Server, shutdown_signal};
@@ -181,11 +180,11 @@ pub(super) async fn run(args: Args, text: String, source: String, registry: Regi
             return ExitCode::from(2);
         }
     };
-    let served = match args.access_log {
-        Some(format) => {
+    let served = match args.access.clone() {
+        Some(access) => {
             let service = ServiceBuilder::new()
                 .layer(ids)
-                .layer(AccessLogLayer::new(format))
+                .layer(access)
                 .layer(counted)
                 .service(admin.live().service());
             serve_all(service, server, tls_server).await
@@ -198,6 +197,9 @@ pub(super) async fn run(args: Args, text: String, source: String, registry: Regi
             serve_all(service, server, tls_server).await
         }
     };
+    if let Some(access) = &args.access {
+        access.flush();
+    }
     match served {
         Ok(()) => {
             tracing::info!("stopped");

@@ -18,7 +18,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::error::Error as StdError;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -100,7 +99,7 @@ where
     B::Error: Into<BoxError>,
 {
     pub(crate) fn new(connector: Connector, max_idle: usize, idle_timeout: Duration) -> Self {
-        let shards = shard_count();
+        let shards = crate::shard::count();
         let inner = Arc::new_cyclic(|pool: &Weak<Inner<B>>| Inner {
             connector,
             max_idle,
@@ -148,7 +147,7 @@ where
 
 impl<B> Inner<B> {
     fn local_shard(&self) -> &Arc<Shard<B>> {
-        &self.shards[thread_index() % self.shards.len()]
+        &self.shards[crate::shard::thread_index() % self.shards.len()]
     }
 
     fn origin(&self, key: Key) -> Uri {
@@ -349,23 +348,6 @@ fn sweep_period(idle_timeout: Duration) -> Duration {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Two shards per core: threads beyond the cores share them.
-fn shard_count() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .saturating_mul(2)
-        .clamp(1, 256)
-}
-
-/// This thread's index, assigned at its first use of any pool.
-fn thread_index() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    INDEX.with(|index| *index)
 }
 
 /// Reads an exchange's failure: a timer fired, or the upstream broke the exchange.

@@ -50,14 +50,9 @@ impl Sharded {
     }
 }
 
-/// The calling thread's shard, handed out round-robin on its first use.
+/// The calling thread's shard.
 fn shard() -> usize {
-    use std::sync::atomic::AtomicUsize;
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
-    }
-    SHARD.with(|shard| *shard)
+    crate::shard::thread_index() % SHARDS
 }
 
 /// Counts one open connection until dropped (also when its task is aborted).
