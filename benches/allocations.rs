@@ -1,14 +1,18 @@
-//! Heap allocations per proxied request: the bare hyper proxy (hyper-util's pooled client, as
-//! `benches/load/bare_proxy.rs`), the gateway on the proxy path alone, and the gateway with
-//! each built-in route plugin.
+//! Heap allocations and CPU time per proxied request: the bare hyper proxy (hyper-util's
+//! pooled client, as `benches/load/bare_proxy.rs`), the gateway on the proxy path alone, and
+//! the gateway with each built-in plugin and observability layer.
 //!
-//! `cargo bench --bench allocations`
+//! `cargo bench --bench allocations` (`ROUNDS=9` for more rounds)
 //!
 //! A counting global allocator counts every allocation of the process; everything runs on
 //! one current-thread runtime over loopback (a keep-alive client, the proxy, a hyper
 //! upstream), and the proxy's share is the count per request minus the count of the client
-//! talking to the upstream directly. Allocation counts are exact and repeatable, unlike
-//! timings; the figures go to the README.
+//! talking to the upstream directly. Allocation counts are exact and repeatable.
+//!
+//! The time per request is wall time on that one thread, so it is the CPU time of client,
+//! proxy and upstream together (loopback TCP is processed in the sending thread's system
+//! calls): a plugin's cost is its configuration's time minus the proxy-only gateway's, in the
+//! same round, the median over interleaved rounds. The figures go to the README.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::convert::Infallible;
@@ -24,7 +28,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
+use tower::{Layer, ServiceBuilder};
 use tower_gateway::config::{Config, Gateway, Settings};
+use tower_gateway::log::{AccessLogLayer, Format, LineWriter};
+use tower_gateway::metrics::{Metrics, MetricsLayer};
+use tower_gateway::request_id::RequestIdLayer;
 use tower_gateway::server::Server;
 
 /// Counts allocations (and reallocations) on top of the system allocator.
@@ -112,9 +120,23 @@ async fn bare_proxy(upstream: SocketAddr) -> SocketAddr {
     addr
 }
 
+/// What wraps the gateway's router, as the program's global settings do.
+#[derive(Clone, Copy, PartialEq)]
+enum Wrap {
+    Nothing,
+    /// Prometheus metrics (the global prometheus plugin, `--metrics on`).
+    Metrics,
+    /// Request ids (the global correlation-id plugin, `--request-id keep`).
+    RequestId,
+    /// The access log, combined, through a `LineWriter` into nothing.
+    AccessLog,
+    /// All three, as the program's defaults.
+    Defaults,
+}
+
 /// The gateway from a declarative file with `plugins` (YAML under the service) in front of
-/// `upstream`.
-async fn gateway(upstream: SocketAddr, plugins: &str) -> SocketAddr {
+/// `upstream`, wrapped in `wrap`.
+async fn gateway(upstream: SocketAddr, plugins: &str, wrap: Wrap) -> SocketAddr {
     let yaml = format!(
         r#"_format_version: "3.0"
 services:
@@ -137,25 +159,55 @@ consumers:
         Gateway::from_config(&Config::from_yaml(&yaml).unwrap(), &Settings::default()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(Server::from_listener(listener).serve(gateway.router()));
+    let server = Server::from_listener(listener);
+    let router = gateway.router();
+    let log =
+        || AccessLogLayer::combined().write_to(Format::Combined, LineWriter::new(std::io::sink()));
+    match wrap {
+        Wrap::Nothing => tokio::spawn(server.serve(router)),
+        Wrap::Metrics => {
+            tokio::spawn(server.serve(MetricsLayer::new(Metrics::new()).layer(router)))
+        }
+        Wrap::RequestId => tokio::spawn(server.serve(RequestIdLayer::new().layer(router))),
+        Wrap::AccessLog => tokio::spawn(server.serve(log().layer(router))),
+        Wrap::Defaults => tokio::spawn(
+            server.serve(
+                ServiceBuilder::new()
+                    .layer(RequestIdLayer::new())
+                    .layer(log())
+                    .layer(MetricsLayer::new(Metrics::new()))
+                    .service(router),
+            ),
+        ),
+    };
     addr
 }
 
-/// Allocations per request of a keep-alive client sending `REQUESTS` GETs through `addr`,
-/// each with `headers`.
-async fn per_request(addr: SocketAddr, headers: &[(&str, String)]) -> f64 {
+/// Allocations and microseconds per request of a keep-alive client sending `REQUESTS` GETs
+/// through `addr`, each with `headers`, and, when `varying` names a header, that header's
+/// values in turn (one per request).
+async fn per_request(
+    addr: SocketAddr,
+    headers: &[(&str, String)],
+    varying: Option<&(&str, Vec<String>)>,
+) -> (f64, f64) {
     let stream = TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(conn);
+    let mut sent = 0usize;
     let mut send = async |n: u64| {
         for _ in 0..n {
             let mut req = Request::get("/bench").header("host", "bench.test");
             for (name, value) in headers {
                 req = req.header(*name, value);
             }
+            if let Some((name, values)) = varying {
+                req = req.header(*name, &values[sent % values.len()]);
+            }
+            sent += 1;
             sender.ready().await.unwrap();
             let res = sender
                 .send_request(req.body(Full::<Bytes>::default()).unwrap())
@@ -167,17 +219,69 @@ async fn per_request(addr: SocketAddr, headers: &[(&str, String)]) -> f64 {
     };
     send(WARM_UP).await;
     let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let started = std::time::Instant::now();
     send(REQUESTS).await;
+    let micros = started.elapsed().as_secs_f64() * 1e6 / REQUESTS as f64;
     let after = ALLOCATIONS.load(Ordering::Relaxed);
-    (after - before) as f64 / REQUESTS as f64
+    ((after - before) as f64 / REQUESTS as f64, micros)
 }
 
-/// A configuration to measure: its name, the plugins under the service, the request's
-/// headers.
-type Case = (&'static str, &'static str, Vec<(&'static str, String)>);
+/// A configuration to measure.
+struct Case {
+    name: &'static str,
+    /// The plugins under the service (YAML).
+    plugins: String,
+    wrap: Wrap,
+    headers: Vec<(&'static str, String)>,
+    /// A header whose value changes with every request.
+    varying: Option<(&'static str, Vec<String>)>,
+}
+
+impl Case {
+    fn new(name: &'static str, plugins: &str) -> Self {
+        Self {
+            name,
+            plugins: plugins.to_owned(),
+            wrap: Wrap::Nothing,
+            headers: Vec::new(),
+            varying: None,
+        }
+    }
+
+    fn header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    fn wrap(mut self, wrap: Wrap) -> Self {
+        self.wrap = wrap;
+        self
+    }
+}
+
+fn rate_limit(config: &str) -> String {
+    format!(
+        "    plugins:\n      - name: rate-limiting\n        config:\n          limit_by: ip\n{config}"
+    )
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
 
 fn jwt(issuer: &str, secret: &str) -> String {
-    let claims = serde_json::json!({ "iss": issuer });
+    jwt_with(issuer, secret, 0)
+}
+
+/// A token for `issuer`; `n` makes each one different (a cache miss each).
+fn jwt_with(issuer: &str, secret: &str, n: u64) -> String {
+    let claims = serde_json::json!({ "iss": issuer, "n": n });
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,
@@ -193,48 +297,96 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let up = upstream().await;
-        let direct = per_request(up, &[]).await;
-        let bare = per_request(bare_proxy(up).await, &[]).await;
+        let direct = per_request(up, &[], None).await;
+        let bare = per_request(bare_proxy(up).await, &[], None).await;
         println!("allocations per request (the proxy's: minus the client and upstream's own)");
         println!("| configuration | allocations | over the bare hyper proxy |");
         println!("| --- | --- | --- |");
-        println!("| client and upstream alone | {direct:.1} (baseline) | |");
-        println!("| bare hyper proxy | {:.1} | |", bare - direct);
+        println!("| client and upstream alone | {:.1} (baseline) | |", direct.0);
+        println!("| bare hyper proxy | {:.1} | |", bare.0 - direct.0);
         let token = jwt("bench-issuer", "bench-secret");
-        let cases: [Case; 6] = [
-            ("gateway, proxy only", "", vec![]),
-            (
-                "gateway + key-auth",
-                "    plugins:\n      - name: key-auth\n",
-                vec![("apikey", "bench-key".to_owned())],
+        let fresh: Vec<String> = (0..REQUESTS + WARM_UP)
+            .map(|n| format!("Bearer {}", jwt_with("bench-issuer", "bench-secret", n + 1)))
+            .collect();
+        let mut miss = Case::new("gateway + jwt (token cache miss: HS256 verified)", "    plugins:\n      - name: jwt\n");
+        miss.varying = Some(("authorization", fresh));
+        let cases = vec![
+            Case::new("gateway, proxy only", ""),
+            Case::new("gateway + key-auth", "    plugins:\n      - name: key-auth\n")
+                .header("apikey", "bench-key".to_owned()),
+            Case::new("gateway + jwt (cached token)", "    plugins:\n      - name: jwt\n")
+                .header("authorization", format!("Bearer {token}")),
+            miss,
+            Case::new(
+                "gateway + rate-limiting (fixed window, local)",
+                &rate_limit("          second: 1000000000\n"),
             ),
-            (
-                "gateway + jwt (cached token)",
-                "    plugins:\n      - name: jwt\n",
-                vec![("authorization", format!("Bearer {token}"))],
+            Case::new(
+                "gateway + rate-limiting (sliding window)",
+                &rate_limit("          second: 1000000000\n          algorithm: sliding-window\n"),
             ),
-            (
-                "gateway + rate-limiting (local)",
-                "    plugins:\n      - name: rate-limiting\n        config:\n          second: 1000000000\n          limit_by: ip\n",
-                vec![],
+            Case::new(
+                "gateway + rate-limiting (sliding log)",
+                &rate_limit("          second: 1000000\n          algorithm: sliding-log\n"),
             ),
-            (
-                "gateway + circuit-breaker",
-                "    plugins:\n      - name: circuit-breaker\n",
-                vec![],
+            Case::new(
+                "gateway + rate-limiting (token bucket)",
+                &rate_limit("          second: 1000000000\n          algorithm: token-bucket\n"),
             ),
-            (
+            Case::new(
+                "gateway + rate-limiting (leaky bucket)",
+                &rate_limit("          second: 1000000000\n          algorithm: leaky-bucket\n"),
+            ),
+            Case::new("gateway + circuit-breaker", "    plugins:\n      - name: circuit-breaker\n"),
+            Case::new("gateway + prometheus (metrics)", "").wrap(Wrap::Metrics),
+            Case::new("gateway + correlation-id (request ids)", "").wrap(Wrap::RequestId),
+            Case::new("gateway + access log (combined, LineWriter)", "").wrap(Wrap::AccessLog),
+            Case::new("gateway, default settings (ids, access log, metrics)", "").wrap(Wrap::Defaults),
+            Case::new(
                 "gateway + key-auth, rate-limiting, circuit-breaker",
                 "    plugins:\n      - name: key-auth\n      - name: rate-limiting\n        config:\n          second: 1000000000\n      - name: circuit-breaker\n",
-                vec![("apikey", "bench-key".to_owned())],
-            ),
+            )
+            .header("apikey", "bench-key".to_owned()),
         ];
-        for (name, plugins, headers) in cases {
-            let addr = gateway(up, plugins).await;
+        let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+        let mut addrs = Vec::new();
+        let mut own = Vec::new();
+        for case in &cases {
+            addrs.push(gateway(up, &case.plugins, case.wrap).await);
             // The client's own extra headers cost the same with or without a proxy.
-            let own = per_request(up, &headers).await - direct;
-            let count = per_request(addr, &headers).await - direct - own;
-            println!("| {name} | {count:.1} | {:+.1} |", count - (bare - direct));
+            own.push(per_request(up, &case.headers, case.varying.as_ref()).await.0 - direct.0);
+        }
+        let mut allocations = vec![0.0; cases.len()];
+        let mut added: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+        let mut proxy_only = Vec::new();
+        for round in 0..rounds {
+            let mut times = Vec::new();
+            for (i, case) in cases.iter().enumerate() {
+                let (count, micros) = per_request(addrs[i], &case.headers, case.varying.as_ref()).await;
+                if round == 0 {
+                    allocations[i] = count - direct.0 - own[i];
+                }
+                times.push(micros);
+            }
+            proxy_only.push(times[0]);
+            for (i, t) in times.iter().enumerate() {
+                added[i].push(t - times[0]);
+            }
+        }
+        for (i, case) in cases.iter().enumerate() {
+            println!(
+                "| {} | {:.1} | {:+.1} |",
+                case.name,
+                allocations[i],
+                allocations[i] - (bare.0 - direct.0)
+            );
+        }
+        println!();
+        println!("CPU time per request over the proxy-only gateway (median of {rounds} interleaved rounds; client, proxy and upstream on one thread, {:.1} us per request through the proxy-only gateway)", median(proxy_only));
+        println!("| configuration | added us per request |");
+        println!("| --- | --- |");
+        for (i, case) in cases.iter().enumerate().skip(1) {
+            println!("| {} | {:+.2} |", case.name, median(added[i].clone()));
         }
     });
 }
