@@ -15,25 +15,16 @@
 //! same round, the median over interleaved rounds. The figures go to the README.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
+use http::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::{TcpListener, TcpStream};
-use tower::{Layer, ServiceBuilder};
-use tower_gateway::config::{Config, Gateway, Settings};
-use tower_gateway::log::{AccessLogLayer, Format, LineWriter};
-use tower_gateway::metrics::{Metrics, MetricsLayer};
-use tower_gateway::request_id::RequestIdLayer;
-use tower_gateway::server::Server;
+use tokio::net::TcpListener;
 
 /// Counts allocations (and reallocations) on top of the system allocator.
 struct Counting;
@@ -72,26 +63,52 @@ static GLOBAL: Counting = Counting;
 const REQUESTS: u64 = 2_000;
 const WARM_UP: u64 = 200;
 
-/// A hyper upstream answering every request with a 13-byte body.
-async fn upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
-                        b"Hello, world!",
-                    ))))
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+#[path = "support/inproc.rs"]
+mod inproc;
+
+use inproc::{Run, Wrap, median, per_request, serve_gateway, upstream};
+
+fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// A run with `headers`, counting allocations.
+fn counted<'a>(
+    headers: &'a [(&'a str, String)],
+    varying: Option<&'a (&'a str, Vec<String>)>,
+) -> Run<'a> {
+    Run {
+        requests: REQUESTS,
+        warm_up: WARM_UP,
+        headers,
+        varying,
+        counter: allocations,
+        ..Run::default()
+    }
+}
+
+/// The gateway with `plugins` (YAML under the service) in front of `upstream`, wrapped in
+/// `wrap`.
+async fn gateway(upstream: SocketAddr, plugins: &str, wrap: Wrap) -> SocketAddr {
+    let yaml = format!(
+        r#"_format_version: "3.0"
+services:
+  - name: backend
+    url: http://{upstream}
+    routes:
+      - name: everything
+        paths: ["/"]
+{plugins}
+consumers:
+  - username: bench
+    keyauth_credentials:
+      - key: bench-key
+    jwt_secrets:
+      - key: bench-issuer
+        secret: bench-secret
+"#
+    );
+    serve_gateway(&yaml, wrap).await
 }
 
 /// The bare hyper proxy of `benches/load/bare_proxy.rs`.
@@ -118,112 +135,6 @@ async fn bare_proxy(upstream: SocketAddr) -> SocketAddr {
         }
     });
     addr
-}
-
-/// What wraps the gateway's router, as the program's global settings do.
-#[derive(Clone, Copy, PartialEq)]
-enum Wrap {
-    Nothing,
-    /// Prometheus metrics (the global prometheus plugin, `--metrics on`).
-    Metrics,
-    /// Request ids (the global correlation-id plugin, `--request-id keep`).
-    RequestId,
-    /// The access log, combined, through a `LineWriter` into nothing.
-    AccessLog,
-    /// All three, as the program's defaults.
-    Defaults,
-}
-
-/// The gateway from a declarative file with `plugins` (YAML under the service) in front of
-/// `upstream`, wrapped in `wrap`.
-async fn gateway(upstream: SocketAddr, plugins: &str, wrap: Wrap) -> SocketAddr {
-    let yaml = format!(
-        r#"_format_version: "3.0"
-services:
-  - name: backend
-    url: http://{upstream}
-    routes:
-      - name: everything
-        paths: ["/"]
-{plugins}
-consumers:
-  - username: bench
-    keyauth_credentials:
-      - key: bench-key
-    jwt_secrets:
-      - key: bench-issuer
-        secret: bench-secret
-"#
-    );
-    let gateway =
-        Gateway::from_config(&Config::from_yaml(&yaml).unwrap(), &Settings::default()).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = Server::from_listener(listener);
-    let router = gateway.router();
-    let log =
-        || AccessLogLayer::combined().write_to(Format::Combined, LineWriter::new(std::io::sink()));
-    match wrap {
-        Wrap::Nothing => tokio::spawn(server.serve(router)),
-        Wrap::Metrics => {
-            tokio::spawn(server.serve(MetricsLayer::new(Metrics::new()).layer(router)))
-        }
-        Wrap::RequestId => tokio::spawn(server.serve(RequestIdLayer::new().layer(router))),
-        Wrap::AccessLog => tokio::spawn(server.serve(log().layer(router))),
-        Wrap::Defaults => tokio::spawn(
-            server.serve(
-                ServiceBuilder::new()
-                    .layer(RequestIdLayer::new())
-                    .layer(log())
-                    .layer(MetricsLayer::new(Metrics::new()))
-                    .service(router),
-            ),
-        ),
-    };
-    addr
-}
-
-/// Allocations and microseconds per request of a keep-alive client sending `REQUESTS` GETs
-/// through `addr`, each with `headers`, and, when `varying` names a header, that header's
-/// values in turn (one per request).
-async fn per_request(
-    addr: SocketAddr,
-    headers: &[(&str, String)],
-    varying: Option<&(&str, Vec<String>)>,
-) -> (f64, f64) {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut sent = 0usize;
-    let mut send = async |n: u64| {
-        for _ in 0..n {
-            let mut req = Request::get("/bench").header("host", "bench.test");
-            for (name, value) in headers {
-                req = req.header(*name, value);
-            }
-            if let Some((name, values)) = varying {
-                req = req.header(*name, &values[sent % values.len()]);
-            }
-            sent += 1;
-            sender.ready().await.unwrap();
-            let res = sender
-                .send_request(req.body(Full::<Bytes>::default()).unwrap())
-                .await
-                .unwrap();
-            assert!(res.status().is_success(), "{}", res.status());
-            res.into_body().collect().await.unwrap();
-        }
-    };
-    send(WARM_UP).await;
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    let started = std::time::Instant::now();
-    send(REQUESTS).await;
-    let micros = started.elapsed().as_secs_f64() * 1e6 / REQUESTS as f64;
-    let after = ALLOCATIONS.load(Ordering::Relaxed);
-    ((after - before) as f64 / REQUESTS as f64, micros)
 }
 
 /// A configuration to measure.
@@ -265,16 +176,6 @@ fn rate_limit(config: &str) -> String {
     )
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
 fn jwt(issuer: &str, secret: &str) -> String {
     jwt_with(issuer, secret, 0)
 }
@@ -297,8 +198,8 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let up = upstream().await;
-        let direct = per_request(up, &[], None).await;
-        let bare = per_request(bare_proxy(up).await, &[], None).await;
+        let direct = per_request(up, counted(&[], None)).await;
+        let bare = per_request(bare_proxy(up).await, counted(&[], None)).await;
         println!("allocations per request (the proxy's: minus the client and upstream's own)");
         println!("| configuration | allocations | over the bare hyper proxy |");
         println!("| --- | --- | --- |");
@@ -354,7 +255,7 @@ fn main() {
         for case in &cases {
             addrs.push(gateway(up, &case.plugins, case.wrap).await);
             // The client's own extra headers cost the same with or without a proxy.
-            own.push(per_request(up, &case.headers, case.varying.as_ref()).await.0 - direct.0);
+            own.push(per_request(up, counted(&case.headers, case.varying.as_ref())).await.0 - direct.0);
         }
         let mut allocations = vec![0.0; cases.len()];
         let mut added: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
@@ -362,7 +263,7 @@ fn main() {
         for round in 0..rounds {
             let mut times = Vec::new();
             for (i, case) in cases.iter().enumerate() {
-                let (count, micros) = per_request(addrs[i], &case.headers, case.varying.as_ref()).await;
+                let (count, micros) = per_request(addrs[i], counted(&case.headers, case.varying.as_ref())).await;
                 if round == 0 {
                     allocations[i] = count - direct.0 - own[i];
                 }

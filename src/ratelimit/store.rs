@@ -62,6 +62,11 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Shard {
     keys: HashMap<Key, Vec<LimitState>>,
+    /// The latest time a decision of this shard was made at: a request that read the clock
+    /// before another but reached the lock after it is decided at that later time, so that
+    /// time never runs backwards for a key (with a tight bucket, a few microseconds back would
+    /// read as a burst over the limit).
+    latest: Nanos,
     /// After a sweep that freed nothing, no other sweep before this time.
     no_sweep_before: Nanos,
 }
@@ -103,6 +108,8 @@ impl MemoryStore {
         key.hash(&mut hasher);
         let shard = &self.shards[hasher.finish() as usize % SHARDS];
         let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = now.max(shard.latest);
+        shard.latest = now;
 
         // Check every limit first; the states change only if all of them admit.
         let known = shard.keys.get(key).map(Vec::as_slice);
@@ -232,6 +239,23 @@ mod tests {
 
     fn key(i: u32) -> Key {
         Key::Text(i.to_string().into())
+    }
+
+    #[test]
+    fn a_request_that_read_the_clock_before_another_but_decides_after_it_is_not_refused() {
+        // A bucket far above the load: 10^9 a second, burst 200 (200 ns of slack). Two
+        // workers read the clock 5 µs apart and reach the store in the other order.
+        let limits = [Limit::TokenBucket(TokenBucket::new(
+            Rate::per_second(1_000_000_000),
+            200,
+        ))];
+        let store = MemoryStore::new(16);
+        let t = 100 * SEC;
+        assert!(store.decide(&key(1), &limits, t + 5_000).decisions[0].admitted());
+        assert!(
+            store.decide(&key(1), &limits, t).decisions[0].admitted(),
+            "an earlier reading of the clock, decided later, was refused"
+        );
     }
 
     #[test]
