@@ -258,8 +258,7 @@ impl Server {
         let acceptor = Acceptor {
             local,
             tls,
-            http,
-            h2,
+            builders: Arc::new((http, h2)),
             connections: connections.clone(),
             drain: drain_tx,
             closing: closing_rx,
@@ -337,8 +336,9 @@ struct Acceptor {
     tls: Option<tokio_rustls::TlsAcceptor>,
     #[cfg(not(feature = "tls"))]
     tls: Option<std::convert::Infallible>,
-    http: http1::Builder,
-    h2: http2::Builder<TokioExecutor>,
+    /// hyper's connection settings, shared: each connection's task holds a pointer, not a
+    /// copy (memory per idle connection).
+    builders: Arc<(http1::Builder, http2::Builder<TokioExecutor>)>,
     connections: Connections,
     /// Held by every connection task (and loop), so that the server knows when all ended.
     drain: mpsc::Sender<()>,
@@ -451,8 +451,7 @@ impl Acceptor {
         let Acceptor {
             local,
             tls,
-            http,
-            h2,
+            builders,
             connections,
             drain: drain_tx,
             closing: closing_rx,
@@ -514,8 +513,8 @@ impl Acceptor {
             let registry = connections.clone();
             let drain = drain_tx.clone();
             let open = stats.as_ref().map(super::ConnectionStats::open);
-            let (http, h2) = (http.clone(), h2.clone());
-            let task = tokio::spawn(async move {
+            let builders = builders.clone();
+            let fut = async move {
                 let _open = open;
                 let shutdown = Some(shutdown);
                 let result = match tls {
@@ -528,7 +527,7 @@ impl Acceptor {
                                 let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                                 let io =
                                     TokioIo::new(ClientIo::new(stream, state, timeouts, is_h2));
-                                serve_io(io, is_h2, conn_service, &http, &h2, shutdown).await
+                                serve_io(io, is_h2, conn_service, &builders, shutdown).await
                             }
                             Ok(Err(err)) => {
                                 tracing::debug!(%err, %remote, "TLS handshake failed");
@@ -545,7 +544,7 @@ impl Acceptor {
                         // preface.
                         let is_h2 = starts_with_h2_preface(&stream, head_due).await;
                         let io = TokioIo::new(ClientIo::new(stream, state, timeouts, is_h2));
-                        serve_io(io, is_h2, conn_service, &http, &h2, shutdown).await
+                        serve_io(io, is_h2, conn_service, &builders, shutdown).await
                     }
                 };
                 if let Err(err) = result {
@@ -553,7 +552,8 @@ impl Acceptor {
                 }
                 registry.remove(id);
                 drop(drain);
-            });
+            };
+            let task = tokio::spawn(fut);
             connections.set_abort(id, task.abort_handle());
         }
     }
@@ -805,8 +805,7 @@ async fn serve_io<I, S, B>(
     io: I,
     is_h2: bool,
     service: ConnService<S>,
-    http: &http1::Builder,
-    h2: &http2::Builder<TokioExecutor>,
+    (http, h2): &(http1::Builder, http2::Builder<TokioExecutor>),
     shutdown: Option<oneshot::Receiver<()>>,
 ) -> Result<(), hyper::Error>
 where
@@ -818,8 +817,10 @@ where
     B::Error: Into<BoxError>,
 {
     if is_h2 {
+        // Boxed: an HTTP/2 connection's state is large, and every HTTP/1.1 connection's task
+        // would otherwise be sized for it (memory per idle connection).
         let conn = h2.serve_connection(io, service);
-        GracefulConnection { conn, shutdown }.await
+        Box::pin(GracefulConnection { conn, shutdown }).await
     } else {
         let conn = http.serve_connection(io, service).with_upgrades();
         GracefulConnection { conn, shutdown }.await
