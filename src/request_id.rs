@@ -6,8 +6,8 @@
 //! id is kept (the default, as tower-http and Kong do) or replaced (so clients cannot inject
 //! ids into your logs), and whether the id is echoed to the client (on by default here; Kong's
 //! `echo_downstream` defaults to off), and Kong's three [`Generator`]s: `uuid#counter` (the
-//! default: a random UUID per service handle followed by a counter, so generating one costs
-//! no system call and no shared state), `uuid` (a random UUID per request) and `tracker`
+//! default: a random UUID per thread followed by that thread's counter, as Kong's is per
+//! worker, so generating one costs no system call, no shared state and one allocation), `uuid` (a random UUID per request) and `tracker`
 //! (where the request came from: server address and port, process, connection serial and
 //! request number on it, time).
 //!
@@ -110,12 +110,13 @@ pub struct Overwrite<S> {
 
 /// Generates ids in Kong's `uuid#counter` form.
 ///
-/// Each value (and each clone) draws its own random UUID, then counts; ids are unique without
-/// any state shared between clones.
-#[derive(Debug)]
+/// Each thread draws its own random UUID once and counts (Kong's is per worker process): ids
+/// are unique without any state shared between threads, every generator and clone on a thread
+/// continues the thread's sequence (a service cloned per request, as axum does, still counts
+/// up), and making a value or a clone costs nothing.
+#[derive(Debug, Clone, Default)]
 pub struct UuidCounter {
-    prefix: String,
-    counter: u64,
+    _private: (),
 }
 
 // === impl RequestIdLayer ===
@@ -204,43 +205,42 @@ where
 // === impl UuidCounter ===
 
 impl UuidCounter {
-    /// A generator with a fresh random UUID.
+    /// A generator continuing the calling thread's sequence.
     pub fn new() -> Self {
-        // Distinct for every generator in the process, unpredictable across processes.
-        static GENERATORS: AtomicU64 = AtomicU64::new(0);
-        let seed = RandomState::new();
-        let n = GENERATORS.fetch_add(1, Ordering::Relaxed);
-        let mut hi = seed.build_hasher();
-        hi.write_u64(n);
-        let hi = hi.finish();
-        let mut lo = seed.build_hasher();
-        lo.write_u64(!n);
-        let lo = lo.finish();
-        Self {
-            prefix: crate::random::uuid(hi, lo),
-            counter: 0,
-        }
+        Self::default()
     }
 }
 
-impl Default for UuidCounter {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Clone for UuidCounter {
-    /// A clone counts under its own UUID, so clones never hand out the same id.
-    fn clone(&self) -> Self {
-        Self::new()
-    }
+/// A UUID distinct for every thread of the process, unpredictable across processes.
+fn thread_uuid() -> String {
+    static THREADS: AtomicU64 = AtomicU64::new(0);
+    let seed = RandomState::new();
+    let n = THREADS.fetch_add(1, Ordering::Relaxed);
+    let mut hi = seed.build_hasher();
+    hi.write_u64(n);
+    let hi = hi.finish();
+    let mut lo = seed.build_hasher();
+    lo.write_u64(!n);
+    crate::random::uuid(hi, lo.finish())
 }
 
 impl MakeRequestId for UuidCounter {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
-        self.counter += 1;
-        let id = format!("{}#{}", self.prefix, self.counter);
-        HeaderValue::from_str(&id).ok().map(RequestId::new)
+        use std::cell::RefCell;
+        use std::fmt::Write as _;
+        thread_local! {
+            static SEQUENCE: RefCell<(String, u64)> = RefCell::new((thread_uuid(), 0));
+        }
+        SEQUENCE.with(|sequence| {
+            let (prefix, counter) = &mut *sequence.borrow_mut();
+            *counter += 1;
+            let mut id = bytes::BytesMut::with_capacity(prefix.len() + 21);
+            id.extend_from_slice(prefix.as_bytes());
+            let _ = write!(id, "#{counter}");
+            HeaderValue::from_maybe_shared(id.freeze())
+                .ok()
+                .map(RequestId::new)
+        })
     }
 }
 
@@ -294,23 +294,37 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
-    fn ids_are_unique_across_clones_and_calls() {
+    fn ids_are_unique_across_clones_calls_and_threads_and_clones_continue_the_count() {
+        let id_of = |g: &mut UuidCounter| {
+            let id = g.make_request_id(&Request::new(())).unwrap();
+            id.header_value().to_str().unwrap().to_owned()
+        };
         let mut a = UuidCounter::new();
         let mut b = a.clone();
-        let req = Request::new(());
         let mut seen = HashSet::new();
         for _ in 0..100 {
             for g in [&mut a, &mut b] {
-                let id = g.make_request_id(&req).unwrap();
-                assert!(seen.insert(id.header_value().clone()));
+                assert!(seen.insert(id_of(g)));
             }
         }
-        let one = a.make_request_id(&req).unwrap();
-        let text = one.header_value().to_str().unwrap();
-        let (uuid, counter) = text.split_once('#').unwrap();
+        let last = id_of(&mut a);
+        let (uuid, counter) = last.split_once('#').unwrap();
         assert_eq!(uuid.len(), 36);
         assert_eq!(&uuid[14..15], "4");
-        assert_eq!(counter, "101");
+        // A fresh clone (as a framework makes per request) continues the sequence.
+        let next = id_of(&mut UuidCounter::new());
+        let (next_uuid, next_counter) = next.split_once('#').unwrap();
+        assert_eq!(next_uuid, uuid);
+        assert_eq!(
+            next_counter.parse::<u64>().unwrap(),
+            counter.parse::<u64>().unwrap() + 1
+        );
+        // Another thread has a UUID of its own.
+        let other = std::thread::spawn(move || id_of(&mut UuidCounter::new()))
+            .join()
+            .unwrap();
+        assert_ne!(other.split_once('#').unwrap().0, uuid);
+        assert!(seen.insert(last) && seen.insert(next) && seen.insert(other));
     }
 
     #[test]

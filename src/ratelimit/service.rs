@@ -12,7 +12,7 @@ use tokio::time::Sleep;
 use tower::Service;
 use tower::util::Oneshot;
 
-use super::Verdict;
+use super::{Period, Verdict};
 use super::decision::{Decision, Nanos};
 use super::layer::Shared;
 use super::limit::Limit;
@@ -264,13 +264,9 @@ fn plan(
 /// tightest limit.
 fn client_headers(outcome: &Outcome, headers: &mut HeaderMap) {
     for (period, limit, remaining) in &outcome.periods {
-        let name = |kind: &str| {
-            HeaderName::from_bytes(format!("x-ratelimit-{kind}-{}", period.name()).as_bytes())
-        };
-        if let (Ok(l), Ok(r)) = (name("limit"), name("remaining")) {
-            headers.insert(l, HeaderValue::from(*limit));
-            headers.insert(r, HeaderValue::from(*remaining));
-        }
+        let (l, r) = period_headers(*period);
+        headers.insert(l, HeaderValue::from(*limit));
+        headers.insert(r, HeaderValue::from(*remaining));
     }
     let tightest = outcome
         .decisions
@@ -291,6 +287,22 @@ fn client_headers(outcome: &Outcome, headers: &mut HeaderMap) {
             HeaderValue::from(whole_seconds(d.reset)),
         );
     }
+}
+
+/// `X-RateLimit-Limit-<Period>` and `X-RateLimit-Remaining-<Period>`, without allocating.
+fn period_headers(period: Period) -> (HeaderName, HeaderName) {
+    let (limit, remaining) = match period {
+        Period::Second => ("x-ratelimit-limit-second", "x-ratelimit-remaining-second"),
+        Period::Minute => ("x-ratelimit-limit-minute", "x-ratelimit-remaining-minute"),
+        Period::Hour => ("x-ratelimit-limit-hour", "x-ratelimit-remaining-hour"),
+        Period::Day => ("x-ratelimit-limit-day", "x-ratelimit-remaining-day"),
+        Period::Month => ("x-ratelimit-limit-month", "x-ratelimit-remaining-month"),
+        Period::Year => ("x-ratelimit-limit-year", "x-ratelimit-remaining-year"),
+    };
+    (
+        HeaderName::from_static(limit),
+        HeaderName::from_static(remaining),
+    )
 }
 
 /// The IETF draft's fields: `RateLimit-Policy` lists every quota, `RateLimit` reports the one
