@@ -33,6 +33,7 @@
 //! # }
 //! ```
 
+mod local;
 mod registry;
 mod service;
 

@@ -7,13 +7,14 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+
 use prometheus_client::registry::Registry;
 
+use super::local::{Local, SummedHistogram};
 use crate::circuit::{Breaker, State};
 
 /// Kong's latency buckets, in milliseconds.
-const LATENCY_BUCKETS_MS: [f64; 26] = [
+pub(crate) const LATENCY_BUCKETS_MS: [f64; 26] = [
     1.0, 2.0, 5.0, 7.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0,
     200.0, 300.0, 400.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0, 30000.0, 60000.0,
 ];
@@ -115,19 +116,19 @@ pub(crate) struct Shared {
     balancers: Mutex<Vec<(String, Endpoints)>>,
     target_health: Family<TargetLabels, Gauge>,
     pub(crate) requests: Family<RequestLabels, Counter>,
-    pub(crate) latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
-    pub(crate) upstream_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub(crate) latency: Family<RouteLabels, SummedHistogram>,
+    pub(crate) upstream_latency: Family<RouteLabels, SummedHistogram>,
     pub(crate) bandwidth: Family<BandwidthLabels, Counter>,
+    /// What requests counted since the last scrape, per thread.
+    pub(crate) local: Local,
 }
 
 impl Metrics {
     /// Empty metrics.
     pub fn new() -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
-        let latency: Family<RouteLabels, Histogram, fn() -> Histogram> =
-            Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS_MS));
-        let upstream_latency: Family<RouteLabels, Histogram, fn() -> Histogram> =
-            Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS_MS));
+        let latency = Family::<RouteLabels, SummedHistogram>::default();
+        let upstream_latency = Family::<RouteLabels, SummedHistogram>::default();
         let bandwidth = Family::<BandwidthLabels, Counter>::default();
         let breaker_state = Family::<BreakerLabels, Gauge>::default();
         let target_health = Family::<TargetLabels, Gauge>::default();
@@ -194,6 +195,7 @@ impl Metrics {
                 latency,
                 upstream_latency,
                 bandwidth,
+                local: Local::new(),
                 balancers: Mutex::new(Vec::new()),
                 target_health,
             }),
@@ -265,6 +267,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
+        self.shared.local.fold_into(&self.shared);
         let servers = self
             .shared
             .connections

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use super::Metrics;
-use super::registry::{BandwidthLabels, Name, RejectionLabels, RequestLabels, RouteLabels};
+use super::registry::{Name, RejectionLabels, RequestLabels, RouteLabels};
 use crate::proxy::UpstreamLatency;
 use crate::reject::AnsweredBy;
 use crate::router::{ReportMatch, RouteMatch};
@@ -193,9 +193,8 @@ where
             pending
                 .metrics
                 .shared
-                .upstream_latency
-                .get_or_create(&labels)
-                .observe(ms);
+                .local
+                .observe_upstream_latency(&labels, ms);
         }
         let answered_by = ext.get::<AnsweredBy>().copied();
         pending.count(res.status().as_u16(), answered_by);
@@ -222,14 +221,14 @@ impl Pending {
             },
             consumer: self.consumer.clone(),
         };
-        shared.requests.get_or_create(&labels).inc();
+        shared.local.count_request(&labels);
         if let Some(by) = answered_by {
             let labels = RejectionLabels {
                 service: self.service.clone(),
                 route: self.route.clone(),
                 by: by.as_str(),
             };
-            shared.rejections.get_or_create(&labels).inc();
+            shared.local.count_rejection(&labels);
         }
     }
 
@@ -237,19 +236,15 @@ impl Pending {
         let shared = &self.metrics.shared;
         let ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let route = RouteLabels {
-            service: self.service.clone(),
-            route: self.route.clone(),
+            service: self.service,
+            route: self.route,
         };
-        shared.latency.get_or_create(&route).observe(ms);
-        for (direction, bytes) in [("ingress", self.bytes_in.get()), ("egress", self.bytes_out)] {
-            let labels = BandwidthLabels {
-                service: self.service.clone(),
-                route: self.route.clone(),
-                direction,
-                consumer: self.consumer.clone(),
-            };
-            shared.bandwidth.get_or_create(&labels).inc_by(bytes);
-        }
+        shared.local.finish(
+            &route,
+            ms,
+            &self.consumer,
+            [("ingress", self.bytes_in.get()), ("egress", self.bytes_out)],
+        );
     }
 }
 

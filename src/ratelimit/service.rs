@@ -12,12 +12,12 @@ use tokio::time::Sleep;
 use tower::Service;
 use tower::util::Oneshot;
 
-use super::{Period, Verdict};
 use super::decision::{Decision, Nanos};
 use super::layer::Shared;
 use super::limit::Limit;
 use super::limit::longest_wait;
 use super::store::{Decided, Outcome, StoreError};
+use super::{Period, Verdict};
 use crate::body::ResponseBody;
 use crate::reject;
 
