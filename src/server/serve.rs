@@ -296,8 +296,13 @@ impl Server {
                 }
             };
             signal.await;
-            // The workers stop accepting and close their listeners.
+            // The workers stop accepting and close their listeners; no connection is admitted
+            // after the shutdown below has been asked of the open ones.
             let _ = stop_tx.send(true);
+            for (_, _, accepting) in &workers {
+                let mut accepting = accepting.clone();
+                let _ = accepting.wait_for(|a| !*a).await;
+            }
             vec![(workers, done_tx)]
         };
 
@@ -318,7 +323,7 @@ impl Server {
         for (threads, done) in workers {
             // Each worker's runtime ends, and with it what is left on it.
             let _ = done.send(true);
-            for (thread, mut exited) in threads {
+            for (thread, mut exited, _) in threads {
                 let _ = exited.wait_for(|e| *e).await;
                 let _ = thread.join();
             }
@@ -350,9 +355,10 @@ struct Acceptor {
     stats: Option<super::ConnectionStats>,
 }
 
-/// A worker thread, and what says it has ended.
+/// A worker thread, what says it has ended, and what says it still accepts connections.
 type Worker = (
     std::thread::JoinHandle<()>,
+    tokio::sync::watch::Receiver<bool>,
     tokio::sync::watch::Receiver<bool>,
 );
 
@@ -396,6 +402,7 @@ where
         let (acceptor, service) = (acceptor.clone(), service.clone());
         let (mut stop, mut done) = (stop.clone(), done.clone());
         let (exited_tx, exited_rx) = tokio::sync::watch::channel(false);
+        let (accepting_tx, accepting_rx) = tokio::sync::watch::channel(true);
         let thread = std::thread::Builder::new()
             .name(format!("gateway-worker-{index}"))
             .spawn(move || {
@@ -409,12 +416,13 @@ where
                         }
                         Err(err) => tracing::error!(%err, "a worker cannot listen"),
                     }
+                    let _ = accepting_tx.send(false);
                     let _ = done.wait_for(|d| *d).await;
                 });
                 drop(runtime);
                 let _ = exited_tx.send(true);
             })?;
-        workers.push((thread, exited_rx));
+        workers.push((thread, exited_rx, accepting_rx));
     }
     Ok(workers)
 }
