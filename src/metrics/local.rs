@@ -8,9 +8,21 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
-use super::registry::{
-    BandwidthLabels, LATENCY_BUCKETS_MS, Name, RejectionLabels, RequestLabels, RouteLabels, Shared,
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use super::labels::{
+    BandwidthLabels, LATENCY_BUCKETS_MS, Name, RejectionLabels, RequestLabels, RouteLabels,
 };
+
+/// The families the tallies are folded into.
+pub(crate) struct Families<'a> {
+    pub(crate) requests: &'a Family<RequestLabels, Counter>,
+    pub(crate) rejections: &'a Family<RejectionLabels, Counter>,
+    pub(crate) latency: &'a Family<RouteLabels, SummedHistogram>,
+    pub(crate) upstream_latency: &'a Family<RouteLabels, SummedHistogram>,
+    pub(crate) bandwidth: &'a Family<BandwidthLabels, Counter>,
+}
 
 /// One tally per shard of threads.
 #[derive(Debug)]
@@ -194,7 +206,7 @@ impl Local {
 
     /// Moves every thread's tallies into the families; series idle since the last scrape
     /// leave the tallies (and let go of the names they hold).
-    pub(crate) fn fold_into(&self, shared: &Shared) {
+    pub(crate) fn fold_into(&self, shared: Families<'_>) {
         for shard in &*self.shards {
             let mut guard = lock(&shard.0);
             let t = &mut *guard;

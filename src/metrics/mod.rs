@@ -33,6 +33,7 @@
 //! # }
 //! ```
 
+mod labels;
 mod local;
 mod registry;
 mod service;

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use super::Metrics;
-use super::registry::{Name, RejectionLabels, RequestLabels, RouteLabels};
+use super::labels::{Name, RejectionLabels, RequestLabels, RouteLabels};
 use crate::proxy::UpstreamLatency;
 use crate::reject::AnsweredBy;
 use crate::router::{ReportMatch, RouteMatch};
