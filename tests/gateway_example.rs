@@ -1547,3 +1547,78 @@ async fn tls_connect(
         .connect(rustls::pki_types::ServerName::try_from(name).unwrap(), tcp)
         .await
 }
+
+/// Threads of process `pid` named as the proxy's workers (Linux cuts thread names to 15
+/// bytes: `gateway-worker-`).
+fn worker_threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end().starts_with("gateway-worker"))
+        .count()
+}
+
+#[tokio::test]
+async fn both_runtimes_serve_the_proxy_and_the_workers_asked_for_run_it() {
+    let (up, _seen) = ok_upstream().await;
+    let (dir, file) = config_file(
+        "runtimes",
+        &format!(
+            "_format_version: \"3.0\"\nservices:\n  - name: up\n    url: http://{up}\n    routes:\n      - name: r\n        paths: [/]\n"
+        ),
+    );
+    let config = file.to_str().unwrap();
+    let listen = [
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ];
+
+    // Thread per core (the default), three workers: each serves from a listener of its own.
+    let mut args = vec!["--config", config, "--workers", "3", "--access-log", "off"];
+    args.extend(listen);
+    let (mut child, proxy, admin) = start(&args);
+    for i in 0..12 {
+        // A new connection each time: the kernel spreads them over the listeners.
+        assert_eq!(text(send(proxy, get(&format!("/{i}"))).await).await, "ok");
+    }
+    // Requests are served only once the workers run.
+    assert_eq!(worker_threads_of(child.id()), 3);
+    let status = text(send(admin, get("/status")).await).await;
+    assert!(status.contains("\"total_requests\":12"), "{status}");
+    stop(&mut child);
+
+    // Work stealing: no worker threads of the proxy's own, the same answers.
+    let mut args = vec![
+        "--config",
+        config,
+        "--runtime",
+        "work-stealing",
+        "--workers",
+        "1",
+    ];
+    args.extend(listen);
+    let (mut child, proxy, _admin) = start(&args);
+    assert_eq!(worker_threads_of(child.id()), 0);
+    assert_eq!(text(send(proxy, get("/x")).await).await, "ok");
+    stop(&mut child);
+
+    for (flag, value, message) in [
+        (
+            "--runtime",
+            "fast",
+            "is not thread-per-core or work-stealing",
+        ),
+        ("--workers", "0", "is not a positive whole number"),
+    ] {
+        let out = Command::new(gateway_bin())
+            .args(["--config", config, flag, value])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
