@@ -249,7 +249,7 @@ fn main() {
             )
             .header("apikey", "bench-key".to_owned()),
         ];
-        let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+        let rounds = inproc::rounds();
         let mut addrs = Vec::new();
         let mut own = Vec::new();
         for case in &cases {

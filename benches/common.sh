@@ -32,3 +32,12 @@ wait_port() {
     echo "error: nothing listens on port $1" >&2
     exit 1
 }
+
+# rss_kib PID: resident memory (KiB) of a process and its direct children (nginx's workers).
+rss_kib() {
+    local total=0 pid
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        [ -r "/proc/$pid/status" ] && total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")))
+    done
+    echo "$total"
+}

@@ -110,10 +110,7 @@ async fn table(title: &str, unit: &str, configs: Vec<(usize, Setup)>, rounds: us
 }
 
 fn main() {
-    let rounds: usize = std::env::var("ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(5);
+    let rounds = inproc::rounds();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -50,14 +50,6 @@ pids+=($!)
 bare_pid=$!
 wait_port 18074
 
-rss_kib() {
-    local total=0 pid
-    for pid in "$1" $(pgrep -P "$1" || true); do
-        [ -r "/proc/$pid/status" ] && total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")))
-    done
-    echo "$total"
-}
-
 # Opens the connections (100 at a time), one request each, then holds them until stdin closes.
 cat >"$work/hold.py" <<'PY'
 import asyncio, sys

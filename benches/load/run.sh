@@ -160,15 +160,6 @@ cpu_ticks() {
     echo "$total"
 }
 
-# Resident memory (KiB) of a process and its direct children.
-rss_kib() {
-    local total=0 pid
-    for pid in "$1" $(pgrep -P "$1" || true); do
-        [ -r "/proc/$pid/status" ] && total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")))
-    done
-    echo "$total"
-}
-
 # wrk latency value (e.g. 215.00us, 1.23ms, 1.01s) in microseconds.
 to_us() {
     awk -v v="$1" 'BEGIN {

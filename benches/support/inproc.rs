@@ -171,3 +171,11 @@ pub fn median(mut values: Vec<f64>) -> f64 {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
     }
 }
+
+/// How many interleaved rounds to run: `ROUNDS` from the environment, 5 without it.
+pub fn rounds() -> usize {
+    std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5)
+}
