@@ -93,7 +93,7 @@ pub use config::{
 pub use error::UpstreamFailure;
 pub use future::{ResponseFuture, UpstreamLatency};
 pub use service::{PreserveHost, ReverseProxy, UpgradeProtocols};
-#[cfg(feature = "tls")]
+#[cfg(all(feature = "tls", feature = "config"))]
 pub(crate) use tls::certificates as tls_certificates;
 pub use trusted::{InvalidTrustedProxy, TrustedProxies};
 

@@ -62,6 +62,7 @@ mod tls;
 
 pub use conn_info::ConnectionInfo;
 pub(crate) use conn_info::Drain;
+#[cfg(feature = "config")]
 pub(crate) use serve::is_grpc;
 pub use serve::{
     DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_KEEP_ALIVE_TIMEOUT,

@@ -80,6 +80,7 @@ impl Certificate {
 
     /// [`from_pem`](Self::from_pem) for a configuration's `cert` and `key` fields; the
     /// error names the field.
+    #[cfg(feature = "config")]
     pub(crate) fn from_pem_fields(
         chain: &[u8],
         key: &[u8],
