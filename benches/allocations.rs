@@ -192,24 +192,26 @@ fn jwt_with(issuer: &str, secret: &str, n: u64) -> String {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    inproc::block_on(async {
         let up = upstream().await;
         let direct = per_request(up, counted(&[], None)).await;
         let bare = per_request(bare_proxy(up).await, counted(&[], None)).await;
         println!("allocations per request (the proxy's: minus the client and upstream's own)");
         println!("| configuration | allocations | over the bare hyper proxy |");
         println!("| --- | --- | --- |");
-        println!("| client and upstream alone | {:.1} (baseline) | |", direct.0);
+        println!(
+            "| client and upstream alone | {:.1} (baseline) | |",
+            direct.0
+        );
         println!("| bare hyper proxy | {:.1} | |", bare.0 - direct.0);
         let token = jwt("bench-issuer", "bench-secret");
         let fresh: Vec<String> = (0..REQUESTS + WARM_UP)
             .map(|n| format!("Bearer {}", jwt_with("bench-issuer", "bench-secret", n + 1)))
             .collect();
-        let mut miss = Case::new("gateway + jwt (token cache miss: HS256 verified)", "    plugins:\n      - name: jwt\n");
+        let mut miss = Case::new(
+            "gateway + jwt (token cache miss: HS256 verified)",
+            "    plugins:\n      - name: jwt\n",
+        );
         miss.varying = Some(("authorization", fresh));
         let cases = vec![
             Case::new("gateway, proxy only", ""),
@@ -255,7 +257,12 @@ fn main() {
         for case in &cases {
             addrs.push(gateway(up, &case.plugins, case.wrap).await);
             // The client's own extra headers cost the same with or without a proxy.
-            own.push(per_request(up, counted(&case.headers, case.varying.as_ref())).await.0 - direct.0);
+            own.push(
+                per_request(up, counted(&case.headers, case.varying.as_ref()))
+                    .await
+                    .0
+                    - direct.0,
+            );
         }
         let mut allocations = vec![0.0; cases.len()];
         let mut added: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
@@ -263,7 +270,8 @@ fn main() {
         for round in 0..rounds {
             let mut times = Vec::new();
             for (i, case) in cases.iter().enumerate() {
-                let (count, micros) = per_request(addrs[i], counted(&case.headers, case.varying.as_ref())).await;
+                let (count, micros) =
+                    per_request(addrs[i], counted(&case.headers, case.varying.as_ref())).await;
                 if round == 0 {
                     allocations[i] = count - direct.0 - own[i];
                 }
@@ -283,7 +291,10 @@ fn main() {
             );
         }
         println!();
-        println!("CPU time per request over the proxy-only gateway (median of {rounds} interleaved rounds; client, proxy and upstream on one thread, {:.1} us per request through the proxy-only gateway)", median(proxy_only));
+        println!(
+            "CPU time per request over the proxy-only gateway (median of {rounds} interleaved rounds; client, proxy and upstream on one thread, {:.1} us per request through the proxy-only gateway)",
+            median(proxy_only)
+        );
         println!("| configuration | added us per request |");
         println!("| --- | --- |");
         for (i, case) in cases.iter().enumerate().skip(1) {

@@ -111,11 +111,7 @@ async fn table(title: &str, unit: &str, configs: Vec<(usize, Setup)>, rounds: us
 
 fn main() {
     let rounds = inproc::rounds();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    inproc::block_on(async {
         let up = upstream().await;
         println!(
             "CPU time per request (client, gateway and upstream on one thread; medians of {rounds} interleaved rounds)\n"

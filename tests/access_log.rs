@@ -427,14 +427,38 @@ async fn a_client_cannot_forge_log_lines_or_fields_through_its_headers() {
         .unwrap();
     text(send(gw, req).await).await;
 
-    let line = &combined.wait_for(1).await[0];
+    // A quote in the path, as a raw request line carries it (hyper accepts it).
+    let mut raw = tokio::net::TcpStream::connect(gw).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut raw,
+        b"GET /api/users/a\"b HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut reply = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut reply)
+        .await
+        .unwrap();
+
+    let lines = combined.wait_for(2).await;
+    let line = &lines[0];
     assert!(
         line.contains("\"x\\x22 500 1 \\x22-\\x22 \\x22fake\\x5C \\xFF\""),
         "{line}"
     );
     assert_eq!(line.matches('"').count(), 6, "{line}");
+    assert!(
+        reply.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    assert!(
+        lines[1].contains("\"GET /api/users/a\\x22b HTTP/1.1\""),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[1].matches('"').count(), 6, "{}", lines[1]);
     let lines = json.wait_for(1).await;
-    assert_eq!(lines.len(), 1);
     let event: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(
         event["fields"]["request_id"],

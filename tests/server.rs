@@ -221,18 +221,36 @@ fn thread_name() -> impl tower::Service<
     })
 }
 
-#[tokio::test]
-async fn worker_threads_serve_connections_on_threads_of_their_own_each_with_its_listener() {
+/// `service` served on two worker threads (`configure` adds settings) at 127.0.0.1:0; the
+/// sender stops it, the handle ends with the server.
+fn serve_on_two_workers<S>(
+    service: S,
+    configure: impl FnOnce(Server) -> Server,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)
+where
+    S: tower::Service<Request<Incoming>, Response = Response<Full<Bytes>>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let listener = tower_gateway::server::bind_reuse_port("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        Server::from_listener(listener)
-            .worker_threads(2)
-            .serve_with_shutdown(thread_name(), async {
-                let _ = stopped.await;
-            }),
-    );
+    let server = configure(Server::from_listener(listener).worker_threads(2));
+    let server = tokio::spawn(server.serve_with_shutdown(service, async {
+        let _ = stopped.await;
+    }));
+    (addr, stop, server)
+}
+
+#[tokio::test]
+async fn worker_threads_serve_connections_on_threads_of_their_own_each_with_its_listener() {
+    let (addr, stop, server) = serve_on_two_workers(thread_name(), |s| s);
     let mut names = std::collections::BTreeSet::new();
     // The kernel hashes each new connection to one of the two listeners: 32 connections all
     // landing on one would happen once in 2^31 runs.
@@ -265,17 +283,7 @@ async fn worker_threads_share_the_connection_cap_and_finish_in_flight_requests_o
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"done"))))
         }
     });
-    let listener = tower_gateway::server::bind_reuse_port("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        Server::from_listener(listener)
-            .worker_threads(2)
-            .max_connections(2)
-            .serve_with_shutdown(slow, async {
-                let _ = stopped.await;
-            }),
-    );
+    let (addr, stop, server) = serve_on_two_workers(slow, |s| s.max_connections(2));
     let first = tokio::spawn(send(addr, get("/")));
     let second = tokio::spawn(send(addr, get("/")));
     // Both are open (and waiting) before the third comes, wherever the kernel put them.

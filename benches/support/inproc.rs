@@ -179,3 +179,13 @@ pub fn rounds() -> usize {
         .and_then(|r| r.parse().ok())
         .unwrap_or(5)
 }
+
+/// Runs `future` on a current-thread runtime of its own (everything a benchmark measures
+/// shares that one thread).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}

@@ -183,10 +183,11 @@ impl Record {
         }
         buf.extend_from_slice(b" - - [");
         clf_time::write(buf, self.wall);
+        let _ = write!(buf, "] \"{} ", self.method);
+        escaped(buf, path.as_bytes());
         let _ = write!(
             buf,
-            "] \"{} {path} {:?}\" {} {} \"",
-            self.method,
+            " {:?}\" {} {} \"",
             self.version,
             self.status.as_u16(),
             self.bytes_out,
@@ -256,11 +257,16 @@ impl Record {
 /// A header's value as text, `-` when absent; bytes that would break the line (quotes,
 /// backslashes, control characters, non-ASCII) escaped as `\xHH`, as nginx escapes them.
 fn header_text(buf: &mut Vec<u8>, value: Option<&HeaderValue>) {
-    let Some(value) = value else {
-        buf.push(b'-');
-        return;
-    };
-    for &b in value.as_bytes() {
+    match value {
+        Some(value) => escaped(buf, value.as_bytes()),
+        None => buf.push(b'-'),
+    }
+}
+
+/// `bytes` with quotes, backslashes, control characters and non-ASCII written as `\xHH`, as
+/// nginx writes them, so that no client-sent byte can end a field or a line.
+fn escaped(buf: &mut Vec<u8>, bytes: &[u8]) {
+    for &b in bytes {
         if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
             let _ = write!(buf, "\\x{b:02X}");
         } else {
