@@ -13,9 +13,16 @@
 //! proxy and upstream together (loopback TCP is processed in the sending thread's system
 //! calls): a plugin's cost is its configuration's time minus the proxy-only gateway's, in the
 //! same round, the median over interleaved rounds. The figures go to the README.
+//!
+//! `ALLOC_TRACE=<case name prefix>` instead prints where each allocation of one request
+//! through that case is made (a backtrace per allocation, the crate's frames and the
+//! allocating callee), client's and upstream's included: what to cut next.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::Request;
@@ -31,10 +38,73 @@ struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
+/// Whether allocations are being traced (`ALLOC_TRACE`).
+static TRACING: AtomicBool = AtomicBool::new(false);
+
+/// The traced allocations' backtraces.
+static TRACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// Set while a trace is being taken (its own allocations are not traced).
+    static IN_TRACE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Records where the allocation being made comes from, when tracing.
+fn trace() {
+    if !TRACING.load(Ordering::Relaxed) || IN_TRACE.with(Cell::get) {
+        return;
+    }
+    IN_TRACE.with(|t| t.set(true));
+    let backtrace = std::backtrace::Backtrace::force_capture().to_string();
+    let frames: Vec<&str> = backtrace
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("at "))
+        .map(|l| l.split_once(": ").map_or(l, |(_, f)| f))
+        .filter(|f| {
+            !f.starts_with("std::")
+                && !f.starts_with("alloc::")
+                && !f.starts_with("core::")
+                && !f.starts_with("<alloc::")
+                && !f.starts_with("allocations::")
+                && !f.starts_with("__rust")
+                && !f.starts_with("<allocations::")
+        })
+        .collect();
+    // The allocating callee and the frames of this crate (or the first few, without one).
+    let ours: Vec<&str> = frames
+        .iter()
+        .copied()
+        .filter(|f| f.contains("tower_gateway"))
+        .take(3)
+        .collect();
+    let shown = if ours.is_empty() {
+        frames
+            .iter()
+            .take(4)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n    <- ")
+    } else {
+        format!(
+            "{}\n    <- {}",
+            if std::env::var_os("ALLOC_TRACE_FULL").is_some() {
+                frames.join("\n    <- ")
+            } else {
+                frames.first().copied().unwrap_or("?").to_owned()
+            },
+            ours.join("\n    <- ")
+        )
+    };
+    TRACES.lock().unwrap().push(shown);
+    IN_TRACE.with(|t| t.set(false));
+}
+
 // SAFETY: every call is forwarded unchanged to the system allocator; only a counter is added.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        trace();
         // SAFETY: the caller's contract is the system allocator's.
         unsafe { System.alloc(layout) }
     }
@@ -46,12 +116,14 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        trace();
         // SAFETY: as `alloc`.
         unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        trace();
         // SAFETY: as `dealloc` and `alloc`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -70,6 +142,29 @@ use inproc::{Run, Wrap, median, per_request, serve_gateway, upstream};
 
 fn allocations() -> u64 {
     ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+/// The allocation count, turning tracing on (read before a run) or off (read after it).
+fn toggle_tracing() -> u64 {
+    TRACING.fetch_xor(true, Ordering::Relaxed);
+    allocations()
+}
+
+/// Prints where one request through `addr` allocates.
+async fn print_trace(name: &str, addr: SocketAddr, case: &Case) {
+    let run = Run {
+        requests: 1,
+        warm_up: WARM_UP,
+        headers: &case.headers,
+        varying: case.varying.as_ref(),
+        counter: toggle_tracing,
+        ..Run::default()
+    };
+    let (count, _) = per_request(addr, run).await;
+    println!("{count} allocations in one request through {name:?} (client and upstream included):");
+    for (i, trace) in TRACES.lock().unwrap().drain(..).enumerate() {
+        println!("{:>3}. {trace}", i + 1);
+    }
 }
 
 /// A run with `headers`, counting allocations.
@@ -251,6 +346,18 @@ fn main() {
             )
             .header("apikey", "bench-key".to_owned()),
         ];
+        if let Ok(prefix) = std::env::var("ALLOC_TRACE") {
+            if prefix == "bare" {
+                let case = Case::new("bare hyper proxy", "");
+                return print_trace(case.name, bare_proxy(up).await, &case).await;
+            }
+            let case = cases
+                .iter()
+                .find(|c| c.name.starts_with(&prefix))
+                .expect("ALLOC_TRACE names a case (or `bare`)");
+            let addr = gateway(up, &case.plugins, case.wrap).await;
+            return print_trace(case.name, addr, case).await;
+        }
         let rounds = inproc::rounds();
         let mut addrs = Vec::new();
         let mut own = Vec::new();

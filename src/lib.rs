@@ -101,6 +101,7 @@ pub mod request_id;
 pub mod router;
 pub mod server;
 mod shard;
+mod spare;
 mod timer;
 
 /// The boxed error type used where errors of several kinds meet (as in tower).

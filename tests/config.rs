@@ -464,6 +464,41 @@ async fn the_most_specific_plugin_wins_and_unauthenticated_routes_drop_identity_
 }
 
 #[tokio::test]
+async fn routes_without_authentication_never_forward_client_sent_identity_headers() {
+    let (up, mut seen) = ok_upstream().await;
+    // One route without any plugin (the direct path), one with a plugin but no
+    // authentication (the plugin stack).
+    let yaml = format!(
+        "{HEAD}services:\n  - name: s\n    url: http://{up}\n    routes:\n      - name: bare\n        paths: [/bare]\n      - name: limited\n        paths: [/limited]\n        plugins:\n          - name: rate-limiting\n            config:\n              minute: 1000\n"
+    );
+    let gateway =
+        Gateway::from_config(&Config::from_yaml(&yaml).unwrap(), &Settings::default()).unwrap();
+    let (gw, _stop) = serve(gateway.router()).await;
+    for path in ["/bare", "/limited"] {
+        let req = http::Request::get(path)
+            .header("host", "gateway.test")
+            .header("x-consumer-id", "00000000-0000-0000-0000-000000000001")
+            .header("x-consumer-username", "admin")
+            .header("x-credential-identifier", "stolen")
+            .header("x-anonymous-consumer", "false")
+            .header("x-kept", "yes")
+            .body(Default::default())
+            .unwrap();
+        assert_eq!(send(gw, req).await.status(), 200, "{path}");
+        let headers = seen.recv().await.unwrap().headers;
+        assert_eq!(headers["x-kept"], "yes", "{path}");
+        for name in [
+            "x-consumer-id",
+            "x-consumer-username",
+            "x-credential-identifier",
+            "x-anonymous-consumer",
+        ] {
+            assert!(!headers.contains_key(name), "{path}: {name} forwarded");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_key_in_the_body_authenticates_a_configured_route_and_is_hidden() {
     let (up, mut seen) = ok_upstream().await;
     let yaml = format!(

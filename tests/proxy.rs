@@ -489,3 +489,44 @@ async fn an_upstream_connection_idle_past_the_idle_timeout_is_closed() {
     text(client.send_request(get("/3")).await.unwrap()).await;
     assert_ne!(seen.recv().await.unwrap().peer, first);
 }
+
+#[tokio::test]
+async fn responses_carry_upstream_info_and_reused_extension_maps_carry_nothing_over() {
+    use tower::ServiceExt;
+    use tower_gateway::proxy::UpstreamInfo;
+
+    #[derive(Clone)]
+    struct Leftover;
+
+    let (up, _seen) = ok_upstream().await;
+    let proxy = proxy(&format!("http://{up}"));
+    // Fails a request whose extensions hold anything of an earlier exchange on the
+    // connection; marks every response so that a map reused unemptied would show it.
+    let service = tower::service_fn(move |req: Request<Incoming>| {
+        let proxy = proxy.clone();
+        async move {
+            let ext = req.extensions();
+            let clean = ext.get::<Leftover>().is_none() && ext.get::<UpstreamInfo>().is_none();
+            let mut res = proxy.oneshot(req).await?;
+            if !clean {
+                *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            }
+            let info = *res
+                .extensions()
+                .get::<UpstreamInfo>()
+                .expect("upstream info");
+            assert_eq!(info.remote_addr, Some(up));
+            assert!(info.local_addr.is_some_and(|a| a.ip().is_loopback()));
+            res.extensions_mut().insert(Leftover);
+            Ok::<_, std::convert::Infallible>(res)
+        }
+    });
+    let (gw, _stop) = serve(service).await;
+    let mut client = http1_client::<Full<Bytes>>(gw).await;
+    for n in 0..5 {
+        client.ready().await.unwrap();
+        let res = client.send_request(get("/")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "request {n}");
+        res.into_body().collect().await.unwrap();
+    }
+}

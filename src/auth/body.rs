@@ -80,6 +80,12 @@ impl BodyAuthLayer {
         }
     }
 
+    /// Whether the layer authenticates nobody and only removes client-sent identity headers
+    /// (a route without authentication plugins).
+    pub(crate) fn strips_only(&self) -> bool {
+        self.auth.policy.is_empty() && self.auth.policy.claim_headers.is_empty()
+    }
+
     /// Reads bodies of at most `bytes` bytes (default [`DEFAULT_MAX_BODY`]); a larger body is
     /// passed on unread, and holds no credential.
     pub fn max_body(mut self, bytes: usize) -> Self {

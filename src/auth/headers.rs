@@ -25,6 +25,13 @@ pub(crate) const IDENTITY: [HeaderName; 5] = [
     X_ANONYMOUS_CONSUMER,
 ];
 
+/// Removes client-sent identity headers: what a route without authentication still does.
+pub(crate) fn strip_identity(headers: &mut HeaderMap) {
+    for name in &IDENTITY {
+        headers.remove(name);
+    }
+}
+
 /// Sets the identity headers of `consumer` (those it has; the others stay removed).
 pub(crate) fn set_identity(headers: &mut HeaderMap, consumer: &Consumer) {
     let mut set = |name: HeaderName, value: &str| {

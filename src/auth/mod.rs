@@ -65,12 +65,12 @@ pub use body::{BodyAuth, BodyAuthLayer, BodyResponseFuture, DEFAULT_MAX_BODY};
 #[cfg(feature = "config")]
 pub(crate) use consumer::derived_id;
 pub use consumer::{Consumer, Consumers, CredentialError, Editor};
-#[cfg(feature = "admin")]
-pub(crate) use headers::percent_decode;
 pub use headers::{
     X_ANONYMOUS_CONSUMER, X_CONSUMER_CUSTOM_ID, X_CONSUMER_ID, X_CONSUMER_USERNAME,
     X_CREDENTIAL_IDENTIFIER,
 };
+#[cfg(feature = "admin")]
+pub(crate) use headers::{percent_decode, strip_identity};
 #[cfg(feature = "jwt")]
 pub use jwt::{Jwt, JwtCredential, TimeClaim};
 pub use layer::AuthLayer;

@@ -10,7 +10,7 @@ use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 
-use super::headers::{IDENTITY, set_identity};
+use super::headers::{set_identity, strip_identity};
 use super::layer::Policy;
 use super::{Authenticated, Claims};
 use crate::body::ResponseBody;
@@ -137,9 +137,7 @@ where
 /// Removes client-sent identity headers (and headers mapped from claims): they cannot be
 /// spoofed, whether the request is authenticated or not.
 pub(crate) fn strip(policy: &Policy, parts: &mut Parts) {
-    for name in &IDENTITY {
-        parts.headers.remove(name);
-    }
+    strip_identity(&mut parts.headers);
     for (_, name) in &policy.claim_headers {
         parts.headers.remove(name);
     }

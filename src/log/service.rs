@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use hyper_util::client::legacy::connect::HttpInfo;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
@@ -14,7 +13,7 @@ use super::Format;
 use super::LineWriter;
 use super::body::LogBody;
 use super::record::{Record, Sink};
-use crate::proxy::{ClientFault, UpstreamFailure, UpstreamLatency};
+use crate::proxy::{ClientFault, UpstreamFailure, UpstreamInfo};
 use crate::router::{ReportMatch, RouteMatch};
 use crate::server::ConnectionInfo;
 
@@ -181,12 +180,13 @@ where
                     record.route = matched.names.name.clone();
                     record.service = matched.names.service.clone();
                 }
-                record.upstream = ext.get::<HttpInfo>().map(HttpInfo::remote_addr);
+                let upstream = ext.get::<UpstreamInfo>();
+                record.upstream = upstream.and_then(|u| u.remote_addr);
+                record.upstream_latency = upstream.map(|u| u.latency);
                 record.chosen = ext.get::<crate::balance::Chosen>().cloned();
                 record.consumer = ext
                     .get::<crate::auth::Consumer>()
                     .map(|c| c.username.clone().unwrap_or_else(|| c.id.clone()));
-                record.upstream_latency = ext.get::<UpstreamLatency>().map(|l| l.0);
                 record.failure = ext
                     .get::<UpstreamFailure>()
                     .map(ToString::to_string)

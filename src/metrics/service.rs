@@ -14,7 +14,7 @@ use tower::{Layer, Service};
 
 use super::Metrics;
 use super::labels::{Name, RejectionLabels, RequestLabels, RouteLabels};
-use crate::proxy::UpstreamLatency;
+use crate::proxy::UpstreamInfo;
 use crate::reject::AnsweredBy;
 use crate::router::{ReportMatch, RouteMatch};
 
@@ -184,7 +184,7 @@ where
             let name = consumer.username.as_deref().unwrap_or(&consumer.id);
             pending.consumer = Some(Arc::from(name));
         }
-        if let Some(UpstreamLatency(latency)) = ext.get::<UpstreamLatency>() {
+        if let Some(UpstreamInfo { latency, .. }) = ext.get::<UpstreamInfo>() {
             let labels = RouteLabels {
                 service: pending.service.clone(),
                 route: pending.route.clone(),

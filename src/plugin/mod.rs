@@ -122,7 +122,7 @@ pub use definition::{Definition, Schema};
 pub use instance::{PluginConfig, PluginContext};
 pub(crate) use registry::lookup;
 pub use registry::{Registry, RegistryError};
-pub use stack::RouteService;
+pub use stack::{RouteFuture, RouteService};
 pub(crate) use stack::{RouteLayer, Stack};
 
 use crate::balance::TrackedBody;

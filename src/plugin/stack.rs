@@ -2,11 +2,14 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
 use hyper::body::Incoming;
+use pin_project_lite::pin_project;
 use tower::util::{BoxCloneSyncService, MapRequest, MapResponse};
 use tower::{Layer, Service, ServiceExt};
 
@@ -121,12 +124,94 @@ fn flatten_request(req: Request<RequestBody<GatewayBody>>) -> PluginRequest {
     req.map(RequestBody::flatten)
 }
 
-fn gateway_request(req: Request<Incoming>) -> PluginRequest {
-    req.map(RequestBody::new)
+pin_project! {
+    /// The response future of a [`RouteService`].
+    pub struct RouteFuture {
+        #[pin]
+        kind: FutureKind,
+    }
 }
 
-/// What a route runs: its plugins in priority order around its service's balancer.
-pub type RouteService = MapRequest<Next, fn(Request<Incoming>) -> PluginRequest>;
+pin_project! {
+    #[project = FutureKindProj]
+    enum FutureKind {
+        // A route without plugins: the balancer's own future.
+        Direct { #[pin] future: <HostRewrite as Service<PluginRequest>>::Future },
+        // A route with plugins: the boxed future of its stack.
+        Stacked { #[pin] future: <Next as Service<PluginRequest>>::Future },
+    }
+}
+
+impl Future for RouteFuture {
+    type Output = Result<UpstreamResponse, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            FutureKindProj::Direct { future } => future.poll(cx),
+            FutureKindProj::Stacked { future } => future.poll(cx),
+        }
+    }
+}
+
+impl std::fmt::Debug for RouteFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteFuture").finish_non_exhaustive()
+    }
+}
+
+/// What a route runs: its plugins in priority order around its service's balancer. A route
+/// without plugins calls the balancer directly (no boxed service, no boxed future per
+/// request); it still removes client-sent identity headers (`X-Consumer-*`), as a route with
+/// authentication does.
+#[derive(Clone)]
+pub struct RouteService {
+    inner: RouteKind,
+}
+
+#[derive(Clone)]
+enum RouteKind {
+    Direct(HostRewrite),
+    Stacked(Next),
+}
+
+impl std::fmt::Debug for RouteService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.inner {
+            RouteKind::Direct(_) => "without plugins",
+            RouteKind::Stacked(_) => "with plugins",
+        };
+        f.debug_tuple("RouteService").field(&kind).finish()
+    }
+}
+
+impl Service<Request<Incoming>> for RouteService {
+    type Response = UpstreamResponse;
+    type Error = Infallible;
+    type Future = RouteFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        match &mut self.inner {
+            RouteKind::Direct(service) => service.poll_ready(cx),
+            RouteKind::Stacked(service) => service.poll_ready(cx),
+        }
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> RouteFuture {
+        let mut req = req.map(RequestBody::new);
+        let kind = match &mut self.inner {
+            RouteKind::Direct(service) => {
+                crate::auth::strip_identity(req.headers_mut());
+                FutureKind::Direct {
+                    future: service.call(req),
+                }
+            }
+            RouteKind::Stacked(service) => FutureKind::Stacked {
+                future: service.call(req),
+            },
+        };
+        RouteFuture { kind }
+    }
+}
 
 /// The plugins of one route, collected before they are stacked.
 #[derive(Debug, Default)]
@@ -171,7 +256,8 @@ impl Stack {
         });
     }
 
-    /// Adds the authentication step.
+    /// Adds the authentication step (for a route without authentication, the removal of
+    /// client-sent identity headers).
     pub(crate) fn auth(&mut self, priority: i32, layer: BodyAuthLayer) {
         self.steps.push(Step {
             priority,
@@ -183,6 +269,14 @@ impl Stack {
     /// The route's service: the steps from the lowest priority (next to `upstream`) to the
     /// highest (first to see a request).
     pub(crate) fn around(mut self, upstream: HostRewrite) -> RouteService {
+        let strips_only =
+            |step: &Step| matches!(&step.kind, StepKind::Auth(auth) if auth.strips_only());
+        if self.steps.iter().all(strips_only) {
+            // No plugin: the route's service strips identity headers itself.
+            return RouteService {
+                inner: RouteKind::Direct(upstream),
+            };
+        }
         self.steps
             .sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(&b.name)));
         let mut next: Next = BoxCloneSyncService::new(upstream);
@@ -212,7 +306,9 @@ impl Stack {
                 }
             };
         }
-        MapRequest::new(next, gateway_request as fn(_) -> _)
+        RouteService {
+            inner: RouteKind::Stacked(next),
+        }
     }
 }
 

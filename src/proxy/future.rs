@@ -21,9 +21,15 @@ use crate::body::ResponseBody;
 use crate::reject;
 use crate::server::Drain;
 
-/// The upstream exchange: the response head, or why there is none.
-pub(crate) type Upstream =
-    Pin<Box<dyn Future<Output = Result<Response<Incoming>, Failed>> + Send + 'static>>;
+/// The upstream exchange: the response head and the connection's address (when not in the
+/// response's extensions already), or why there is none.
+pub(crate) type Upstream = Pin<
+    Box<
+        dyn Future<Output = Result<(Response<Incoming>, Option<HttpInfo>), Failed>>
+            + Send
+            + 'static,
+    >,
+>;
 
 pin_project! {
     /// Response future of [`ReverseProxy`](super::ReverseProxy).
@@ -35,6 +41,8 @@ pin_project! {
         client_side: Option<Upgrading>,
         // What the request body saw of the client, for a request with a body.
         witness: Option<Arc<Witness>>,
+        // The request's extension map, for the response (see `crate::spare`).
+        spare: http::Extensions,
     }
 }
 
@@ -47,22 +55,43 @@ pub(crate) struct Upgrading {
     pub(crate) drain: Option<Drain>,
 }
 
-/// How long the upstream took to answer with a response head, in the response's extensions
-/// (for access logs and metrics; Kong's upstream latency).
+/// What the proxy learned of the upstream exchange, in a proxied response's extensions (for
+/// access logs and metrics): how long the upstream took to answer with a response head
+/// (Kong's upstream latency) and the connection it answered on.
+///
+/// ```
+/// # async fn run(res: http::Response<()>) {
+/// use tower_gateway::proxy::UpstreamInfo;
+///
+/// if let Some(upstream) = res.extensions().get::<UpstreamInfo>() {
+///     println!("{:?} answered in {:?}", upstream.remote_addr, upstream.latency);
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UpstreamLatency(pub std::time::Duration);
+#[non_exhaustive]
+pub struct UpstreamInfo {
+    /// From sending the request to the response head.
+    pub latency: std::time::Duration,
+    /// The upstream's address, when the connection's is known.
+    pub remote_addr: Option<std::net::SocketAddr>,
+    /// The gateway's side of that connection.
+    pub local_addr: Option<std::net::SocketAddr>,
+}
 
 impl ResponseFuture {
     pub(crate) fn new(
         upstream: Upstream,
         client_side: Option<Upgrading>,
         witness: Option<Arc<Witness>>,
+        spare: http::Extensions,
     ) -> Self {
         Self {
             upstream,
             started: Instant::now(),
             client_side,
             witness,
+            spare,
         }
     }
 }
@@ -79,7 +108,7 @@ impl Future for ResponseFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = match std::task::ready!(this.upstream.as_mut().poll(cx)) {
-            Ok(mut res) => match invalid_framing(res.headers()) {
+            Ok((mut res, info)) => match invalid_framing(res.headers()) {
                 None if res.status() == StatusCode::SWITCHING_PROTOCOLS => {
                     match this.client_side.take() {
                         Some(upgrading)
@@ -92,8 +121,7 @@ impl Future for ResponseFuture {
                             if let Some(protocol) = protocol {
                                 headers::ask_upgrade(res.headers_mut(), protocol);
                             }
-                            res.extensions_mut()
-                                .insert(UpstreamLatency(this.started.elapsed()));
+                            facts(&mut res, info, this.spare, *this.started);
                             Ok(res)
                         }
                         // Dropping the response drops the upstream connection with it.
@@ -101,23 +129,25 @@ impl Future for ResponseFuture {
                             UpstreamFailure::InvalidResponse(
                                 "a 101 to a protocol the client did not ask for",
                             ),
-                            remote_of(&res),
+                            remote_of(&res, info),
                         )),
                         None => Err((
                             UpstreamFailure::InvalidResponse(
                                 "a 101 to a request that asked for no upgrade",
                             ),
-                            remote_of(&res),
+                            remote_of(&res, info),
                         )),
                     }
                 }
                 None => {
                     let mut res = downstream_response(res);
-                    res.extensions_mut()
-                        .insert(UpstreamLatency(this.started.elapsed()));
+                    facts(&mut res, info, this.spare, *this.started);
                     Ok(res)
                 }
-                Some(reason) => Err((UpstreamFailure::InvalidResponse(reason), remote_of(&res))),
+                Some(reason) => Err((
+                    UpstreamFailure::InvalidResponse(reason),
+                    remote_of(&res, info),
+                )),
             },
             Err(failed) => {
                 // The exchange failed because the client broke or stalled its body: the
@@ -137,10 +167,29 @@ impl Future for ResponseFuture {
     }
 }
 
+/// Puts what the proxy knows of the exchange into the response's extensions, as one
+/// [`UpstreamInfo`] (hyper-util's `HttpInfo` folded in), in the request's map when the
+/// response has none.
+fn facts<B>(
+    res: &mut Response<B>,
+    info: Option<HttpInfo>,
+    spare: &mut http::Extensions,
+    started: Instant,
+) {
+    let extensions = res.extensions_mut();
+    let info = info.or_else(|| extensions.remove::<HttpInfo>());
+    crate::spare::adopt(extensions, std::mem::take(spare));
+    extensions.insert(UpstreamInfo {
+        latency: started.elapsed(),
+        remote_addr: info.as_ref().map(HttpInfo::remote_addr),
+        local_addr: info.as_ref().map(HttpInfo::local_addr),
+    });
+}
+
 /// The upstream's address, from the connection a response arrived on.
-fn remote_of<B>(res: &Response<B>) -> Option<String> {
-    res.extensions()
-        .get::<HttpInfo>()
+fn remote_of<B>(res: &Response<B>, info: Option<HttpInfo>) -> Option<String> {
+    info.as_ref()
+        .or_else(|| res.extensions().get::<HttpInfo>())
         .map(|info| info.remote_addr().to_string())
 }
 

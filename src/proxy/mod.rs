@@ -91,7 +91,7 @@ pub use config::{
     DEFAULT_TIMEOUT, InvalidOrigin, Origin, ProxyConfig,
 };
 pub use error::UpstreamFailure;
-pub use future::{ResponseFuture, UpstreamLatency};
+pub use future::{ResponseFuture, UpstreamInfo};
 pub use service::{PreserveHost, ReverseProxy, UpgradeProtocols};
 #[cfg(all(feature = "tls", feature = "config"))]
 pub(crate) use tls::certificates as tls_certificates;

@@ -139,7 +139,8 @@ where
         &self,
         key: Key,
         req: Request<B>,
-    ) -> impl Future<Output = Result<Response<Incoming>, Failed>> + Send + 'static {
+    ) -> impl Future<Output = Result<(Response<Incoming>, Option<HttpInfo>), Failed>> + Send + 'static
+    {
         let shard = self.inner.local_shard().clone();
         shard.exchange(key, req)
     }
@@ -179,7 +180,7 @@ where
         self: Arc<Self>,
         key: Key,
         mut req: Request<B>,
-    ) -> Result<Response<Incoming>, Failed> {
+    ) -> Result<(Response<Incoming>, Option<HttpInfo>), Failed> {
         let mut resends = 0;
         loop {
             let (mut conn, reused) = match self.checkout(key) {
@@ -191,12 +192,9 @@ where
             // Back at once: it is not ready, so not chosen, until this exchange is over.
             self.put(key, conn);
             match sending.await {
-                Ok(mut res) => {
-                    if let Some(info) = info {
-                        res.extensions_mut().insert(info);
-                    }
-                    return Ok(res);
-                }
+                // The connection's address goes into the response's extensions with the
+                // proxy's other facts (one map for all, see `crate::spare`).
+                Ok(res) => return Ok((res, info)),
                 Err(mut err) => match err.take_message() {
                     // Never written: the connection had been closed under it.
                     Some(unsent) if reused && resends < MAX_RESENDS => {

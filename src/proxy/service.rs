@@ -347,13 +347,24 @@ where
                 drain,
             }
         });
+        let mut spare = http::Extensions::new();
         let upstream: super::future::Upstream = match &self.shared.transport {
-            Transport::Http1(pool, key) => Box::pin(pool.send(*key, req)),
+            Transport::Http1(pool, key) => {
+                // hyper's HTTP/1.1 client would only read an original header case from it,
+                // which this pool does not preserve: the map goes to the response.
+                spare = std::mem::take(req.extensions_mut());
+                Box::pin(pool.send(*key, req))
+            }
             Transport::Http2(client) => {
                 let request = client.request(req);
-                Box::pin(async move { request.await.map_err(|err| super::future::failed(&err)) })
+                Box::pin(async move {
+                    match request.await {
+                        Ok(res) => Ok((res, None)),
+                        Err(err) => Err(super::future::failed(&err)),
+                    }
+                })
             }
         };
-        ResponseFuture::new(upstream, client_side, witness)
+        ResponseFuture::new(upstream, client_side, witness, spare)
     }
 }

@@ -903,11 +903,13 @@ where
         if res.status() == StatusCode::SWITCHING_PROTOCOLS {
             guard.switched_protocols();
         }
-        let res = if *this.grpc && res.extensions().get::<reject::AnsweredBy>().is_some() {
+        let mut res = if *this.grpc && res.extensions().get::<reject::AnsweredBy>().is_some() {
             grpc_refusal(res)
         } else {
             res
         };
+        // Every layer has seen the response; hyper only writes it now.
+        crate::spare::keep(res.extensions_mut());
         Poll::Ready(Ok(res.map(|body| InFlightBody::new(body, guard))))
     }
 }
@@ -936,6 +938,11 @@ where
         }
         self.info.begin_request();
         let grpc = is_grpc(req.headers());
+        if req.extensions().is_empty()
+            && let Some(map) = crate::spare::take()
+        {
+            *req.extensions_mut() = map;
+        }
         req.extensions_mut().insert(self.info.clone());
         // hyper never calls re-entrantly; should the handle be busy anyway, use a clone.
         let inner = match self.inner.try_borrow_mut() {
