@@ -12,8 +12,11 @@
 //! The time per request is wall time on that one thread, so it is the CPU time of client,
 //! proxy and upstream together (loopback TCP is processed in the sending thread's system
 //! calls): a plugin's cost is its configuration's time minus the proxy-only gateway's, in the
-//! same round, the median over interleaved rounds. The figures go to the README.
+//! same round, minus what the client's extra headers (an API key, a token) cost the client
+//! and the upstream without the gateway; the median over interleaved rounds. The figures go
+//! to the README.
 //!
+//! `PROFILE=<case name prefix>` runs only that case, long enough to profile (`perf record`).
 //! `ALLOC_TRACE=<case name prefix>` instead prints where each allocation of one request
 //! through that case is made (a backtrace per allocation, the crate's frames and the
 //! allocating callee), client's and upstream's included: what to cut next.
@@ -182,14 +185,28 @@ fn counted<'a>(
     }
 }
 
-/// The gateway with `plugins` (YAML under the service) in front of `upstream`, wrapped in
-/// `wrap`.
-async fn gateway(upstream: SocketAddr, plugins: &str, wrap: Wrap) -> SocketAddr {
+/// The gateway with `plugins` (YAML under the service) in front of `upstream` (or, with
+/// `targets`, of an upstream balancing over them), wrapped in `wrap`.
+async fn gateway(
+    upstream: SocketAddr,
+    targets: &[SocketAddr],
+    plugins: &str,
+    wrap: Wrap,
+) -> SocketAddr {
+    let (upstreams, url) = if targets.is_empty() {
+        (String::new(), upstream.to_string())
+    } else {
+        let mut block = "upstreams:\n  - name: balanced\n    targets:\n".to_owned();
+        for target in targets {
+            block.push_str(&format!("      - target: {target}\n"));
+        }
+        (block, "balanced".to_owned())
+    };
     let yaml = format!(
         r#"_format_version: "3.0"
-services:
+{upstreams}services:
   - name: backend
-    url: http://{upstream}
+    url: http://{url}
     routes:
       - name: everything
         paths: ["/"]
@@ -241,6 +258,8 @@ struct Case {
     headers: Vec<(&'static str, String)>,
     /// A header whose value changes with every request.
     varying: Option<(&'static str, Vec<String>)>,
+    /// Balanced over three upstream targets (Kong's default 5 retries) instead of one URL.
+    balanced: bool,
 }
 
 impl Case {
@@ -251,12 +270,23 @@ impl Case {
             wrap: Wrap::Nothing,
             headers: Vec::new(),
             varying: None,
+            balanced: false,
         }
+    }
+
+    fn balanced(mut self) -> Self {
+        self.balanced = true;
+        self
     }
 
     fn header(mut self, name: &'static str, value: String) -> Self {
         self.headers.push((name, value));
         self
+    }
+
+    /// The upstream targets to balance over (none: the one upstream's URL).
+    fn targets<'a>(&self, targets: &'a [SocketAddr]) -> &'a [SocketAddr] {
+        if self.balanced { targets } else { &[] }
     }
 
     fn wrap(mut self, wrap: Wrap) -> Self {
@@ -289,6 +319,7 @@ fn jwt_with(issuer: &str, secret: &str, n: u64) -> String {
 fn main() {
     inproc::block_on(async {
         let up = upstream().await;
+        let targets = [up, upstream().await, upstream().await];
         let direct = per_request(up, counted(&[], None)).await;
         let bare = per_request(bare_proxy(up).await, counted(&[], None)).await;
         println!("allocations per request (the proxy's: minus the client and upstream's own)");
@@ -336,6 +367,7 @@ fn main() {
                 &rate_limit("          second: 1000000000\n          algorithm: leaky-bucket\n"),
             ),
             Case::new("gateway + circuit-breaker", "    plugins:\n      - name: circuit-breaker\n"),
+            Case::new("gateway, round robin over 3 targets (retries on)", "").balanced(),
             Case::new("gateway + prometheus (metrics)", "").wrap(Wrap::Metrics),
             Case::new("gateway + correlation-id (request ids)", "").wrap(Wrap::RequestId),
             Case::new("gateway + access log (combined, LineWriter)", "").wrap(Wrap::AccessLog),
@@ -355,14 +387,28 @@ fn main() {
                 .iter()
                 .find(|c| c.name.starts_with(&prefix))
                 .expect("ALLOC_TRACE names a case (or `bare`)");
-            let addr = gateway(up, &case.plugins, case.wrap).await;
+            let addr = gateway(up, case.targets(&targets), &case.plugins, case.wrap).await;
             return print_trace(case.name, addr, case).await;
+        }
+        if let Ok(prefix) = std::env::var("PROFILE") {
+            let case = cases
+                .iter()
+                .find(|c| c.name.starts_with(&prefix))
+                .expect("PROFILE names a case");
+            let addr = gateway(up, case.targets(&targets), &case.plugins, case.wrap).await;
+            let run = Run {
+                requests: 200_000,
+                ..counted(&case.headers, case.varying.as_ref())
+            };
+            let (_, micros) = per_request(addr, run).await;
+            println!("{}: {micros:.1} us per request", case.name);
+            return;
         }
         let rounds = inproc::rounds();
         let mut addrs = Vec::new();
         let mut own = Vec::new();
         for case in &cases {
-            addrs.push(gateway(up, &case.plugins, case.wrap).await);
+            addrs.push(gateway(up, case.targets(&targets), &case.plugins, case.wrap).await);
             // The client's own extra headers cost the same with or without a proxy.
             own.push(
                 per_request(up, counted(&case.headers, case.varying.as_ref()))
@@ -376,6 +422,10 @@ fn main() {
         let mut proxy_only = Vec::new();
         for round in 0..rounds {
             let mut times = Vec::new();
+            // What the client's extra headers cost the client and the upstream, without the
+            // gateway: not the plugin's.
+            let mut own_time = Vec::new();
+            let bare_direct = per_request(up, counted(&[], None)).await.1;
             for (i, case) in cases.iter().enumerate() {
                 let (count, micros) =
                     per_request(addrs[i], counted(&case.headers, case.varying.as_ref())).await;
@@ -383,10 +433,18 @@ fn main() {
                     allocations[i] = count - direct.0 - own[i];
                 }
                 times.push(micros);
+                own_time.push(if case.headers.is_empty() && case.varying.is_none() {
+                    0.0
+                } else {
+                    per_request(up, counted(&case.headers, case.varying.as_ref()))
+                        .await
+                        .1
+                        - bare_direct
+                });
             }
             proxy_only.push(times[0]);
             for (i, t) in times.iter().enumerate() {
-                added[i].push(t - times[0]);
+                added[i].push(t - times[0] - own_time[i]);
             }
         }
         for (i, case) in cases.iter().enumerate() {

@@ -52,14 +52,11 @@ features=""
 (cd "$root" && cargo build --release --quiet $features --example gateway --example load-upstream --example load-bare-proxy)
 bin="$root/target/release/examples"
 
-upstream() {
-    "$bin/load-upstream" "127.0.0.1:$1" 2>"$work/upstream-$1.log" &
-    pids+=($!)
-    wait_port "$1"
-}
-upstream 18080
-# The Go gateway's round-robin has three targets.
-case " ${targets[*]} " in *" go "*) upstream 18087; upstream 18088 ;; esac
+# One upstream process (one thread) for every target: the Go gateway's round-robin over three
+# targets reaches the same process on three ports, so every row has the same upstream work.
+"$bin/load-upstream" 127.0.0.1:18080 127.0.0.1:18087 127.0.0.1:18088 2>"$work/upstream.log" &
+pids+=($!)
+for p in 18080 18087 18088; do wait_port "$p"; done
 
 declare -A port proc header
 

@@ -1,5 +1,6 @@
 //! Kong's key-auth: an API key in a header, a query argument or the body.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -148,6 +149,21 @@ impl Authenticator for ApiKey {
     }
 }
 
+/// Keeps `key` as the one found unless one was already: whether `key` is empty (none,
+/// as Kong counts it), the first, or the same as the first.
+fn keep_first<'k>(found: &mut Option<Cow<'k, [u8]>>, key: Cow<'k, [u8]>) -> bool {
+    if key.is_empty() {
+        return true;
+    }
+    match found {
+        Some(first) => **first == *key,
+        None => {
+            *found = Some(key);
+            true
+        }
+    }
+}
+
 impl ApiKey {
     fn lookup(
         &self,
@@ -161,19 +177,13 @@ impl ApiKey {
             .as_ref()
             .map(|(kind, body)| fields(kind, &body[..]))
             .unwrap_or_default();
-        let mut found: Option<Vec<u8>> = None;
-        // An empty key counts as none (Kong).
-        let mut consider = |key: &[u8]| -> Result<(), Rejection> {
-            if key.is_empty() {
-                return Ok(());
-            }
-            match &found {
-                Some(first) if first.as_slice() != key => Err(self.refuse(DUPLICATE_API_KEY)),
-                Some(_) => Ok(()),
-                None => {
-                    found = Some(key.to_vec());
-                    Ok(())
-                }
+        // Borrowed from a header or the body; a query value is decoded into a copy.
+        let mut found: Option<Cow<'_, [u8]>> = None;
+        let mut consider = |key| {
+            if keep_first(&mut found, key) {
+                Ok(())
+            } else {
+                Err(self.refuse(DUPLICATE_API_KEY))
             }
         };
         for (name, header) in self.names.iter() {
@@ -181,17 +191,17 @@ impl ApiKey {
                 && let Some(header) = header
             {
                 for value in request.headers.get_all(header) {
-                    consider(value.as_bytes().trim_ascii())?;
+                    consider(Cow::Borrowed(value.as_bytes().trim_ascii()))?;
                 }
             }
             if self.in_query {
                 for value in query_values(request, name) {
-                    consider(value.as_bytes())?;
+                    consider(Cow::Owned(value.into_bytes()))?;
                 }
             }
             for (_, field) in body_fields.iter().filter(|(n, _)| n == name) {
                 match field {
-                    Field::Text(value) => consider(value.as_bytes())?,
+                    Field::Text(value) => consider(Cow::Borrowed(value.as_bytes()))?,
                     // An array or object of keys (Kong).
                     Field::Nested => return Err(self.refuse(DUPLICATE_API_KEY)),
                 }

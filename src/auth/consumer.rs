@@ -95,7 +95,9 @@ pub enum CredentialError {
 pub(crate) struct Registry {
     consumers: HashMap<Arc<str>, Consumer>,
     usernames: HashMap<Arc<str>, Arc<str>>,
-    keys: HashMap<SecretKey, ApiKeyCredential>,
+    /// hashbrown's map for lookups by borrowed bytes ([`KeyProbe`]), with std's randomly
+    /// keyed SipHash.
+    keys: hashbrown::HashMap<SecretKey, ApiKeyCredential, std::hash::RandomState>,
     #[cfg(feature = "jwt")]
     pub(crate) jwt: HashMap<Arc<str>, Arc<super::jwt::JwtCredential>>,
     /// Bumped on every change (token caches compare it).
@@ -131,6 +133,22 @@ impl Eq for SecretKey {}
 impl Hash for SecretKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.0.hash(state);
+    }
+}
+
+/// Key bytes as a request carries them, to look a [`SecretKey`] up without copying them.
+struct KeyProbe<'a>(&'a [u8]);
+
+impl Hash for KeyProbe<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `SecretKey`'s: a boxed slice hashes as the slice.
+        self.0.hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<SecretKey> for KeyProbe<'_> {
+    fn equivalent(&self, key: &SecretKey) -> bool {
+        constant_time_eq(self.0, &key.0)
     }
 }
 
@@ -321,7 +339,7 @@ impl Registry {
     }
 
     pub(crate) fn api_key(&self, key: &[u8]) -> Option<&ApiKeyCredential> {
-        self.keys.get(&SecretKey::new(key))
+        self.keys.get(&KeyProbe(key))
     }
 }
 

@@ -161,11 +161,13 @@ impl std::fmt::Debug for RouteFuture {
 
 /// What a route runs: its plugins in priority order around its service's balancer. A route
 /// without plugins calls the balancer directly (no boxed service, no boxed future per
-/// request); it still removes client-sent identity headers (`X-Consumer-*`), as a route with
-/// authentication does.
+/// request). A route without authentication removes client-sent identity headers
+/// (`X-Consumer-*`) first, as authentication does.
 #[derive(Clone)]
 pub struct RouteService {
     inner: RouteKind,
+    /// Whether `call` removes identity headers (no authentication step does).
+    strip_identity: bool,
 }
 
 #[derive(Clone)]
@@ -198,13 +200,13 @@ impl Service<Request<Incoming>> for RouteService {
 
     fn call(&mut self, req: Request<Incoming>) -> RouteFuture {
         let mut req = req.map(RequestBody::new);
+        if self.strip_identity {
+            crate::auth::strip_identity(req.headers_mut());
+        }
         let kind = match &mut self.inner {
-            RouteKind::Direct(service) => {
-                crate::auth::strip_identity(req.headers_mut());
-                FutureKind::Direct {
-                    future: service.call(req),
-                }
-            }
+            RouteKind::Direct(service) => FutureKind::Direct {
+                future: service.call(req),
+            },
             RouteKind::Stacked(service) => FutureKind::Stacked {
                 future: service.call(req),
             },
@@ -269,12 +271,15 @@ impl Stack {
     /// The route's service: the steps from the lowest priority (next to `upstream`) to the
     /// highest (first to see a request).
     pub(crate) fn around(mut self, upstream: HostRewrite) -> RouteService {
-        let strips_only =
-            |step: &Step| matches!(&step.kind, StepKind::Auth(auth) if auth.strips_only());
-        if self.steps.iter().all(strips_only) {
-            // No plugin: the route's service strips identity headers itself.
+        // Without authentication, the route's service strips identity headers itself.
+        let before = self.steps.len();
+        self.steps
+            .retain(|step| !matches!(&step.kind, StepKind::Auth(auth) if auth.strips_only()));
+        let strip_identity = self.steps.len() < before;
+        if self.steps.is_empty() {
             return RouteService {
                 inner: RouteKind::Direct(upstream),
+                strip_identity,
             };
         }
         self.steps
@@ -308,6 +313,7 @@ impl Stack {
         }
         RouteService {
             inner: RouteKind::Stacked(next),
+            strip_identity,
         }
     }
 }
