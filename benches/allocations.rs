@@ -367,7 +367,7 @@ fn main() {
                 &rate_limit("          second: 1000000000\n          algorithm: leaky-bucket\n"),
             ),
             Case::new("gateway + circuit-breaker", "    plugins:\n      - name: circuit-breaker\n"),
-            Case::new("gateway, round robin over 3 targets (retries on)", "").balanced(),
+            Case::new("gateway, round robin over 3 targets (Kong's 5 retries)", "").balanced(),
             Case::new("gateway + prometheus (metrics)", "").wrap(Wrap::Metrics),
             Case::new("gateway + correlation-id (request ids)", "").wrap(Wrap::RequestId),
             Case::new("gateway + access log (combined, LineWriter)", "").wrap(Wrap::AccessLog),
