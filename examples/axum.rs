@@ -2,8 +2,11 @@
 //! Router and ReverseProxy, everything else is served by axum, and a tower-http layer applies
 //! to both.
 //!
+//! With the `axum` feature the gateway's layers read axum's `ConnectInfo` for the client
+//! address (`X-Forwarded-For`, rate limits by IP, the access log).
+//!
 //! ```text
-//! cargo run --example axum
+//! cargo run --example axum --features axum
 //! curl -i localhost:3000/health
 //! curl -i localhost:3000/api/users/7
 //! ```
@@ -11,21 +14,14 @@
 use std::net::SocketAddr;
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::routing::get;
 use http::{HeaderValue, Request};
-use tower::ServiceBuilder;
-use tower::util::MapRequestLayer;
 use tower_gateway::proxy::{ProxyConfig, ReverseProxy};
 use tower_gateway::router::{Route, Router as GatewayRouter};
-use tower_gateway::server::ConnectionInfo;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Builds the application: axum routes, the gateway under `/api`, a tower-http layer on top.
-pub fn app(
-    upstream: SocketAddr,
-    local: SocketAddr,
-) -> Result<axum::Router, Box<dyn std::error::Error>> {
+pub fn app(upstream: SocketAddr) -> Result<axum::Router, Box<dyn std::error::Error>> {
     let users = ReverseProxy::<Body>::new(ProxyConfig::new(&format!("http://{upstream}"))?);
     let gateway = GatewayRouter::builder()
         .route(
@@ -33,19 +29,6 @@ pub fn app(
             users,
         )
         .build()?;
-    // axum records the peer as `ConnectInfo`; the proxy reads `ConnectionInfo` for
-    // X-Forwarded-For.
-    let gateway = ServiceBuilder::new()
-        .layer(MapRequestLayer::new(move |mut req: Request<Body>| {
-            if let Some(ConnectInfo(peer)) =
-                req.extensions().get::<ConnectInfo<SocketAddr>>().copied()
-            {
-                req.extensions_mut()
-                    .insert(ConnectionInfo::new(peer, local));
-            }
-            req
-        }))
-        .service(gateway);
     Ok(axum::Router::new()
         .route("/health", get(|| async { "ok" }))
         .nest_service("/api", gateway)
@@ -70,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("listening on http://{local}");
     axum::serve(
         listener,
-        app(upstream_addr, local)?.into_make_service_with_connect_info::<SocketAddr>(),
+        app(upstream_addr)?.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(tower_gateway::server::shutdown_signal())
     .await?;

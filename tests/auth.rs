@@ -405,7 +405,11 @@ async fn every_jwt_algorithm_verifies_real_signatures() {
         ),
     ];
     for (alg, key, iss) in cases {
-        let token = sign(alg, &key, json!({ "iss": iss, "user_id": "42" }));
+        let token = sign(
+            alg,
+            &key,
+            json!({ "iss": iss, "user_id": "42", "exp": now() + 3600 }),
+        );
         for req in [
             request("/", &[("authorization", &bearer(&token))]),
             request(&format!("/?jwt={token}"), &[]),
@@ -598,7 +602,7 @@ async fn anonymous_access_goes_on_as_the_anonymous_consumer() {
     assert!(!upstream.headers.contains_key("x-credential-identifier"));
 
     // Either credential works.
-    let token = hs(json!({ "iss": "myapikey" }));
+    let token = hs(json!({ "iss": "myapikey", "exp": now() + 3600 }));
     for req in [
         request("/", &[("apikey", "test-api-key")]),
         request("/", &[("authorization", &bearer(&token))]),
@@ -620,7 +624,7 @@ async fn all_of_needs_every_credential() {
     let (gw, mut seen) = gateway(layer).await;
     let (_, _, body) = refused(gw, &mut seen, request("/", &[("apikey", "test-api-key")])).await;
     assert_eq!(message(&body), "Unauthorized");
-    let token = hs(json!({ "iss": "myapikey" }));
+    let token = hs(json!({ "iss": "myapikey", "exp": now() + 3600 }));
     let both = request(
         "/",
         &[
@@ -676,7 +680,7 @@ async fn single_secret_mode_maps_a_claim_to_a_header_that_cannot_be_spoofed() {
     let token = sign(
         Algorithm::HS256,
         &EncodingKey::from_secret(b"seed-secret"),
-        json!({ "user_id": 42 }),
+        json!({ "user_id": 42, "exp": now() + 3600 }),
     );
     let req = request(
         "/",
@@ -691,7 +695,7 @@ async fn single_secret_mode_maps_a_claim_to_a_header_that_cannot_be_spoofed() {
     let forged_token = sign(
         Algorithm::HS256,
         &EncodingKey::from_secret(b"guess"),
-        json!({ "user_id": 1 }),
+        json!({ "user_id": 1, "exp": now() + 3600 }),
     );
     let (_, _, body) = refused(
         gw,
@@ -756,7 +760,7 @@ async fn base64_secrets_cookies_a_header_key_claim_and_the_realm() {
     header.kid = Some("b64-issuer".into());
     let token = encode(
         &header,
-        &json!({ "sub": "x" }),
+        &json!({ "sub": "x", "exp": now() + 3600 }),
         &EncodingKey::from_secret(raw),
     )
     .unwrap();
@@ -770,7 +774,7 @@ async fn base64_secrets_cookies_a_header_key_claim_and_the_realm() {
     // Signed with the stored (still encoded) text instead: refused.
     let wrong = encode(
         &header,
-        &json!({ "sub": "x" }),
+        &json!({ "sub": "x", "exp": now() + 3600 }),
         &EncodingKey::from_secret(stored.as_bytes()),
     )
     .unwrap();
@@ -787,4 +791,43 @@ async fn base64_secrets_cookies_a_header_key_claim_and_the_realm() {
     );
     let (_, challenge, _) = refused(gw, &mut seen, request("/", &[])).await;
     assert_eq!(challenge.as_deref(), Some("Bearer realm=\"orders\""));
+}
+
+#[tokio::test]
+async fn the_library_jwt_checks_exp_by_default_and_kong_semantics_are_explicit() {
+    let (gw, mut seen) = gateway(AuthLayer::new(Jwt::new(consumers()))).await;
+    let bearer_req = |token: &str| request("/", &[("authorization", &bearer(token))]);
+    let cases = [
+        (
+            "expired a day ago",
+            hs(json!({ "iss": "myapikey", "exp": now() - 86_400 })),
+            r#"{"exp":"token expired"}"#,
+        ),
+        (
+            "without exp",
+            hs(json!({ "iss": "myapikey" })),
+            r#"{"exp":"must be a number"}"#,
+        ),
+        (
+            "nbf in an hour",
+            hs(json!({ "iss": "myapikey", "exp": now() + 7200, "nbf": now() + 3600 })),
+            r#"{"nbf":"token not valid yet"}"#,
+        ),
+    ];
+    for (what, token, expected) in cases {
+        let (status, _, body) = refused(gw, &mut seen, bearer_req(&token)).await;
+        assert_eq!(status, 401, "{what}");
+        assert_eq!(body, expected, "{what}");
+    }
+    // Within the default leeway (60 s) of clock skew.
+    let skewed = hs(json!({ "iss": "myapikey", "exp": now() - 30, "nbf": now() + 30 }));
+    assert_eq!(send(gw, bearer_req(&skewed)).await.status(), 200);
+    seen.recv().await.unwrap();
+
+    // Kong's semantics, asked for: no claim listed, no time check.
+    let kong = AuthLayer::new(Jwt::new(consumers()).claims_to_verify([]));
+    let (gw, mut seen) = gateway(kong).await;
+    let day_old = hs(json!({ "iss": "myapikey", "exp": now() - 86_400 }));
+    assert_eq!(send(gw, bearer_req(&day_old)).await.status(), 200);
+    seen.recv().await.unwrap();
 }

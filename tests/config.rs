@@ -947,3 +947,41 @@ fn certificates_need_the_tls_feature() {
     assert_eq!(err.path(), Some("certificates"), "{err}");
     assert!(err.to_string().contains("`tls` feature"), "{err}");
 }
+
+#[tokio::test]
+async fn the_jwt_plugin_keeps_kongs_claims_to_verify_semantics() {
+    let (up, mut seen) = ok_upstream().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let token = |exp: i64| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &serde_json::json!({ "iss": "issuer", "exp": exp }),
+            &jsonwebtoken::EncodingKey::from_secret(b"secret"),
+        )
+        .unwrap()
+    };
+    // Kong: without `claims_to_verify`, `exp` is not checked; with it, no leeway.
+    let yaml = format!(
+        "{HEAD}services:\n  - name: s\n    url: http://{up}\n    routes:\n      - name: open\n        paths: [/open]\n        plugins:\n          - name: jwt\n      - name: strict\n        paths: [/strict]\n        plugins:\n          - name: jwt\n            config:\n              claims_to_verify: [exp]\n\
+         consumers:\n  - username: ann\n    jwt_secrets:\n      - key: issuer\n        secret: secret\n"
+    );
+    let gateway =
+        Gateway::from_config(&Config::from_yaml(&yaml).unwrap(), &Settings::default()).unwrap();
+    let (gw, _stop) = serve(gateway.router()).await;
+    let with = |path: &str, exp: i64| {
+        http::Request::get(path)
+            .header("host", "gateway.test")
+            .header("authorization", format!("Bearer {}", token(exp)))
+            .body(Default::default())
+            .unwrap()
+    };
+    assert_eq!(send(gw, with("/open", now - 86_400)).await.status(), 200);
+    seen.recv().await.unwrap();
+    let res = send(gw, with("/strict", now - 10)).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(text(res).await, r#"{"exp":"token expired"}"#);
+    assert_eq!(send(gw, with("/strict", now + 60)).await.status(), 200);
+}

@@ -82,6 +82,7 @@ impl BodyAuthLayer {
 
     /// Whether the layer authenticates nobody and only removes client-sent identity headers
     /// (a route without authentication plugins).
+    #[cfg(feature = "config")]
     pub(crate) fn strips_only(&self) -> bool {
         self.auth.policy.is_empty() && self.auth.policy.claim_headers.is_empty()
     }

@@ -70,7 +70,9 @@ pub use headers::{
     X_CREDENTIAL_IDENTIFIER,
 };
 #[cfg(feature = "admin")]
-pub(crate) use headers::{percent_decode, strip_identity};
+pub(crate) use headers::percent_decode;
+#[cfg(feature = "config")]
+pub(crate) use headers::strip_identity;
 #[cfg(feature = "jwt")]
 pub use jwt::{Jwt, JwtCredential, TimeClaim};
 pub use layer::AuthLayer;

@@ -7,7 +7,6 @@ use super::consistent_hash::hash64;
 use crate::proxy::{TrustedProxies, client_ip};
 use crate::random;
 use crate::router::RouteMatch;
-use crate::server::ConnectionInfo;
 
 /// The input of a request's hash key (Kong's `hash_on` values).
 #[derive(Debug, Clone, Default)]
@@ -53,9 +52,9 @@ impl HashOn {
         };
         match self {
             HashOn::None => Key::default(),
-            HashOn::ClientIp(trusted) => match parts.extensions.get::<ConnectionInfo>() {
-                Some(conn) => hash(
-                    client_ip(&parts.headers, conn, trusted)
+            HashOn::ClientIp(trusted) => match crate::server::peer_addr(&parts.extensions) {
+                Some(peer) => hash(
+                    client_ip(&parts.headers, peer.ip(), trusted)
                         .to_string()
                         .as_bytes(),
                 ),

@@ -62,6 +62,11 @@ impl Breaker {
         }
     }
 
+    /// Whether `self` and `other` are the same breaker (clones of one another).
+    pub fn same_as(&self, other: &Breaker) -> bool {
+        Arc::ptr_eq(&self.machine, &other.machine)
+    }
+
     /// The current state, for status pages and metrics.
     pub fn state(&self) -> State {
         self.lock().state()

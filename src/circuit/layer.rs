@@ -7,20 +7,46 @@ use super::{Breaker, CircuitBreaker, Policy};
 
 /// Wraps services in a [`CircuitBreaker`].
 ///
-/// [`CircuitBreakerLayer::new`] gives every service it wraps a breaker of its own (one per
-/// route when applied per route); [`CircuitBreakerLayer::shared`] makes them all use one.
-/// Clones of a wrapped service always share their breaker.
+/// The layer owns its breaker: [`CircuitBreakerLayer::new`] creates one, and every service it
+/// wraps, every clone of the layer and of those services, reports to that one breaker, so a
+/// layer given to axum's `Router::layer` (which calls [`Layer::layer`] once per route) or
+/// rebuilt around a service per request still opens. In front of a balancer it is a
+/// whole-service breaker: it opens when the service as a whole fails, not when one of its
+/// endpoints does (the balancer's passive health checks eject a failing endpoint).
+/// [`CircuitBreakerLayer::per_service`] gives each wrapped service a breaker of its own
+/// instead (one per route when applied per route).
+///
+/// ```
+/// use tower::Layer;
+/// use tower_gateway::circuit::{CircuitBreakerLayer, Policy};
+///
+/// let layer = CircuitBreakerLayer::new(Policy::default());
+/// let a = layer.layer(tower::service_fn(|_: http::Request<()>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+/// }));
+/// let b = layer.clone().layer(a.clone());
+/// // One breaker behind both.
+/// assert!(a.breaker().unwrap().same_as(b.breaker().unwrap()));
+/// assert!(layer.breaker().unwrap().same_as(a.breaker().unwrap()));
+/// ```
 #[derive(Debug, Clone)]
 pub struct CircuitBreakerLayer {
-    /// `None`: services pass through without a breaker.
+    /// `Some`: a breaker of its own for every wrapped service.
     policy: Option<Policy>,
+    /// The breaker of every wrapped service (`None` with `policy`, or disabled).
     shared: Option<Breaker>,
     failure: FailureRule,
 }
 
 impl CircuitBreakerLayer {
-    /// A layer whose services each get a breaker with `policy`.
+    /// A layer with one breaker, with `policy`, for everything it wraps.
     pub fn new(policy: Policy) -> Self {
+        Self::shared(Breaker::new(policy))
+    }
+
+    /// A layer that gives every service it wraps a breaker of its own, with `policy`
+    /// (clones of a wrapped service still share theirs).
+    pub fn per_service(policy: Policy) -> Self {
         Self {
             policy: Some(policy),
             shared: None,
@@ -44,6 +70,12 @@ impl CircuitBreakerLayer {
             shared: None,
             failure: FailureRule::Fn(server_error),
         }
+    }
+
+    /// The breaker every wrapped service reports to (`None` for
+    /// [`per_service`](Self::per_service) and [`disabled`](Self::disabled) layers).
+    pub fn breaker(&self) -> Option<&Breaker> {
+        self.shared.as_ref()
     }
 
     /// The statuses that count as failures, as a list (Kong-style configuration).

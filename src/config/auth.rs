@@ -380,10 +380,13 @@ fn jwt(c: &JwtConfig, consumers: &Consumers) -> crate::auth::Jwt {
                 .iter()
                 .filter_map(|h| http::HeaderName::try_from(h.to_ascii_lowercase()).ok()),
         )
+        // Kong's semantics, explicitly: only the listed claims, each required, no leeway
+        // (the library's default verifies `exp` with a leeway).
         .claims_to_verify(c.claims_to_verify.iter().map(|claim| match claim {
             super::TimeClaimName::Exp => TimeClaim::Exp,
             super::TimeClaimName::Nbf => TimeClaim::Nbf,
         }))
+        .leeway(std::time::Duration::ZERO)
         .maximum_expiration(std::time::Duration::from_secs(c.maximum_expiration.into()));
     if let Some(realm) = &c.realm {
         jwt = jwt.realm(realm);

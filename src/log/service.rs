@@ -15,7 +15,6 @@ use super::body::LogBody;
 use super::record::{Record, Sink};
 use crate::proxy::{ClientFault, UpstreamFailure, UpstreamInfo};
 use crate::router::{ReportMatch, RouteMatch};
-use crate::server::ConnectionInfo;
 
 /// Logs every finished request with [`AccessLog`].
 #[derive(Debug, Clone)]
@@ -133,16 +132,21 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let client = req
-            .extensions()
-            .get::<ConnectionInfo>()
-            .map(|c| c.remote_addr().ip().to_canonical());
+        let client = crate::server::peer_addr(req.extensions()).map(|p| p.ip().to_canonical());
         let bytes_in = crate::body::RequestBytes::of(&mut req);
+        // Under axum's `nest_service`, the URI as the client sent it, not as nested.
+        #[cfg(feature = "axum")]
+        let uri = req
+            .extensions()
+            .get::<axum::extract::OriginalUri>()
+            .map_or(req.uri(), |original| &original.0);
+        #[cfg(not(feature = "axum"))]
+        let uri = req.uri();
         let record = Box::new(Record::new(
             self.format,
             self.sinks.clone(),
             req.method(),
-            req.uri(),
+            uri,
             req.version(),
             req.headers(),
             client,

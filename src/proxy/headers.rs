@@ -177,12 +177,8 @@ pub(crate) fn set_forwarded(
 
 /// The client's address: the peer, or, when the peer is a trusted proxy, the right-most
 /// untrusted address in `X-Forwarded-For`.
-pub(crate) fn client_ip(
-    headers: &HeaderMap,
-    conn: &ConnectionInfo,
-    trusted: &TrustedProxies,
-) -> IpAddr {
-    let peer = conn.remote_addr().ip().to_canonical();
+pub(crate) fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &TrustedProxies) -> IpAddr {
+    let peer = peer.to_canonical();
     if trusted.is_empty() || !trusted.contains(peer) {
         return peer;
     }

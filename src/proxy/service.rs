@@ -217,7 +217,24 @@ impl<B> ReverseProxy<B> {
         if headers::strip_hop_by_hop(&mut parts.headers) {
             headers::restore_te_trailers(&mut parts.headers);
         }
-        let conn = parts.extensions.get::<ConnectionInfo>();
+        // Under another server (axum's `ConnectInfo`, a `SocketAddr`): the peer's address,
+        // and the port the client asked for as the local port.
+        let borrowed = parts.extensions.get::<ConnectionInfo>();
+        let other = match borrowed {
+            Some(_) => None,
+            None => crate::server::peer_addr(&parts.extensions).map(|peer| {
+                let secure = parts.uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+                let port = client_host
+                    .as_ref()
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|h| h.parse::<http::uri::Authority>().ok())
+                    .and_then(|a| a.port_u16())
+                    .unwrap_or(if secure { 443 } else { 80 });
+                let local = std::net::SocketAddr::new([0, 0, 0, 0].into(), port);
+                ConnectionInfo::with_tls(peer, local, secure)
+            }),
+        };
+        let conn = borrowed.or(other.as_ref());
         let body_timeouts = conn.map_or(BodyTimeouts::DEFAULT, ConnectionInfo::body_timeouts);
         if let Some(conn) = conn {
             // Room for the forwarding headers at once, instead of growing field by field.

@@ -74,13 +74,13 @@ impl TrustedProxies {
         self.nets.is_empty()
     }
 
-    /// The client address of a request served by [`Server`](crate::server::Server): the
-    /// peer, or, when the peer is trusted, the right-most untrusted address of
-    /// `X-Forwarded-For` (what Kong's `kong.client.get_forwarded_ip` gives). `None` without
-    /// the server's [`ConnectionInfo`](crate::server::ConnectionInfo).
+    /// The client address of a request: the peer, or, when the peer is trusted, the
+    /// right-most untrusted address of `X-Forwarded-For` (what Kong's
+    /// `kong.client.get_forwarded_ip` gives). `None` when the request carries no peer
+    /// address ([`peer_addr`](crate::server::peer_addr)).
     pub fn client_ip<B>(&self, req: &http::Request<B>) -> Option<IpAddr> {
-        let conn = req.extensions().get::<crate::server::ConnectionInfo>()?;
-        Some(super::headers::client_ip(req.headers(), conn, self))
+        let peer = crate::server::peer_addr(req.extensions())?;
+        Some(super::headers::client_ip(req.headers(), peer.ip(), self))
     }
 }
 

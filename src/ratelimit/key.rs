@@ -7,10 +7,14 @@ use http::{HeaderMap, HeaderName, Request};
 
 use super::store::Key;
 use crate::proxy::TrustedProxies;
-use crate::server::ConnectionInfo;
 
 /// Chooses the key a request is counted under (Kong's `limit_by`). A request without a key
-/// (a missing header, an unknown peer) is not limited, as nginx does for empty keys.
+/// (a missing header, no consumer) is not limited, as nginx does for empty keys. A request
+/// without a peer address, though, means the layer is deployed where it cannot see clients
+/// (no [`peer_addr`](crate::server::peer_addr): neither this crate's server, nor axum's
+/// `ConnectInfo` with feature `axum`, nor a `SocketAddr` in the extensions): [`KeyBy::ClientIp`]
+/// then fails closed, the layer answers `500` and logs the error once, rather than let every
+/// request through unlimited.
 #[derive(Clone)]
 pub enum KeyBy {
     /// The client address: the peer, or, when the peer is a trusted proxy, the right-most
@@ -41,14 +45,20 @@ pub enum KeyBy {
 pub type KeyRule = Arc<dyn Fn(&HeaderMap, &http::Extensions) -> Option<Key> + Send + Sync>;
 
 impl KeyBy {
-    /// The key of `req`, if it has one.
+    /// The key of `req`, if it has one (`None` too when the peer address is missing; see
+    /// [`KeyBy`]).
     pub fn key<B>(&self, req: &Request<B>) -> Option<Key> {
-        match self {
+        self.lookup(req).ok().flatten()
+    }
+
+    /// The key of `req`, or the error of a client address that cannot be known.
+    pub(crate) fn lookup<B>(&self, req: &Request<B>) -> Result<Option<Key>, NoPeerAddress> {
+        Ok(match self {
             Self::ClientIp(trusted) => {
-                let conn = req.extensions().get::<ConnectionInfo>()?;
+                let peer = crate::server::peer_addr(req.extensions()).ok_or(NoPeerAddress)?;
                 Some(Key::Ip(crate::proxy::client_ip(
                     req.headers(),
-                    conn,
+                    peer.ip(),
                     trusted,
                 )))
             }
@@ -76,11 +86,18 @@ impl KeyBy {
                 .get::<crate::router::RouteMatch>()
                 .and_then(|m| m.name())
                 .map(|name| Key::Text(format!("route:{name}").into())),
-            Self::Either(first, second) => first.key(req).or_else(|| second.key(req)),
+            Self::Either(first, second) => match first.lookup(req)? {
+                Some(key) => Some(key),
+                None => second.lookup(req)?,
+            },
             Self::Custom(rule) => rule(req.headers(), req.extensions()),
-        }
+        })
     }
 }
+
+/// A request without a peer address, under a rule that needs one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NoPeerAddress;
 
 impl KeyBy {
     /// This rule, or `other` when this one yields no key.
@@ -108,6 +125,7 @@ impl fmt::Debug for KeyBy {
 #[cfg(test)]
 mod keys {
     use super::*;
+    use crate::server::ConnectionInfo;
     use std::net::SocketAddr;
 
     fn request(path: &str) -> Request<()> {

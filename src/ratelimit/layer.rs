@@ -34,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) message: std::sync::Arc<str>,
     pub(crate) hide_client_headers: bool,
     pub(crate) ietf_headers: bool,
+    /// Whether a request without a peer address was logged already (once per layer).
+    pub(crate) reported_no_peer: std::sync::atomic::AtomicBool,
 }
 
 /// Builds a [`RateLimitLayer`].
@@ -141,6 +143,7 @@ impl RateLimitBuilder {
                 message: self.message,
                 hide_client_headers: self.hide_client_headers,
                 ietf_headers: self.ietf_headers,
+                reported_no_peer: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }

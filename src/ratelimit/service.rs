@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use tower::Service;
 use tower::util::Oneshot;
 
 use super::decision::{Decision, Nanos};
+use super::key::NoPeerAddress;
 use super::layer::Shared;
 use super::limit::Limit;
 use super::limit::longest_wait;
@@ -81,7 +83,26 @@ where
         let key = if shared.limits.is_empty() {
             None
         } else {
-            shared.key.key(&req)
+            match shared.key.lookup(&req) {
+                Ok(key) => key,
+                Err(NoPeerAddress) => {
+                    if !shared.reported_no_peer.swap(true, Ordering::Relaxed) {
+                        tracing::error!(
+                            "rate limiting by client address, but requests carry no peer address \
+                             (serve with tower_gateway's Server, axum's ConnectInfo with the \
+                             `axum` feature, or insert a SocketAddr): answering 500"
+                        );
+                    }
+                    return ResponseFuture {
+                        kind: Kind::Rejected {
+                            retry_after: None,
+                            status: http::StatusCode::INTERNAL_SERVER_ERROR,
+                            message: Arc::from(reject::INTERNAL_ERROR),
+                        },
+                        headers: HeaderMap::new(),
+                    };
+                }
+            }
         };
         let Some(key) = key else {
             return ResponseFuture {

@@ -55,6 +55,36 @@ impl Drain {
     }
 }
 
+/// The client's (peer's) address, as the server that accepted the connection recorded it in
+/// a request's extensions: this crate's [`ConnectionInfo`] ([`Server`](super::Server)),
+/// axum's `ConnectInfo<SocketAddr>` (`axum::serve` with
+/// `into_make_service_with_connect_info`; feature `axum`), or a bare `SocketAddr`.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use tower_gateway::server::{ConnectionInfo, peer_addr};
+///
+/// let peer: SocketAddr = "203.0.113.7:50000".parse().unwrap();
+/// let mut req = http::Request::new(());
+/// assert_eq!(peer_addr(req.extensions()), None);
+/// req.extensions_mut().insert(peer);
+/// assert_eq!(peer_addr(req.extensions()), Some(peer));
+/// req.extensions_mut().insert(ConnectionInfo::new(peer, "127.0.0.1:8000".parse().unwrap()));
+/// assert_eq!(peer_addr(req.extensions()), Some(peer));
+/// ```
+pub fn peer_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
+    if let Some(conn) = extensions.get::<ConnectionInfo>() {
+        return Some(conn.remote_addr());
+    }
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::ConnectInfo(addr)) =
+        extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some(*addr);
+    }
+    extensions.get::<SocketAddr>().copied()
+}
+
 impl ConnectionInfo {
     /// Describes a plain-text connection from `remote` accepted on `local`.
     pub fn new(remote: SocketAddr, local: SocketAddr) -> Self {

@@ -60,8 +60,8 @@ mod stats;
 #[cfg(feature = "tls")]
 mod tls;
 
-pub use conn_info::ConnectionInfo;
 pub(crate) use conn_info::Drain;
+pub use conn_info::{ConnectionInfo, peer_addr};
 #[cfg(feature = "config")]
 pub(crate) use serve::is_grpc;
 pub use serve::{

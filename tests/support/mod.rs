@@ -288,3 +288,33 @@ pub fn config_file(tag: &str, yaml: &str) -> (std::path::PathBuf, std::path::Pat
     std::fs::write(&file, yaml).unwrap();
     (dir, file)
 }
+
+/// A `LineWriter` destination the test reads.
+#[derive(Clone, Default)]
+pub struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    /// The lines written so far, once there are `count`.
+    pub async fn wait_for(&self, count: usize) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            if lines.len() >= count {
+                return lines;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "lines: {lines:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -185,6 +185,9 @@ impl Editor<'_> {
     }
 }
 
+/// The clock skew a [`Jwt`] allows on `exp` and `nbf` by default (jsonwebtoken's default).
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+
 /// Claims a [`Jwt`] can be told to verify (Kong's `claims_to_verify`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TimeClaim {
@@ -216,8 +219,14 @@ enum Keys {
 /// argument (`uri_param_names`) and any `cookie_names`; two different tokens are refused. The
 /// token's `alg` must be the one its credential pins: `none`, an HMAC token against an RSA
 /// credential (the public key used as a secret) and any other mismatch are refused, as is a
-/// header with `crit`. `exp` and `nbf` are checked when asked for, as numbers only, with an
-/// optional leeway (Kong has none, the default here).
+/// header with `crit`.
+///
+/// Time claims, by default, as JWT libraries check them: `exp` must be present and not past,
+/// `nbf`, when present, must not be in the future, both with a leeway of
+/// [`DEFAULT_LEEWAY`] (60 s) for clock skew. [`Jwt::claims_to_verify`] switches to Kong's
+/// `claims_to_verify` semantics: exactly the listed claims are checked and each is required
+/// (none listed: no time check, Kong's default), with no leeway unless [`Jwt::leeway`] sets
+/// one. Time claims are numbers only.
 ///
 /// Refusals are 401 with Kong's messages: `Unauthorized` (no token), `Multiple tokens
 /// provided`, `Bad token; invalid JSON` (and `typ`, `alg`, `crit`, `claims`),
@@ -239,8 +248,12 @@ enum Keys {
 /// consumers
 ///     .add_jwt("test-user", JwtCredential::hmac("myapikey", "mysecret", Algorithm::HS256).unwrap())
 ///     .unwrap();
-/// let jwt = Jwt::new(consumers).claims_to_verify([TimeClaim::Exp]);
+/// // `exp` required and checked (60 s leeway), `nbf` checked when present:
+/// let jwt = Jwt::new(consumers.clone());
 /// # let _ = jwt;
+/// // Kong's plugin with `claims_to_verify: [exp]`:
+/// let kong = Jwt::new(consumers).claims_to_verify([TimeClaim::Exp]);
+/// # let _ = kong;
 /// // One secret for every token, as a hand-written gateway does:
 /// let single = Jwt::with_secret("change-me", Algorithm::HS256);
 /// # let _ = single;
@@ -252,6 +265,8 @@ pub struct Jwt {
     uri_param_names: Arc<[String]>,
     cookie_names: Arc<[String]>,
     verify: HashSet<TimeClaim>,
+    /// `nbf` checked when the token has one, though not in `verify` (the library default).
+    nbf_when_present: bool,
     leeway: u64,
     maximum_expiration: u64,
     challenge: HeaderValue,
@@ -313,8 +328,9 @@ impl Jwt {
             header_names: Arc::from([header::AUTHORIZATION]),
             uri_param_names: Arc::from(["jwt".to_owned()]),
             cookie_names: Arc::from([]),
-            verify: HashSet::new(),
-            leeway: 0,
+            verify: HashSet::from([TimeClaim::Exp]),
+            nbf_when_present: true,
+            leeway: DEFAULT_LEEWAY.as_secs(),
             maximum_expiration: 0,
             challenge: HeaderValue::from_static("Bearer"),
             invalid_challenge: HeaderValue::from_static("Bearer error=\"invalid_token\""),
@@ -374,13 +390,19 @@ impl Jwt {
         self
     }
 
-    /// Which time claims must be present, numeric and satisfied.
+    /// Kong's `claims_to_verify`: exactly these time claims are checked, each must be present
+    /// and numeric (none: no time check at all), and the leeway is 0 unless
+    /// [`leeway`](Self::leeway) is called after. Replaces the default (`exp` required, `nbf`
+    /// when present, 60 s leeway).
     pub fn claims_to_verify(mut self, claims: impl IntoIterator<Item = TimeClaim>) -> Self {
         self.verify = claims.into_iter().collect();
+        self.nbf_when_present = false;
+        self.leeway = 0;
         self
     }
 
-    /// Clock skew allowed on `exp` and `nbf` (default 0, as Kong).
+    /// Clock skew allowed on `exp` and `nbf` (default [`DEFAULT_LEEWAY`]; 0 after
+    /// [`claims_to_verify`](Self::claims_to_verify), as Kong).
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway.as_secs();
         self
@@ -468,13 +490,15 @@ impl Jwt {
         let mut errors = Map::new();
         let leeway = self.leeway as i64;
         for claim in [TimeClaim::Exp, TimeClaim::Nbf] {
-            if !self.verify.contains(&claim) {
-                continue;
-            }
             let name = match claim {
                 TimeClaim::Exp => "exp",
                 TimeClaim::Nbf => "nbf",
             };
+            let when_present = claim == TimeClaim::Nbf && self.nbf_when_present;
+            let checked = self.verify.contains(&claim) || when_present && claims.contains_key(name);
+            if !checked {
+                continue;
+            }
             // Numbers only: a string "exp" is not an expiry.
             let Some(value) = claims.get(name).and_then(Value::as_f64) else {
                 errors.insert(name.into(), "must be a number".into());
