@@ -22,7 +22,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 /// Builds the application: axum routes, the gateway under `/api`, a tower-http layer on top.
 pub fn app(upstream: SocketAddr) -> Result<axum::Router, Box<dyn std::error::Error>> {
-    let users = ReverseProxy::<Body>::new(ProxyConfig::new(&format!("http://{upstream}"))?);
+    let users = ReverseProxy::<Body>::new(ProxyConfig::new(format!("http://{upstream}"))?);
     let gateway = GatewayRouter::builder()
         .route(
             Route::new().name("users").path("/users").strip_path(false),

@@ -64,7 +64,7 @@ async fn next_event(rx: &mut mpsc::UnboundedReceiver<Fields>) -> Fields {
 
 /// Route `users` of service `user-service` on `/api/users`, proxied to `up`.
 fn users_router(up: std::net::SocketAddr) -> Router<ReverseProxy<Incoming>> {
-    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(&format!("http://{up}")).unwrap());
+    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(format!("http://{up}")).unwrap());
     Router::builder()
         .route(
             Route::new()
@@ -219,7 +219,7 @@ async fn a_retried_request_is_logged_with_its_tries_and_the_endpoint_that_answer
         .unwrap();
     let (live, _seen) = ok_upstream().await;
     let pool = ReverseProxy::<BalancedBody<Incoming>>::new(
-        ProxyConfig::new(&format!("http://{dead}")).unwrap(),
+        ProxyConfig::new(format!("http://{dead}")).unwrap(),
     );
     let balancer = Balancer::builder(RoundRobin::new())
         .endpoint(dead.to_string(), pool.clone())
@@ -260,7 +260,7 @@ async fn the_authenticated_consumer_is_logged() {
     let consumers = Consumers::new();
     consumers.insert(Consumer::new("c-1").username("test-user"));
     consumers.add_api_key("test-user", "test-api-key").unwrap();
-    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(&format!("http://{up}")).unwrap());
+    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(format!("http://{up}")).unwrap());
     let route = ServiceBuilder::new()
         .layer(AuthLayer::new(ApiKey::new(consumers)))
         .service(proxy);

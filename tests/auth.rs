@@ -72,7 +72,7 @@ fn consumers() -> Consumers {
 /// An upstream behind `layer`; returns the gateway address and what the upstream sees.
 async fn gateway(layer: AuthLayer) -> (SocketAddr, UnboundedReceiver<Seen>) {
     let (up, seen) = ok_upstream().await;
-    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(&format!("http://{up}")).unwrap());
+    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(format!("http://{up}")).unwrap());
     let (addr, stop) = serve(ServiceBuilder::new().layer(layer).service(proxy)).await;
     std::mem::forget(stop);
     (addr, seen)
@@ -81,7 +81,7 @@ async fn gateway(layer: AuthLayer) -> (SocketAddr, UnboundedReceiver<Seen>) {
 /// An upstream behind a layer that reads bodies.
 async fn body_gateway(layer: BodyAuthLayer) -> (SocketAddr, UnboundedReceiver<Seen>) {
     let (up, seen) = ok_upstream().await;
-    let config = ProxyConfig::new(&format!("http://{up}")).unwrap();
+    let config = ProxyConfig::new(format!("http://{up}")).unwrap();
     let proxy = ReverseProxy::<RequestBody<Incoming>>::new(config);
     let (addr, stop) = serve(ServiceBuilder::new().layer(layer).service(proxy)).await;
     std::mem::forget(stop);
@@ -830,4 +830,30 @@ async fn the_library_jwt_checks_exp_by_default_and_kong_semantics_are_explicit()
     let day_old = hs(json!({ "iss": "myapikey", "exp": now() - 86_400 }));
     assert_eq!(send(gw, bearer_req(&day_old)).await.status(), 200);
     seen.recv().await.unwrap();
+}
+
+#[tokio::test]
+async fn or_and_and_chain_authenticators_without_boxing() {
+    let token = hs(json!({ "iss": "myapikey", "exp": now() + 3600 }));
+    let key = ("apikey", "test-api-key");
+    let jwt = ("authorization", bearer(&token));
+
+    let either = AuthLayer::new(ApiKey::new(consumers())).or(Jwt::new(consumers()));
+    let (gw, mut seen) = gateway(either).await;
+    for req in [request("/", &[key]), request("/", &[(jwt.0, &jwt.1)])] {
+        assert_eq!(send(gw, req).await.status(), 200);
+        assert_eq!(
+            seen.recv().await.unwrap().headers["x-consumer-id"],
+            "c-test"
+        );
+    }
+    let (status, _, _) = refused(gw, &mut seen, request("/", &[])).await;
+    assert_eq!(status, 401);
+
+    let both = AuthLayer::new(ApiKey::new(consumers())).and(Jwt::new(consumers()));
+    let (gw, mut seen) = gateway(both).await;
+    let (status, _, _) = refused(gw, &mut seen, request("/", &[key])).await;
+    assert_eq!(status, 401);
+    let req = request("/", &[key, (jwt.0, &jwt.1)]);
+    assert_eq!(send(gw, req).await.status(), 200);
 }

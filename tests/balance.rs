@@ -44,7 +44,7 @@ async fn dead_port() -> SocketAddr {
 
 fn proxy_to(addr: SocketAddr) -> Proxy {
     ReverseProxy::new(
-        ProxyConfig::new(&format!("http://{addr}"))
+        ProxyConfig::new(format!("http://{addr}"))
             .unwrap()
             .connect_timeout(Duration::from_secs(2)),
     )
@@ -501,4 +501,23 @@ async fn membership_changes_under_traffic_fail_no_request() {
         .map(|e| e.endpoint.name().to_owned())
         .collect();
     assert_eq!(names.len(), 3);
+}
+
+#[test]
+fn library_papercuts_take_what_users_have_at_hand() {
+    use tower_gateway::proxy::{ProxyConfig, TrustedProxies};
+    use tower_gateway::ratelimit::{KeyBy, Rate, RateLimitLayer, TokenBucket};
+
+    // An owned URL, a socket address as an endpoint, an algorithm as a limit.
+    let addr: std::net::SocketAddr = "127.0.0.1:9000".parse().unwrap();
+    let config = ProxyConfig::new(format!("http://{addr}")).unwrap();
+    assert_eq!(config.origin().authority().as_str(), "127.0.0.1:9000");
+    assert_eq!(
+        tower_gateway::balance::Endpoint::from(addr).name(),
+        "127.0.0.1:9000"
+    );
+    let _layer = RateLimitLayer::new(
+        KeyBy::ClientIp(TrustedProxies::none()),
+        TokenBucket::new(Rate::per_second(10), 20),
+    );
 }

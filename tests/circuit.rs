@@ -36,7 +36,7 @@ async fn flaky(status: StatusCode) -> (std::net::SocketAddr, Arc<AtomicBool>, Ar
 }
 
 async fn gateway(up: std::net::SocketAddr) -> std::net::SocketAddr {
-    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(&format!("http://{up}")).unwrap());
+    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(format!("http://{up}")).unwrap());
     let service = ServiceBuilder::new()
         .layer(CircuitBreakerLayer::new(
             Policy::default().open_for(Duration::from_secs(10), Duration::from_secs(300)),
@@ -126,7 +126,7 @@ async fn only_one_probe_reaches_the_upstream_among_concurrent_requests() {
         }
     })
     .await;
-    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(&format!("http://{up}")).unwrap());
+    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(format!("http://{up}")).unwrap());
     let layer = CircuitBreakerLayer::new(Policy::default());
     let service = ServiceBuilder::new().layer(layer).service(proxy);
     let breaker = service.breaker().cloned().unwrap();
@@ -158,7 +158,7 @@ async fn classified_gateway(
     up: std::net::SocketAddr,
     layer: CircuitBreakerLayer,
 ) -> std::net::SocketAddr {
-    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(&format!("http://{up}")).unwrap());
+    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(format!("http://{up}")).unwrap());
     let (addr, stop) = serve(ServiceBuilder::new().layer(layer).service(proxy)).await;
     std::mem::forget(stop);
     addr

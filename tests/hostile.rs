@@ -149,7 +149,7 @@ async fn recording_upstream(
 
 fn proxy_to(up: SocketAddr) -> tower_gateway::proxy::ReverseProxy<Incoming> {
     tower_gateway::proxy::ReverseProxy::new(
-        tower_gateway::proxy::ProxyConfig::new(&format!("http://{up}")).unwrap(),
+        tower_gateway::proxy::ProxyConfig::new(format!("http://{up}")).unwrap(),
     )
 }
 

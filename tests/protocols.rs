@@ -454,7 +454,7 @@ async fn an_http2_upstream_that_goes_silent_is_noticed_by_its_pings_and_replaced
         }
     });
     let proxy = ReverseProxy::<http_body_util::Full<Bytes>>::new(
-        ProxyConfig::new(&format!("http://{up}"))
+        ProxyConfig::new(format!("http://{up}"))
             .unwrap()
             .http2_prior_knowledge(true)
             .http2_keep_alive(Duration::from_millis(200), Duration::from_millis(200))

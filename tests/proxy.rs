@@ -29,7 +29,7 @@ async fn gateway_to(config: ProxyConfig) -> std::net::SocketAddr {
 #[tokio::test]
 async fn request_hop_by_hop_headers_are_removed_including_connection_nominated_ones() {
     let (up, mut seen) = ok_upstream().await;
-    let gw = gateway_to(ProxyConfig::new(&format!("http://{up}")).unwrap()).await;
+    let gw = gateway_to(ProxyConfig::new(format!("http://{up}")).unwrap()).await;
 
     let req = Request::get("/x")
         .header("host", "gw")
@@ -93,7 +93,7 @@ async fn response_hop_by_hop_headers_are_removed_and_repeated_set_cookie_survive
             .unwrap()
     })
     .await;
-    let gw = gateway_to(ProxyConfig::new(&format!("http://{up}")).unwrap()).await;
+    let gw = gateway_to(ProxyConfig::new(format!("http://{up}")).unwrap()).await;
     let res = send(gw, get("/")).await;
     assert_eq!(res.status(), 200);
     for gone in ["x-internal", "keep-alive", "proxy-authenticate", "upgrade"] {
@@ -107,7 +107,7 @@ async fn response_hop_by_hop_headers_are_removed_and_repeated_set_cookie_survive
 #[tokio::test]
 async fn x_forwarded_for_is_appended_and_forwarded_headers_are_computed() {
     let (up, mut seen) = ok_upstream().await;
-    let gw = gateway_to(ProxyConfig::new(&format!("http://{up}")).unwrap()).await;
+    let gw = gateway_to(ProxyConfig::new(format!("http://{up}")).unwrap()).await;
     let req = Request::get("/")
         .header("host", "api.example.com")
         .header("x-forwarded-for", "203.0.113.9")
@@ -130,7 +130,7 @@ async fn x_forwarded_for_is_appended_and_forwarded_headers_are_computed() {
 #[tokio::test]
 async fn a_trusted_peer_keeps_its_forwarded_headers_and_names_the_client() {
     let (up, mut seen) = ok_upstream().await;
-    let config = ProxyConfig::new(&format!("http://{up}"))
+    let config = ProxyConfig::new(format!("http://{up}"))
         .unwrap()
         .trusted_proxies("127.0.0.0/8".parse::<TrustedProxies>().unwrap());
     let gw = gateway_to(config).await;
@@ -155,7 +155,7 @@ async fn a_trusted_peer_keeps_its_forwarded_headers_and_names_the_client() {
 #[tokio::test]
 async fn preserve_host_sends_the_clients_host() {
     let (up, mut seen) = ok_upstream().await;
-    let config = ProxyConfig::new(&format!("http://{up}"))
+    let config = ProxyConfig::new(format!("http://{up}"))
         .unwrap()
         .preserve_host(true);
     let gw = gateway_to(config).await;
@@ -166,7 +166,7 @@ async fn preserve_host_sends_the_clients_host() {
 #[tokio::test]
 async fn upstream_path_is_base_path_plus_request_path_with_the_query_kept() {
     let (up, mut seen) = ok_upstream().await;
-    let gw = gateway_to(ProxyConfig::new(&format!("http://{up}/base")).unwrap()).await;
+    let gw = gateway_to(ProxyConfig::new(format!("http://{up}/base")).unwrap()).await;
     send(gw, get("/users/7?expand=orders&x=%20")).await;
     assert_eq!(
         seen.recv().await.unwrap().uri,
@@ -201,7 +201,7 @@ async fn a_refused_connection_is_a_502_with_a_json_body() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let gw = gateway_to(ProxyConfig::new(&format!("http://{port}")).unwrap()).await;
+    let gw = gateway_to(ProxyConfig::new(format!("http://{port}")).unwrap()).await;
     let res = send(gw, get("/")).await;
     assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(
@@ -217,7 +217,7 @@ async fn a_refused_connection_is_a_502_with_a_json_body() {
 #[tokio::test(start_paused = true)]
 async fn an_upstream_that_never_answers_is_a_504_after_the_read_timeout() {
     let up = silent_upstream().await;
-    let config = ProxyConfig::new(&format!("http://{up}"))
+    let config = ProxyConfig::new(format!("http://{up}"))
         .unwrap()
         .read_timeout(Duration::from_secs(3));
     let gw = gateway_to(config).await;
@@ -251,7 +251,7 @@ async fn a_connect_that_never_completes_is_a_504_after_the_connect_timeout() {
             _ => break,
         }
     }
-    let config = ProxyConfig::new(&format!("http://{up}"))
+    let config = ProxyConfig::new(format!("http://{up}"))
         .unwrap()
         .connect_timeout(Duration::from_secs(2))
         .read_timeout(Duration::from_secs(600));
@@ -274,7 +274,7 @@ async fn content_length_with_transfer_encoding_is_a_502_not_relayed() {
         b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
     )
     .await;
-    let gw = gateway_to(ProxyConfig::new(&format!("http://{up}")).unwrap()).await;
+    let gw = gateway_to(ProxyConfig::new(format!("http://{up}")).unwrap()).await;
     let res = send(gw, get("/")).await;
     assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
     assert!(!text(res).await.contains("hello"));
@@ -285,7 +285,7 @@ async fn two_different_content_lengths_are_a_502() {
     let up =
         raw_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!")
             .await;
-    let gw = gateway_to(ProxyConfig::new(&format!("http://{up}")).unwrap()).await;
+    let gw = gateway_to(ProxyConfig::new(format!("http://{up}")).unwrap()).await;
     let res = send(gw, get("/")).await;
     assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
 }
@@ -293,7 +293,7 @@ async fn two_different_content_lengths_are_a_502() {
 #[tokio::test]
 async fn an_unknown_transfer_encoding_is_a_502() {
     let up = raw_upstream(b"HTTP/1.1 200 OK\r\ntransfer-encoding: foo\r\n\r\nhello").await;
-    let gw = gateway_to(ProxyConfig::new(&format!("http://{up}")).unwrap()).await;
+    let gw = gateway_to(ProxyConfig::new(format!("http://{up}")).unwrap()).await;
     let res = send(gw, get("/")).await;
     assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
     assert!(!text(res).await.contains("hello"));
@@ -302,14 +302,14 @@ async fn an_unknown_transfer_encoding_is_a_502() {
 #[tokio::test]
 async fn garbage_instead_of_a_response_is_a_502() {
     let up = raw_upstream(b"SSH-2.0-OpenSSH_9.6\r\n").await;
-    let gw = gateway_to(ProxyConfig::new(&format!("http://{up}")).unwrap()).await;
+    let gw = gateway_to(ProxyConfig::new(format!("http://{up}")).unwrap()).await;
     assert_eq!(send(gw, get("/")).await.status(), StatusCode::BAD_GATEWAY);
 }
 
 #[tokio::test]
 async fn a_truncated_sized_body_is_not_presented_as_complete() {
     let up = raw_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b").await;
-    let gw = gateway_to(ProxyConfig::new(&format!("http://{up}")).unwrap()).await;
+    let gw = gateway_to(ProxyConfig::new(format!("http://{up}")).unwrap()).await;
     let res = send(gw, get("/")).await;
     assert_eq!(res.status(), 200);
     assert!(
@@ -322,7 +322,7 @@ async fn a_truncated_sized_body_is_not_presented_as_complete() {
 async fn a_truncated_chunked_body_is_not_presented_as_complete() {
     let up =
         raw_upstream(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n").await;
-    let gw = gateway_to(ProxyConfig::new(&format!("http://{up}")).unwrap()).await;
+    let gw = gateway_to(ProxyConfig::new(format!("http://{up}")).unwrap()).await;
     let res = send(gw, get("/")).await;
     assert_eq!(res.status(), 200);
     assert!(
@@ -350,7 +350,7 @@ async fn a_client_disconnect_cancels_the_upstream_request() {
         }
         let _ = cancelled_tx.send(());
     });
-    let gw = gateway_to(ProxyConfig::new(&format!("http://{up}")).unwrap()).await;
+    let gw = gateway_to(ProxyConfig::new(format!("http://{up}")).unwrap()).await;
 
     let mut client = TcpStream::connect(gw).await.unwrap();
     client
@@ -374,7 +374,7 @@ async fn bodies_stream_both_ways_without_buffering() {
         Ok::<_, std::convert::Infallible>(Response::new(req.into_body()))
     });
     tokio::spawn(tower_gateway::server::Server::from_listener(listener).serve(echo));
-    let gw = gateway_to(ProxyConfig::new(&format!("http://{up}")).unwrap()).await;
+    let gw = gateway_to(ProxyConfig::new(format!("http://{up}")).unwrap()).await;
 
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
     let body = ChannelBody(rx);
@@ -405,7 +405,7 @@ async fn bodies_stream_both_ways_without_buffering() {
 #[tokio::test]
 async fn upstream_connections_are_kept_alive_and_reused() {
     let (up, mut seen) = ok_upstream().await;
-    let gw = gateway_to(ProxyConfig::new(&format!("http://{up}")).unwrap()).await;
+    let gw = gateway_to(ProxyConfig::new(format!("http://{up}")).unwrap()).await;
     send(gw, get("/1"))
         .await
         .into_body()
@@ -458,7 +458,7 @@ async fn closing_upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn a_pooled_connection_the_upstream_closed_is_replaced_and_no_request_fails() {
     let (up, accepted) = closing_upstream().await;
-    let gw = gateway_to(ProxyConfig::new(&format!("http://{up}")).unwrap()).await;
+    let gw = gateway_to(ProxyConfig::new(format!("http://{up}")).unwrap()).await;
     let mut client = support::http1_client::<Full<Bytes>>(gw).await;
     for i in 0..20 {
         let res = client.send_request(get(&format!("/{i}"))).await.unwrap();
@@ -471,7 +471,7 @@ async fn a_pooled_connection_the_upstream_closed_is_replaced_and_no_request_fail
 #[tokio::test(start_paused = true)]
 async fn an_upstream_connection_idle_past_the_idle_timeout_is_closed() {
     let (up, mut seen) = ok_upstream().await;
-    let config = ProxyConfig::new(&format!("http://{up}"))
+    let config = ProxyConfig::new(format!("http://{up}"))
         .unwrap()
         .idle_timeout(Duration::from_secs(10));
     let gw = gateway_to(config).await;

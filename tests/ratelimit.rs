@@ -19,7 +19,7 @@ use tower_gateway::ratelimit::{
 const MID_MINUTE: u64 = 1_795_856_430 * 1_000_000_000;
 
 async fn gateway(layer: RateLimitLayer, up: std::net::SocketAddr) -> std::net::SocketAddr {
-    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(&format!("http://{up}")).unwrap());
+    let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new(format!("http://{up}")).unwrap());
     let (addr, stop) = serve(ServiceBuilder::new().layer(layer).service(proxy)).await;
     std::mem::forget(stop);
     addr

@@ -18,12 +18,10 @@ use super::{Auth, Authenticated, Authenticator, Consumer, Rejection};
 /// let consumers = Consumers::new();
 /// # consumers.insert(Consumer::new("anon").username("anonymous"));
 /// // Either an API key or a JWT; without either, continue as the anonymous consumer.
-/// let layer = AuthLayer::any_of([
-///     Box::new(ApiKey::new(consumers.clone())) as Box<dyn tower_gateway::auth::Authenticator>,
-///     Box::new(Jwt::new(consumers.clone())),
-/// ])
-/// .anonymous(consumers.get("anonymous").unwrap())
-/// .skip_path("/health");
+/// let layer = AuthLayer::new(ApiKey::new(consumers.clone()))
+///     .or(Jwt::new(consumers.clone()))
+///     .anonymous(consumers.get("anonymous").unwrap())
+///     .skip_path("/health");
 /// # let _ = layer;
 /// ```
 #[derive(Clone)]
@@ -81,6 +79,37 @@ impl AuthLayer {
     /// refusal of a presented credential (a wrong key beats a missing token).
     pub fn any_of(authenticators: impl IntoIterator<Item = Box<dyn Authenticator>>) -> Self {
         Self::with(authenticators.into_iter().collect(), Mode::Any)
+    }
+
+    /// Adds `authenticator` as an alternative: the layer then accepts a request that any one
+    /// of its authenticators accepts ([`any_of`](Self::any_of), without boxing by hand).
+    /// A layer has one mode: after `or`, every authenticator it holds is an alternative.
+    ///
+    /// ```
+    /// use tower_gateway::auth::{ApiKey, AuthLayer, Consumers, Jwt};
+    ///
+    /// let consumers = Consumers::new();
+    /// let either = AuthLayer::new(ApiKey::new(consumers.clone())).or(Jwt::new(consumers));
+    /// # let _ = either;
+    /// ```
+    pub fn or(mut self, authenticator: impl Authenticator) -> Self {
+        self.push(authenticator, Mode::Any);
+        self
+    }
+
+    /// Adds `authenticator` as a further requirement: the layer then accepts a request only
+    /// when all of its authenticators accept it ([`all_of`](Self::all_of), without boxing by
+    /// hand). After `and`, every authenticator the layer holds is required.
+    pub fn and(mut self, authenticator: impl Authenticator) -> Self {
+        self.push(authenticator, Mode::All);
+        self
+    }
+
+    fn push(&mut self, authenticator: impl Authenticator, mode: Mode) {
+        let policy = self.policy_mut();
+        policy.reads_body |= authenticator.reads_body();
+        policy.authenticators.push(Arc::new(authenticator));
+        policy.mode = mode;
     }
 
     /// No authenticator: only removes client-sent identity headers, so they cannot be

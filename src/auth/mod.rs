@@ -65,14 +65,14 @@ pub use body::{BodyAuth, BodyAuthLayer, BodyResponseFuture, DEFAULT_MAX_BODY};
 #[cfg(feature = "config")]
 pub(crate) use consumer::derived_id;
 pub use consumer::{Consumer, Consumers, CredentialError, Editor};
-pub use headers::{
-    X_ANONYMOUS_CONSUMER, X_CONSUMER_CUSTOM_ID, X_CONSUMER_ID, X_CONSUMER_USERNAME,
-    X_CREDENTIAL_IDENTIFIER,
-};
 #[cfg(feature = "admin")]
 pub(crate) use headers::percent_decode;
 #[cfg(feature = "config")]
 pub(crate) use headers::strip_identity;
+pub use headers::{
+    X_ANONYMOUS_CONSUMER, X_CONSUMER_CUSTOM_ID, X_CONSUMER_ID, X_CONSUMER_USERNAME,
+    X_CREDENTIAL_IDENTIFIER,
+};
 #[cfg(feature = "jwt")]
 pub use jwt::{Jwt, JwtCredential, TimeClaim};
 pub use layer::AuthLayer;

@@ -84,3 +84,18 @@ impl From<String> for Endpoint {
         Endpoint::new(name)
     }
 }
+
+/// An endpoint named `ip:port`, with the default weight.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use tower_gateway::balance::Endpoint;
+///
+/// let addr: SocketAddr = "10.0.0.7:8080".parse().unwrap();
+/// assert_eq!(Endpoint::from(addr).name(), "10.0.0.7:8080");
+/// ```
+impl From<std::net::SocketAddr> for Endpoint {
+    fn from(addr: std::net::SocketAddr) -> Self {
+        Endpoint::new(addr.to_string())
+    }
+}

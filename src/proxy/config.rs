@@ -78,8 +78,8 @@ pub struct InvalidOrigin {
 impl ProxyConfig {
     /// A proxy to `origin` (`http://host[:port][/base/path]`) with Kong's defaults: 60 s
     /// timeouts, `preserve_host` off, nobody trusted, 512 idle connections kept for 60 s.
-    pub fn new(origin: &str) -> Result<Self, InvalidOrigin> {
-        Ok(Self::with_origin(Origin::parse(origin)?))
+    pub fn new(origin: impl AsRef<str>) -> Result<Self, InvalidOrigin> {
+        Ok(Self::with_origin(Origin::parse(origin.as_ref())?))
     }
 
     /// A proxy to an already parsed origin, with the defaults of [`ProxyConfig::new`].

@@ -54,6 +54,24 @@ pub struct RateLimitBuilder {
 }
 
 impl RateLimitLayer {
+    /// A layer counting by `key` against one limit, with the builder's defaults (a
+    /// [`MemoryStore`] of a million keys, Kong's headers, 429).
+    ///
+    /// ```
+    /// use tower_gateway::proxy::TrustedProxies;
+    /// use tower_gateway::ratelimit::{KeyBy, Rate, RateLimitLayer, TokenBucket};
+    ///
+    /// // 10 requests per second per client, bursts of 20.
+    /// let layer = RateLimitLayer::new(
+    ///     KeyBy::ClientIp(TrustedProxies::none()),
+    ///     TokenBucket::new(Rate::per_second(10), 20),
+    /// );
+    /// # let _ = layer;
+    /// ```
+    pub fn new(key: KeyBy, limit: impl Into<Limit>) -> Self {
+        Self::builder(key).limit(limit).build()
+    }
+
     /// Starts a layer counting by `key`.
     pub fn builder(key: KeyBy) -> RateLimitBuilder {
         RateLimitBuilder {
@@ -73,8 +91,8 @@ impl RateLimitLayer {
 
 impl RateLimitBuilder {
     /// Adds a limit; a request passes only if every limit admits it.
-    pub fn limit(mut self, limit: Limit) -> Self {
-        self.limits.push(limit);
+    pub fn limit(mut self, limit: impl Into<Limit>) -> Self {
+        self.limits.push(limit.into());
         self
     }
 

@@ -23,6 +23,25 @@ pub enum Limit {
     SlidingLog(SlidingLog),
 }
 
+macro_rules! limit_from {
+    ($($algorithm:ident),*) => {$(
+        impl From<$algorithm> for Limit {
+            fn from(algorithm: $algorithm) -> Self {
+                Limit::$algorithm(algorithm)
+            }
+        }
+    )*};
+}
+
+// `RateLimitBuilder::limit(TokenBucket::new(..))` without naming the variant.
+limit_from!(
+    TokenBucket,
+    LeakyBucket,
+    FixedWindow,
+    SlidingWindow,
+    SlidingLog
+);
+
 /// The per-key state of one [`Limit`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LimitState {
