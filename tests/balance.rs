@@ -521,3 +521,38 @@ fn library_papercuts_take_what_users_have_at_hand() {
         TokenBucket::new(Rate::per_second(10), 20),
     );
 }
+
+#[tokio::test]
+async fn per_endpoint_breakers_make_the_balancer_go_around_an_open_one() {
+    use tower::Layer;
+    use tower_gateway::circuit::{CircuitBreaker, CircuitBreakerLayer, Policy, Trip};
+
+    // One endpoint answers 500 to everything: its breaker opens after 2 failures.
+    let (broken, _) = upstream(|_| async {
+        let mut res = Response::new(Full::new(Bytes::from_static(b"broken")));
+        *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        res
+    })
+    .await;
+    let (a, b) = (
+        named("a", Duration::ZERO).await,
+        named("b", Duration::ZERO).await,
+    );
+    let mut builder = Balancer::<CircuitBreaker<Proxy>>::builder(RoundRobin::new());
+    let mut breakers = Vec::new();
+    for addr in [broken, a, b] {
+        let layer = CircuitBreakerLayer::new(Policy::default().trip(Trip::ConsecutiveFailures(2)));
+        breakers.push(layer.breaker().cloned().unwrap());
+        builder = builder.endpoint(Endpoint::from(addr), layer.layer(proxy_to(addr)));
+    }
+    let (gateway, _stop) = serve(builder.build()).await;
+    let statuses = futures_statuses(gateway, 30).await;
+    // The broken endpoint's two answers before its breaker opened; none after.
+    let failed = statuses.iter().filter(|&&s| s != 200).count();
+    assert_eq!(failed, 2, "{statuses:?}");
+    assert!(statuses[6..].iter().all(|&s| s == 200), "{statuses:?}");
+    assert!(matches!(
+        breakers[0].state(),
+        tower_gateway::circuit::State::Open { .. } | tower_gateway::circuit::State::HalfOpen
+    ));
+}

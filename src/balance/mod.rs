@@ -19,6 +19,12 @@
 //! failure is retried on another endpoint. With no usable endpoint the answer is `503`
 //! `{"message":"failure to get a peer from the ring-balancer"}` (Kong's).
 //!
+//! Circuit breakers compose per endpoint: wrap each endpoint's service in its own
+//! [`CircuitBreakerLayer`](crate::circuit::CircuitBreakerLayer); while one is open its fast
+//! `503` is retried on another endpoint (nothing reached the endpoint), so clients do not see
+//! it, and with [`PassiveHealth`] the endpoint is ejected as well. A breaker in front of the
+//! balancer is a breaker for the whole service: it opens when the service as a whole fails.
+//!
 //! ```
 //! use std::convert::Infallible;
 //! use http::{Request, Response};

@@ -685,8 +685,12 @@ fn is_clients_fault<T>(res: &Response<T>) -> bool {
 }
 
 /// Whether the failed exchange may be sent to another endpoint: nothing reached the endpoint
-/// (connect failures), or it closed before answering a request that may be repeated.
+/// (connect failures, or the endpoint's own circuit breaker is open), or it closed before
+/// answering a request that may be repeated.
 fn retriable<T>(res: &Response<T>, method: &Method) -> bool {
+    if res.extensions().get::<reject::AnsweredBy>() == Some(&reject::AnsweredBy::CIRCUIT_BREAKER) {
+        return true;
+    }
     match res.extensions().get::<UpstreamFailure>() {
         Some(UpstreamFailure::Connect(_) | UpstreamFailure::ConnectTimeout) => true,
         Some(UpstreamFailure::Protocol(_)) => method.is_idempotent(),
