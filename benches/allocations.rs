@@ -2,7 +2,7 @@
 //! pooled client, as `benches/load/bare_proxy.rs`), the gateway on the proxy path alone, and
 //! the gateway with each built-in plugin and observability layer.
 //!
-//! `cargo bench --bench allocations` (`ROUNDS=9` for more rounds)
+//! `cargo bench --features config,metrics --bench allocations` (`ROUNDS=9` for more rounds)
 //!
 //! A counting global allocator counts every allocation of the process; everything runs on
 //! one current-thread runtime over loopback (a keep-alive client, the proxy, a hyper

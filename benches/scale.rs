@@ -1,7 +1,7 @@
 //! CPU time per request as the configuration grows: routes (1 to 10 000), key-auth consumers
 //! (1 to 100 000), and targets behind one upstream (1 to 1 000, round-robin).
 //!
-//! `cargo bench --bench scale` (`ROUNDS=9` for more rounds)
+//! `cargo bench --features config,metrics --bench scale` (`ROUNDS=9` for more rounds)
 //!
 //! Everything runs on one current-thread runtime over loopback (see `support/inproc.rs`): the
 //! time per request is the CPU time of client, gateway and upstream together, so a growing

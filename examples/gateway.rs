@@ -1,8 +1,8 @@
 //! The bundled gateway: a Kong-compatible declarative file in, a running proxy out.
 //!
 //! ```text
-//! cargo run --release --example gateway                      # bundled config + demo upstream
-//! cargo run --release --example gateway -- --config kong.yaml
+//! cargo run --release --example gateway --features program     # bundled config + demo upstream
+//! cargo run --release --example gateway --features program -- --config kong.yaml
 //! ```
 //!
 //! See `--help` for every option. The program itself is [`tower_gateway::program::Program`];

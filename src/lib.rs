@@ -11,12 +11,40 @@
 //! | [`circuit`] | [`CircuitBreakerLayer`](circuit::CircuitBreakerLayer): fail fast while an upstream is failing, probe it back; [`Breaker::call`](circuit::Breaker::call) for any async operation |
 //! | [`log`] | [`AccessLogLayer`](log::AccessLogLayer): one structured event per finished request, JSON fields or nginx's combined format |
 //! | [`request_id`] | [`RequestIdLayer`](request_id::RequestIdLayer): tower-http's request-id layers with Kong's `correlation-id` options |
-//! | [`metrics`] | [`MetricsLayer`](metrics::MetricsLayer) and [`Metrics`](metrics::Metrics): Prometheus requests, latency and bandwidth per route, Kong's metric names (feature `metrics`) |
+#![cfg_attr(
+    feature = "metrics",
+    doc = "| [`metrics`] | [`MetricsLayer`](metrics::MetricsLayer) and [`Metrics`](metrics::Metrics): Prometheus requests, latency and bandwidth per route, Kong's metric names (feature `metrics`) |"
+)]
+#![cfg_attr(
+    not(feature = "metrics"),
+    doc = "| `metrics` | `MetricsLayer` and `Metrics`: Prometheus requests, latency and bandwidth per route, Kong's metric names (feature `metrics`) |"
+)]
 //! | [`ratelimit`] | [`RateLimitLayer`](ratelimit::RateLimitLayer) over exact, time-injected algorithms: token bucket, nginx's leaky bucket, Kong's fixed windows, sliding log and window; a pluggable [`Store`](ratelimit::Store) |
 //! | [`server`] | [`Server`](server::Server): hyper with header limits, header-read timeout, `Host` checks and graceful shutdown |
-//! | [`config`] | Kong's declarative format (services, routes, upstreams, consumers, key-auth, jwt, rate-limiting, circuit-breaker) → a running gateway, with precise errors (feature `config`) |
-//! | [`program`] | The gateway program (`examples/gateway.rs`) as a library entry point, for a binary with plugins of its own (feature `program`) |
-//! | [`plugin`] | Plugins by name: the built-in ones and an application's own Layers, configured like Kong's (feature `config`) |
+#![cfg_attr(
+    feature = "config",
+    doc = "| [`config`] | Kong's declarative format (services, routes, upstreams, consumers, key-auth, jwt, rate-limiting, circuit-breaker) → a running gateway, with precise errors (feature `config`) |"
+)]
+#![cfg_attr(
+    not(feature = "config"),
+    doc = "| `config` | Kong's declarative format (services, routes, upstreams, consumers, key-auth, jwt, rate-limiting, circuit-breaker) → a running gateway, with precise errors (feature `config`) |"
+)]
+#![cfg_attr(
+    feature = "program",
+    doc = "| [`program`] | The gateway program (`examples/gateway.rs`) as a library entry point, for a binary with plugins of its own (feature `program`) |"
+)]
+#![cfg_attr(
+    not(feature = "program"),
+    doc = "| `program` | The gateway program (`examples/gateway.rs`) as a library entry point, for a binary with plugins of its own (feature `program`) |"
+)]
+#![cfg_attr(
+    feature = "config",
+    doc = "| [`plugin`] | Plugins by name: the built-in ones and an application's own Layers, configured like Kong's (feature `config`) |"
+)]
+#![cfg_attr(
+    not(feature = "config"),
+    doc = "| `plugin` | Plugins by name: the built-in ones and an application's own Layers, configured like Kong's (feature `config`) |"
+)]
 //! | [`body`], [`reject`] | the response body and the JSON error responses every part shares |
 //!
 //! The architecture and the contracts between modules are described in the repository's

@@ -25,7 +25,7 @@ if [ "$(ulimit -n)" -lt $((CONNECTIONS + 1000)) ]; then
 fi
 
 echo "building (release)…" >&2
-(cd "$root" && cargo build --release --quiet --example gateway --example load-upstream --example load-bare-proxy)
+(cd "$root" && cargo build --release --quiet --features program --example gateway --example load-upstream --example load-bare-proxy)
 bin="$root/target/release/examples"
 "$bin/load-upstream" 127.0.0.1:18080 2>"$work/upstream.log" &
 pids+=($!)

@@ -47,8 +47,8 @@ read -r -a targets <<<"$TARGETS"
 [ "$STORES" = 1 ] && targets+=(gw-local gw-redis)
 
 echo "building (release)…" >&2
-features=""
-[ "$STORES" = 1 ] && features="--features redis"
+features="--features program"
+[ "$STORES" = 1 ] && features="--features program,redis"
 (cd "$root" && cargo build --release --quiet $features --example gateway --example load-upstream --example load-bare-proxy)
 bin="$root/target/release/examples"
 

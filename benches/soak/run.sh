@@ -22,7 +22,7 @@ root=$(cd "$here/../.." && pwd)
 need wrk wrk
 
 echo "building (release)…" >&2
-(cd "$root" && cargo build --release --quiet --example gateway --example load-upstream --example soak-hostile)
+(cd "$root" && cargo build --release --quiet --features program --example gateway --example load-upstream --example soak-hostile)
 bin="$root/target/release/examples"
 
 "$bin/load-upstream" 127.0.0.1:18180 2>"$work/upstream.log" &

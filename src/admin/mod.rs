@@ -18,7 +18,7 @@
 //!   declarative YAML, `{"config": "..."}` as Kong, or the YAML itself with
 //!   `?format=yaml`), `POST /config` (replace it whole), `GET /upstreams/{u}/health`,
 //!   `PUT /upstreams/{u}/targets/{t}/healthy|unhealthy`, and `GET /metrics` when given
-//!   [`Metrics`](crate::metrics::Metrics).
+//!   Prometheus `Metrics` (feature `metrics`).
 //!
 //! Every change is checked against the whole configuration, then a new gateway is built
 //! (taking over the balancers, breakers and rate-limit counters of everything the change did

@@ -9,7 +9,9 @@ use http::{HeaderValue, StatusCode};
 use super::Consumer;
 
 /// Checks a request's credentials. Implemented by [`ApiKey`](super::ApiKey),
-/// [`Jwt`](super::Jwt) and by closures `Fn(&mut Parts) -> Result<Authenticated, Rejection>`.
+#[cfg_attr(feature = "jwt", doc = "[`Jwt`](super::Jwt)")]
+#[cfg_attr(not(feature = "jwt"), doc = "`Jwt` (feature `jwt`)")]
+/// and by closures `Fn(&mut Parts) -> Result<Authenticated, Rejection>`.
 ///
 /// An authenticator may change the request on success (Kong's `hide_credentials` removes the
 /// credential before the request goes upstream).

@@ -1,6 +1,13 @@
 //! Authentication with Kong's consumers: API keys (`key-auth`) and JWTs (`jwt`).
 //!
-//! [`AuthLayer`] runs one or more [`Authenticator`]s ([`ApiKey`], [`Jwt`], or a closure)
+#![cfg_attr(
+    feature = "jwt",
+    doc = "[`AuthLayer`] runs one or more [`Authenticator`]s ([`ApiKey`], [`Jwt`], or a closure)"
+)]
+#![cfg_attr(
+    not(feature = "jwt"),
+    doc = "[`AuthLayer`] runs one or more [`Authenticator`]s ([`ApiKey`], `Jwt` with feature `jwt`, or a closure)"
+)]
 //! before the inner service:
 //!
 //! - [`AuthLayer::all_of`] (Kong's plugins without `anonymous`) needs every authenticator to

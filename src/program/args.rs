@@ -23,7 +23,7 @@ OPTIONS:
     --proxy-listen ADDR     Address of the proxy (default 0.0.0.0:8000; Kong: 8000)
     --proxy-listen-tls ADDR Also serve the proxy over TLS on ADDR (Kong: 8443), HTTP/2 or
                             HTTP/1.1 by ALPN. Needs --tls-cert and --tls-key and the tls
-                            feature (cargo run --release --features tls --example gateway).
+                            feature (cargo run --release --features program,tls --example gateway).
     --tls-cert FILE         A PEM certificate chain for the TLS listener; give several
                             (each followed by its --tls-key) to serve several names by SNI.
                             The configuration's certificates (Kong's certificates and
@@ -40,7 +40,7 @@ OPTIONS:
                             Redis (redis://host:6379/0): an Admin API change on any of them
                             reaches all within a second; keys route:<path> naming a service
                             or upstream add routes. Needs the redis feature
-                            (cargo run --release --features redis --example gateway).
+                            (cargo run --release --features program,redis --example gateway).
     --cluster-name NAME     Several clusters on one Redis (default: default)
     --trusted-ips LIST      Comma-separated addresses/CIDR blocks whose X-Forwarded-* headers
                             are believed (Kong's trusted_ips; default: none)
@@ -254,7 +254,7 @@ pub(super) fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<
                 let url = value("--cluster")?;
                 if !cfg!(feature = "redis") {
                     return Err(
-                        "--cluster needs the redis feature: cargo run --release --features redis --example gateway".into(),
+                        "--cluster needs the redis feature: cargo run --release --features program,redis --example gateway".into(),
                     );
                 }
                 if !url.starts_with("redis://") {
@@ -266,7 +266,7 @@ pub(super) fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<
             "--proxy-listen-tls" => {
                 if !cfg!(feature = "tls") {
                     return Err(
-                        "--proxy-listen-tls needs the tls feature: cargo run --release --features tls --example gateway".into(),
+                        "--proxy-listen-tls needs the tls feature: cargo run --release --features program,tls --example gateway".into(),
                     );
                 }
                 args.proxy_listen_tls =
