@@ -225,7 +225,7 @@ async fn a_retried_request_is_logged_with_its_tries_and_the_endpoint_that_answer
         .endpoint(dead.to_string(), pool.clone())
         .endpoint(
             live.to_string(),
-            pool.to_origin(&format!("http://{live}")).unwrap(),
+            pool.to_origin(format!("http://{live}")).unwrap(),
         )
         .build();
     let router = Router::builder()

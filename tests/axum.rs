@@ -11,33 +11,82 @@ use support::*;
 #[allow(dead_code)]
 mod example;
 
-#[tokio::test]
-async fn axum_nests_the_gateway_and_its_layers_apply_to_proxied_responses() {
-    let (up, mut seen) = ok_upstream().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let local = listener.local_addr().unwrap();
-    let app = example::app(up).unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
+/// An upstream answering its name, reporting what it saw.
+async fn named(name: &'static str) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Seen>) {
+    upstream(move |_| async move {
+        http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
+            name.as_bytes(),
+        )))
+    })
+    .await
+}
 
+fn with(path: &str, header: (&str, &str)) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    http::Request::get(path)
+        .header("host", "app.test")
+        .header(header.0, header.1)
+        .body(Default::default())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_example_app_runs_the_full_stack_under_axum() {
+    let (a, mut seen_a) = named("a").await;
+    let (b, _seen_b) = named("b").await;
+    let local = serve_axum(example::app([a, b]).unwrap()).await;
+
+    // axum's own route, under the tower-http layer.
     let res = send(local, get("/health")).await;
     assert_eq!(res.headers()["server"], "tower-gateway");
     assert_eq!(text(res).await, "ok");
 
-    let res = send(local, get("/api/users/7?x=1")).await;
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["server"], "tower-gateway");
-    assert_eq!(text(res).await, "ok");
-    let seen = seen.recv().await.unwrap();
+    // Authentication first: no credential, Kong's answer; the upstream never sees it.
+    let res = send(local, get("/api/users/7")).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        text(res).await,
+        r#"{"message":"No API key found in request"}"#
+    );
+
+    // An API key: balanced over both endpoints, with an id echoed and the rate limit's
+    // headers; the upstream sees the path, the client address and the consumer.
+    let mut served = Vec::new();
+    for _ in 0..4 {
+        let res = send(
+            local,
+            with("/api/users/7?x=1", ("apikey", example::API_KEY)),
+        )
+        .await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["server"], "tower-gateway");
+        assert!(res.headers().contains_key("x-request-id"));
+        assert!(res.headers().contains_key("ratelimit-remaining"));
+        served.push(text(res).await);
+    }
+    assert_eq!(served, ["a", "b", "a", "b"]);
+    let seen = seen_a.recv().await.unwrap();
     assert_eq!(seen.uri, "/users/7?x=1");
     assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen.headers["x-consumer-username"], "demo");
 
-    let res = send(local, get("/api/orders")).await;
+    // Or a JWT.
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({ "iss": example::JWT_ISSUER, "exp": exp }),
+        &jsonwebtoken::EncodingKey::from_secret(example::JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let bearer = format!("Bearer {token}");
+    let res = send(local, with("/api/users/7", ("authorization", &bearer))).await;
+    assert_eq!(res.status(), 200);
+
+    // The gateway's router answers what it does not route.
+    let res = send(local, with("/api/orders", ("apikey", example::API_KEY))).await;
     assert_eq!(res.status(), 404);
     assert_eq!(
         text(res).await,

@@ -167,8 +167,8 @@ where
 
     /// A proxy to another origin that shares this one's connection pool and settings (one
     /// proxy per endpoint of a [`Balancer`](crate::balance::Balancer)).
-    pub fn to_origin(&self, origin: &str) -> Result<Self, super::InvalidOrigin> {
-        Ok(self.with_origin(super::Origin::parse(origin)?))
+    pub fn to_origin(&self, origin: impl AsRef<str>) -> Result<Self, super::InvalidOrigin> {
+        Ok(self.with_origin(super::Origin::parse(origin.as_ref())?))
     }
 
     /// Like [`to_origin`](Self::to_origin), with an origin already parsed.
