@@ -42,7 +42,14 @@ where
             future: service.call(req),
         },
         // Pending, or failed: the clone's own readiness check waits properly or reports it.
-        _ => CallOrReject::call(service.clone(), req),
+        // The handle itself is replaced by a fresh clone: what it was waiting on (a
+        // balancer's busy endpoints, queued for capacity) was registered with a waker that
+        // never wakes, and must not keep its place in the queue.
+        _ => {
+            let fresh = service.clone();
+            drop(std::mem::replace(service, fresh));
+            CallOrReject::call(service.clone(), req)
+        }
     }
 }
 

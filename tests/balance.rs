@@ -556,3 +556,170 @@ async fn per_endpoint_breakers_make_the_balancer_go_around_an_open_one() {
         tower_gateway::circuit::State::Open { .. } | tower_gateway::circuit::State::HalfOpen
     ));
 }
+
+/// An upstream that holds every response until `release` is sent, reporting arrivals.
+async fn held_upstream() -> (
+    SocketAddr,
+    mpsc::UnboundedReceiver<()>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let (arrived_tx, arrived) = mpsc::unbounded_channel();
+    let (release, released) = tokio::sync::watch::channel(false);
+    let (addr, _) = upstream(move |_| {
+        let arrived_tx = arrived_tx.clone();
+        let mut released = released.clone();
+        async move {
+            let _ = arrived_tx.send(());
+            let _ = released.wait_for(|r| *r).await;
+            Response::new(Full::new(Bytes::from_static(b"done")))
+        }
+    })
+    .await;
+    (addr, arrived, release)
+}
+
+#[tokio::test]
+async fn load_shed_in_front_of_a_balancer_sheds_only_when_every_endpoint_is_busy() {
+    use tower::ServiceExt;
+    use tower::limit::ConcurrencyLimit;
+    use tower::load_shed::LoadShed;
+
+    type Body = BalancedBody<Full<Bytes>>;
+    let (a, mut arrived_a, release_a) = held_upstream().await;
+    let (b, mut arrived_b, release_b) = held_upstream().await;
+    // Each endpoint takes one request at a time.
+    let endpoint = |addr: SocketAddr| {
+        ConcurrencyLimit::new(
+            ReverseProxy::<Body>::new(ProxyConfig::new(format!("http://{addr}")).unwrap()),
+            1,
+        )
+    };
+    let lb = Balancer::builder(RoundRobin::new())
+        .endpoint(Endpoint::from(a), endpoint(a))
+        .endpoint(Endpoint::from(b), endpoint(b))
+        .build();
+    let shed = LoadShed::new(lb);
+    let request = || {
+        Request::get("/")
+            .header("host", "lb.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+
+    // Two requests occupy both endpoints…
+    let first = tokio::spawn(shed.clone().oneshot(request()));
+    arrived_a.recv().await.unwrap();
+    let second = tokio::spawn(shed.clone().oneshot(request()));
+    arrived_b.recv().await.unwrap();
+    // … so a third is shed at once instead of queueing behind them.
+    let third = shed.clone().oneshot(request()).await;
+    let err = third.expect_err("shed");
+    assert!(err.is::<tower::load_shed::error::Overloaded>(), "{err}");
+
+    // Capacity back: served again.
+    release_a.send(true).unwrap();
+    release_b.send(true).unwrap();
+    for done in [first, second] {
+        assert_eq!(done.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    let res = shed.oneshot(request()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_balancer_waits_for_a_busy_endpoint_then_sends_there() {
+    use tower::ServiceExt;
+    use tower::limit::ConcurrencyLimit;
+
+    type Body = BalancedBody<Full<Bytes>>;
+    let (a, mut arrived, release) = held_upstream().await;
+    let lb = Balancer::builder(RoundRobin::new())
+        .endpoint(
+            Endpoint::from(a),
+            ConcurrencyLimit::new(
+                ReverseProxy::<Body>::new(ProxyConfig::new(format!("http://{a}")).unwrap()),
+                1,
+            ),
+        )
+        .build();
+    let request = || {
+        Request::get("/")
+            .header("host", "lb.test")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let first = tokio::spawn(lb.clone().oneshot(request()));
+    arrived.recv().await.unwrap();
+    // Not ready while the only endpoint is busy…
+    let mut waiting = lb.clone();
+    let once = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(tower::Service::<Request<Full<Bytes>>>::poll_ready(
+            &mut waiting,
+            cx,
+        ))
+    })
+    .await;
+    assert!(once.is_pending());
+    // … ready once it is free, and the request goes there.
+    release.send(true).unwrap();
+    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    tokio::time::timeout(Duration::from_secs(5), waiting.ready())
+        .await
+        .expect("ready once the endpoint is free")
+        .unwrap();
+    let res = tower::Service::call(&mut waiting, request()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_connection_waiting_for_a_busy_endpoint_is_served_when_it_frees() {
+    use tower::limit::ConcurrencyLimit;
+    use tower_gateway::router::{Route, Router};
+
+    // `/slow` is held until released; anything else is answered at once.
+    let (release, released) = tokio::sync::watch::channel(false);
+    let (arrived_tx, mut arrived) = mpsc::unbounded_channel();
+    let (up, _) = upstream(move |seen| {
+        let mut released = released.clone();
+        let arrived_tx = arrived_tx.clone();
+        async move {
+            if seen.uri.path() == "/slow" {
+                let _ = arrived_tx.send(());
+                let _ = released.wait_for(|r| *r).await;
+            }
+            Response::new(Full::new(Bytes::from_static(b"ok")))
+        }
+    })
+    .await;
+    let lb = Balancer::builder(RoundRobin::new())
+        .endpoint(Endpoint::from(up), ConcurrencyLimit::new(proxy_to(up), 1))
+        .build();
+    let router = Router::builder()
+        .route(Route::new().name("all").path("/"), lb)
+        .build()
+        .unwrap();
+    let (gateway, _stop) = serve(router).await;
+
+    // A keep-alive connection whose router has its own handle on the route by now.
+    let mut kept = support::http1_client::<Full<Bytes>>(gateway).await;
+    for _ in 0..2 {
+        let res = kept.send_request(get("/fast")).await.unwrap();
+        assert_eq!(res.status(), 200);
+        text(res).await;
+    }
+    // Another connection takes the endpoint's only slot…
+    let slow = tokio::spawn(send(gateway, get("/slow")));
+    arrived.recv().await.unwrap();
+    // … the kept connection's next request waits for it, and is served once it frees.
+    let waiting = tokio::spawn(async move { kept.send_request(get("/fast")).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished());
+    release.send(true).unwrap();
+    assert_eq!(slow.await.unwrap().status(), 200);
+    let res = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("served once the endpoint is free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}

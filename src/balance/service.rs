@@ -44,12 +44,38 @@ pub const DEFAULT_RETRIES: u32 = 5;
 ///   they are.
 /// - The chosen endpoint is recorded as [`Chosen`] in the request's extensions and the
 ///   response's.
+/// - Backpressure: `poll_ready` chooses the endpoint (round-robin, weighted, least
+///   connections, peak-EWMA) and drives its service to readiness; when it is not ready it
+///   tries the others, and is ready as soon as one usable endpoint is, pending while none is
+///   (each waiting endpoint's service wakes it). So tower's `LoadShed`, `ConcurrencyLimit`
+///   and `Buffer` work in front of a balancer over endpoints that apply backpressure
+///   (`ConcurrencyLimit`, `RateLimit`…). With consistent hashing the endpoint depends on the
+///   request: `poll_ready` is always ready, and the chosen endpoint's readiness is awaited
+///   in the response future. A [`ReverseProxy`] is always ready.
 ///
-/// Clones share everything.
+/// Clones share everything but a prepared endpoint: a clone starts unprepared, so no
+/// capacity an endpoint reserved is held twice.
 ///
 /// [`ReverseProxy`]: crate::proxy::ReverseProxy
 pub struct Balancer<S> {
     shared: Arc<Shared<S>>,
+    /// The endpoint `poll_ready` chose, its service ready; the next `call` goes there.
+    prepared: Option<Prepared<S>>,
+    /// Endpoints `poll_ready` found not ready, kept so that their wake-ups reach this handle.
+    waiting: Option<Waiting<S>>,
+}
+
+/// An endpoint chosen and ready, in the snapshot of the members it was chosen from.
+struct Prepared<S> {
+    members: Arc<Members<S>>,
+    index: usize,
+    service: S,
+}
+
+/// Endpoint services that answered `Pending`, in their snapshot of the members.
+struct Waiting<S> {
+    members: Arc<Members<S>>,
+    services: Vec<(usize, S)>,
 }
 
 /// Builds a [`Balancer`]; see [`Balancer::builder`].
@@ -266,10 +292,30 @@ fn slow_start(tracked: &[Tracked]) -> Duration {
     Duration::from_nanos((sum / tracked.len() as f64) as u64)
 }
 
+impl<S> Balancer<S> {
+    /// Keeps endpoint `index`'s ready service for the next `call` (the endpoints still
+    /// waiting are dropped by the caller, releasing what they queued for).
+    fn prepare<E>(
+        &mut self,
+        members: Arc<Members<S>>,
+        index: usize,
+        service: S,
+    ) -> Poll<Result<(), E>> {
+        self.prepared = Some(Prepared {
+            members,
+            index,
+            service,
+        });
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<S> Clone for Balancer<S> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
+            prepared: None,
+            waiting: None,
         }
     }
 }
@@ -359,7 +405,11 @@ impl<S> BalancerBuilder<S> {
             let handle = super::active::spawn(active, Arc::downgrade(&shared));
             let _ = shared.checks.set(handle);
         }
-        Balancer { shared }
+        Balancer {
+            shared,
+            prepared: None,
+            waiting: None,
+        }
     }
 }
 
@@ -503,18 +553,73 @@ where
     type Error = S::Error;
     type Future = ResponseFuture<S, B>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // The endpoint is chosen per request; its readiness is awaited in the response
-        // future, so nothing is reserved here.
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.prepared.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        let members = self.shared.members.load_full();
+        if !matches!(members.settings.hash_on, HashOn::None) {
+            // The endpoint depends on the request: its readiness is awaited in the response
+            // future.
+            self.waiting = None;
+            return Poll::Ready(Ok(()));
+        }
+        // Endpoints found busy before: the first ready one now is taken.
+        let mut waiting = match self.waiting.take() {
+            Some(w) if Arc::ptr_eq(&w.members, &members) => w.services,
+            _ => Vec::new(),
+        };
+        let mut tried: Vec<usize> = waiting.iter().map(|(i, _)| *i).collect();
+        let mut k = 0;
+        while k < waiting.len() {
+            match waiting[k].1.poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    let (index, service) = waiting.swap_remove(k);
+                    return self.prepare(members, index, service);
+                }
+                // A failed endpoint service is passed over.
+                Poll::Ready(Err(_)) => drop(waiting.swap_remove(k)),
+                Poll::Pending => k += 1,
+            }
+        }
+        // The others, in the strategy's order.
+        while let Some(index) = members.pick(None, &tried) {
+            let mut service = members.services[index].clone();
+            match service.poll_ready(cx) {
+                Poll::Ready(Ok(())) => return self.prepare(members, index, service),
+                Poll::Ready(Err(_)) => tried.push(index),
+                Poll::Pending => {
+                    tried.push(index);
+                    waiting.push((index, service));
+                }
+            }
+        }
+        if waiting.is_empty() {
+            // No usable endpoint: `call` answers 503.
+            Poll::Ready(Ok(()))
+        } else {
+            self.waiting = Some(Waiting {
+                members,
+                services: waiting,
+            });
+            Poll::Pending
+        }
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let members = self.shared.members.load_full();
         let (parts, body) = req.into_parts();
+        // The endpoint `poll_ready` prepared, or one chosen now.
+        let (members, prepared) = match self.prepared.take() {
+            Some(p) => (p.members, Some((p.index, p.service))),
+            None => (self.shared.members.load_full(), None),
+        };
         let key = members.settings.key(&parts);
-        let Some(first) = members.pick(key.hash, &[]) else {
-            return ResponseFuture::unavailable();
+        let (first, ready) = match prepared {
+            Some((index, service)) => (index, Some(service)),
+            None => match members.pick(key.hash, &[]) {
+                Some(index) => (index, None),
+                None => return ResponseFuture::unavailable(),
+            },
         };
         let may_retry = members.settings.retries > 0 && members.tracked.len() > 1;
         let (body, retry) = if may_retry {
@@ -537,7 +642,7 @@ where
             (BalancedBody::direct(body), None)
         };
         let request = Request::from_parts(parts, body);
-        let (call, attempt) = Attempt::start(&members, first, 1, request);
+        let (call, attempt) = Attempt::start(&members, first, 1, request, ready);
         ResponseFuture {
             kind: Kind::Calling {
                 call,
@@ -581,12 +686,14 @@ struct Attempt {
 }
 
 impl Attempt {
-    /// Sends `request` to endpoint `index`.
+    /// Sends `request` to endpoint `index`, through `ready` (its service, prepared by
+    /// `poll_ready`) or a clone of its service.
     fn start<S, B>(
         members: &Members<S>,
         index: usize,
         number: u32,
         mut request: Request<BalancedBody<B>>,
+        ready: Option<S>,
     ) -> (Oneshot<S, Request<BalancedBody<B>>>, Self)
     where
         S: Service<Request<BalancedBody<B>>> + Clone,
@@ -602,10 +709,8 @@ impl Attempt {
             started: Instant::now(),
             in_flight: tracked.state.start(),
         };
-        (
-            Oneshot::new(members.services[index].clone(), request),
-            attempt,
-        )
+        let service = ready.unwrap_or_else(|| members.services[index].clone());
+        (Oneshot::new(service, request), attempt)
     }
 }
 
@@ -776,7 +881,7 @@ where
                     drop(res);
                     let request = r.request();
                     let (next_call, next_attempt) =
-                        Attempt::start(members, next, attempt.number + 1, request);
+                        Attempt::start(members, next, attempt.number + 1, request, None);
                     call.set(next_call);
                     *current = Some(next_attempt);
                     continue;

@@ -59,7 +59,10 @@ impl UpgradeProtocols {
 /// ways. See the [module docs](super) for the rules it applies.
 ///
 /// Clones share the connection pool and the configuration; a clone is one reference-count
-/// increment, so routers may clone it per request.
+/// increment, so routers may clone it per request. Always ready: the pool opens a connection
+/// when none is idle, with no cap of its own (bound concurrency with tower's
+/// `ConcurrencyLimit` around it, which a [`Balancer`](crate::balance::Balancer) in front
+/// respects).
 pub struct ReverseProxy<B> {
     shared: Arc<Shared<B>>,
 }

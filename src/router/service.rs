@@ -19,7 +19,10 @@ use crate::reject;
 ///
 /// Cheap to clone: the compiled table and the services are shared. Each request is sent to a
 /// clone of its route's service, driven to readiness and called (tower's `oneshot`), so the
-/// router itself is always ready, as axum's is.
+/// router itself is always ready, as axum's is: the route depends on the request, so its
+/// backpressure (a [`Balancer`](crate::balance::Balancer) whose endpoints are all busy, a
+/// `ConcurrencyLimit`) makes that request wait in its response future. Put `LoadShed` or
+/// `ConcurrencyLimit` around a route's service, not around the router.
 #[derive(Debug)]
 pub struct Router<S> {
     shared: Arc<Shared<S>>,
