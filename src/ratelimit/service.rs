@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
+use http::{HeaderName, HeaderValue, Request, Response, header};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower::Service;
@@ -38,7 +38,7 @@ pin_project! {
     {
         #[pin]
         kind: Kind<S, B>,
-        headers: HeaderMap,
+        headers: Headers,
     }
 }
 
@@ -99,7 +99,7 @@ where
                             status: http::StatusCode::INTERNAL_SERVER_ERROR,
                             message: Arc::from(reject::INTERNAL_ERROR),
                         },
-                        headers: HeaderMap::new(),
+                        headers: Headers::default(),
                     };
                 }
             }
@@ -109,11 +109,11 @@ where
                 kind: Kind::Called {
                     future: self.inner.call(req),
                 },
-                headers: HeaderMap::new(),
+                headers: Headers::default(),
             };
         };
         let now = shared.clock.now();
-        let mut headers = HeaderMap::new();
+        let mut headers = Headers::default();
         let kind = match shared.store.decide(&key, &shared.limits, now) {
             Decided::Ready(result) => match plan(shared, result, now, &mut headers) {
                 Plan::Call => Kind::Called {
@@ -230,7 +230,7 @@ fn plan(
     shared: &Shared,
     result: Result<Outcome, StoreError>,
     now: Nanos,
-    headers: &mut HeaderMap,
+    headers: &mut Headers,
 ) -> Plan {
     let outcome = match result {
         Ok(outcome) => outcome,
@@ -283,29 +283,26 @@ fn plan(
 /// Kong's headers: `X-RateLimit-Limit-<Period>` and `X-RateLimit-Remaining-<Period>` per
 /// fixed window, and `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` for the
 /// tightest limit.
-fn client_headers(outcome: &Outcome, headers: &mut HeaderMap) {
+fn client_headers(outcome: &Outcome, headers: &mut Headers) {
     for (period, limit, remaining) in &outcome.periods {
         let (l, r) = period_headers(*period);
-        headers.insert(l, HeaderValue::from(*limit));
-        headers.insert(r, HeaderValue::from(*remaining));
+        headers.insert(l, number(*limit));
+        headers.insert(r, number(*remaining));
     }
     let tightest = outcome
         .decisions
         .iter()
         .min_by_key(|d| (d.admitted(), d.remaining));
     if let Some(d) = tightest {
-        headers.insert(
-            HeaderName::from_static("ratelimit-limit"),
-            HeaderValue::from(d.limit),
-        );
+        headers.insert(HeaderName::from_static("ratelimit-limit"), number(d.limit));
         let remaining = if d.admitted() { d.remaining } else { 0 };
         headers.insert(
             HeaderName::from_static("ratelimit-remaining"),
-            HeaderValue::from(remaining),
+            number(remaining),
         );
         headers.insert(
             HeaderName::from_static("ratelimit-reset"),
-            HeaderValue::from(whole_seconds(d.reset)),
+            number(whole_seconds(d.reset)),
         );
     }
 }
@@ -328,7 +325,7 @@ fn period_headers(period: Period) -> (HeaderName, HeaderName) {
 
 /// The IETF draft's fields: `RateLimit-Policy` lists every quota, `RateLimit` reports the one
 /// with the fewest requests left, e.g. `RateLimit: "minute";r=0;t=30`.
-fn ietf_headers(limits: &[Limit], outcome: &Outcome, now: Nanos, headers: &mut HeaderMap) {
+fn ietf_headers(limits: &[Limit], outcome: &Outcome, now: Nanos, headers: &mut Headers) {
     let policies: Vec<String> = limits
         .iter()
         .flat_map(|limit| limit.policies(now))
@@ -408,7 +405,7 @@ where
                     if let Some(retry_after) = retry_after {
                         res.headers_mut().insert(
                             header::RETRY_AFTER,
-                            HeaderValue::from(whole_seconds(*retry_after).max(1)),
+                            number(whole_seconds(*retry_after).max(1)),
                         );
                     }
                     return Poll::Ready(Ok(with_headers(res, this.headers)));
@@ -464,13 +461,71 @@ where
     }
 }
 
-fn with_headers<B>(mut res: Response<B>, headers: &mut HeaderMap) -> Response<B> {
-    for (name, value) in headers.drain() {
-        if let Some(name) = name {
-            res.headers_mut().insert(name, value);
-        }
+fn with_headers<B>(mut res: Response<B>, headers: &mut Headers) -> Response<B> {
+    for (name, value) in headers.0.drain(..) {
+        res.headers_mut().insert(name, value);
     }
     res
+}
+
+/// The rate-limit headers of a response, gathered before it exists: a few distinct names,
+/// kept in one small list rather than a `HeaderMap` (whose table and entries are two
+/// allocations).
+#[derive(Debug, Default)]
+struct Headers(Vec<(HeaderName, HeaderValue)>);
+
+impl Headers {
+    /// Sets `name` (there is one value per name).
+    fn insert(&mut self, name: HeaderName, value: HeaderValue) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => *v = value,
+            None => {
+                if self.0.capacity() == 0 {
+                    // Kong's headers for one window, and the IETF pair: one allocation.
+                    self.0.reserve_exact(8);
+                }
+                self.0.push((name, value));
+            }
+        }
+    }
+}
+
+/// The digits of 0 to 999 back to back: 0–9, then 10–99, then 100–999.
+const SMALL_NUMBERS: [u8; 2890] = {
+    let mut out = [0u8; 2890];
+    let (mut n, mut at) = (0usize, 0usize);
+    while n < 1000 {
+        if n >= 100 {
+            out[at] = b'0' + (n / 100) as u8;
+            at += 1;
+        }
+        if n >= 10 {
+            out[at] = b'0' + (n / 10 % 10) as u8;
+            at += 1;
+        }
+        out[at] = b'0' + (n % 10) as u8;
+        at += 1;
+        n += 1;
+    }
+    out
+};
+
+/// [`SMALL_NUMBERS`] as text.
+static SMALL_NUMBER_TEXT: &str = match std::str::from_utf8(&SMALL_NUMBERS) {
+    Ok(text) => text,
+    Err(_) => panic!("digits are UTF-8"),
+};
+
+/// `n` as a header value: below 1000 a static slice (no allocation, as most limits, counts
+/// left and seconds to a reset are), otherwise formatted.
+fn number(n: u64) -> HeaderValue {
+    let (at, len) = match n {
+        0..10 => (n as usize, 1),
+        10..100 => (10 + (n as usize - 10) * 2, 2),
+        100..1000 => (190 + (n as usize - 100) * 3, 3),
+        _ => return HeaderValue::from(n),
+    };
+    HeaderValue::from_static(&SMALL_NUMBER_TEXT[at..at + len])
 }
 
 impl<S, B> std::fmt::Debug for ResponseFuture<S, B>
@@ -479,5 +534,17 @@ where
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod numbers {
+    use super::number;
+
+    #[test]
+    fn numbers_render_as_decimal_digits_with_or_without_the_table() {
+        for n in (0..1200).chain([u64::MAX, 1_000_000_000]) {
+            assert_eq!(number(n).to_str().unwrap(), n.to_string(), "{n}");
+        }
     }
 }
