@@ -7,6 +7,7 @@
 //! | [`router`] | [`Router`](router::Router): host / method / path / header matching with precedence by specificity, `strip_path`, 404 / 405 |
 //! | [`proxy`] | [`ReverseProxy`](proxy::ReverseProxy): pooled, streaming HTTP/1.1 forwarding with RFC 9110 hop-by-hop rules, `X-Forwarded-*`, timeouts |
 //! | [`auth`] | [`AuthLayer`](auth::AuthLayer): Kong's key-auth and jwt with consumers, anonymous access, skip rules, identity headers that cannot be spoofed |
+//! | [`identity`] | [`Consumer`](identity::Consumer): who a request comes from, written by auth, read by the other layers |
 //! | [`balance`] | [`Balancer`](balance::Balancer): round-robin, nginx's smooth weighted round-robin, least connections, consistent hashing, peak-EWMA; passive and active health; retries on connection failures |
 //! | [`circuit`] | [`CircuitBreakerLayer`](circuit::CircuitBreakerLayer): fail fast while an upstream is failing, probe it back; [`Breaker::call`](circuit::Breaker::call) for any async operation |
 //! | [`log`] | [`AccessLogLayer`](log::AccessLogLayer): one structured event per finished request, JSON fields or nginx's combined format |
@@ -111,6 +112,7 @@ pub mod circuit;
 pub mod config;
 mod cookie;
 mod future;
+pub mod identity;
 pub mod log;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]

@@ -6,53 +6,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-/// An authenticated client, in the request's extensions after [`Auth`](super::Auth) let it
-/// through: the consumer, the credential it used, and whether it is the anonymous consumer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Consumer {
-    /// The consumer's id (Kong: a UUID).
-    pub id: Arc<str>,
-    /// Its username, if it has one.
-    pub username: Option<Arc<str>>,
-    /// Its `custom_id`, if it has one.
-    pub custom_id: Option<Arc<str>>,
-    /// The id of the credential that authenticated this request (none for the anonymous
-    /// consumer).
-    pub credential: Option<Arc<str>>,
-    /// Whether authentication failed and the request goes on as the anonymous consumer.
-    pub anonymous: bool,
-}
-
-impl Consumer {
-    /// A consumer with an id and nothing else.
-    pub fn new(id: impl Into<Arc<str>>) -> Self {
-        Self {
-            id: id.into(),
-            username: None,
-            custom_id: None,
-            credential: None,
-            anonymous: false,
-        }
-    }
-
-    /// Sets the username.
-    pub fn username(mut self, username: impl Into<Arc<str>>) -> Self {
-        self.username = Some(username.into());
-        self
-    }
-
-    /// Sets the `custom_id`.
-    pub fn custom_id(mut self, custom_id: impl Into<Arc<str>>) -> Self {
-        self.custom_id = Some(custom_id.into());
-        self
-    }
-
-    pub(crate) fn with_credential(&self, credential: &Arc<str>) -> Self {
-        let mut consumer = self.clone();
-        consumer.credential = Some(credential.clone());
-        consumer
-    }
-}
+pub use crate::identity::Consumer;
 
 /// A registry of consumers and their credentials, shared by the authenticators that read it
 /// (clones share it; changes are atomic, readers never wait).

@@ -31,7 +31,7 @@ pub enum HashOn {
     Path,
     /// A query-string argument, as sent (not percent-decoded).
     QueryArg(String),
-    /// The authenticated [`Consumer`](crate::auth::Consumer)'s id (an auth layer must run
+    /// The authenticated [`Consumer`](crate::identity::Consumer)'s id (an auth layer must run
     /// before the balancer).
     Consumer,
 }
@@ -92,7 +92,7 @@ impl HashOn {
                     .map_or(parts.uri.path(), |m| m.original_uri().path());
                 hash(path.as_bytes())
             }
-            HashOn::Consumer => match parts.extensions.get::<crate::auth::Consumer>() {
+            HashOn::Consumer => match parts.extensions.get::<crate::identity::Consumer>() {
                 Some(consumer) => hash(consumer.id.as_bytes()),
                 None => Key::default(),
             },
@@ -164,9 +164,9 @@ mod tests {
     fn the_consumer_s_id_is_hashed() {
         let mut p = parts("/", &[]);
         assert!(HashOn::Consumer.key(&p).hash.is_none());
-        p.extensions.insert(crate::auth::Consumer::new("c-1"));
+        p.extensions.insert(crate::identity::Consumer::new("c-1"));
         let one = HashOn::Consumer.key(&p).hash;
-        p.extensions.insert(crate::auth::Consumer::new("c-2"));
+        p.extensions.insert(crate::identity::Consumer::new("c-2"));
         assert!(one.is_some() && one != HashOn::Consumer.key(&p).hash);
     }
 

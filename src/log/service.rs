@@ -189,7 +189,7 @@ where
                 record.upstream_latency = upstream.map(|u| u.latency);
                 record.chosen = ext.get::<crate::balance::Chosen>().cloned();
                 record.consumer = ext
-                    .get::<crate::auth::Consumer>()
+                    .get::<crate::identity::Consumer>()
                     .map(|c| c.username.clone().unwrap_or_else(|| c.id.clone()));
                 record.failure = ext
                     .get::<UpstreamFailure>()

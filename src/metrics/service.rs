@@ -179,7 +179,7 @@ where
             .shared
             .per_consumer
             .load(std::sync::atomic::Ordering::Relaxed)
-            && let Some(consumer) = ext.get::<crate::auth::Consumer>()
+            && let Some(consumer) = ext.get::<crate::identity::Consumer>()
         {
             let name = consumer.username.as_deref().unwrap_or(&consumer.id);
             pending.consumer = Some(Arc::from(name));

@@ -29,7 +29,7 @@
 //! (Kong's "all of them" / "any of them with `anonymous`" needs them together); without one,
 //! that step (which also removes client-sent `X-Consumer-*` headers) sits at 1250. A plugin
 //! above the authentication step sees requests before any credential is checked; one below
-//! sees the authenticated [`Consumer`](crate::auth::Consumer) in the request extensions.
+//! sees the authenticated [`Consumer`](crate::identity::Consumer) in the request extensions.
 //! `correlation-id` (100001), `prometheus` (13) and `file-log` (9) act on the whole gateway
 //! and take no place in a route. Equal priorities run in name order.
 //!

@@ -338,7 +338,7 @@ impl Service<PluginRequest> for PerConsumer {
     fn call(&mut self, req: PluginRequest) -> Self::Future {
         let own = req
             .extensions()
-            .get::<crate::auth::Consumer>()
+            .get::<crate::identity::Consumer>()
             .and_then(|c| self.own.get(&c.id))
             .cloned();
         match own {

@@ -25,7 +25,7 @@ pub enum KeyBy {
     /// One counter for all requests (Kong's `service`/`route` when the layer is applied per
     /// service or route).
     Global,
-    /// The authenticated [`Consumer`](crate::auth::Consumer)'s id (Kong's `consumer`; the
+    /// The authenticated [`Consumer`](crate::identity::Consumer)'s id (Kong's `consumer`; the
     /// anonymous consumer counts as one consumer).
     Consumer,
     /// The id of the credential that authenticated the request (Kong's `credential`).
@@ -71,11 +71,11 @@ impl KeyBy {
             Self::Global => Some(Key::Global),
             Self::Consumer => req
                 .extensions()
-                .get::<crate::auth::Consumer>()
+                .get::<crate::identity::Consumer>()
                 .map(|c| Key::Text(format!("consumer:{}", c.id).into())),
             Self::Credential => req
                 .extensions()
-                .get::<crate::auth::Consumer>()
+                .get::<crate::identity::Consumer>()
                 .and_then(|c| c.credential.as_ref())
                 .map(|id| Key::Text(format!("credential:{id}").into())),
             Self::Path(path) => {
@@ -146,7 +146,7 @@ mod keys {
             kong_consumer.key(&req),
             Some(Key::Ip("10.0.0.9".parse().unwrap()))
         );
-        let mut consumer = crate::auth::Consumer::new("c-1");
+        let mut consumer = crate::identity::Consumer::new("c-1");
         consumer.credential = Some("k-1".into());
         req.extensions_mut().insert(consumer);
         assert_eq!(

@@ -146,7 +146,7 @@ where
     }
 }
 
-/// Rate limits chosen by the authenticated [`Consumer`](crate::auth::Consumer): a consumer
+/// Rate limits chosen by the authenticated [`Consumer`](crate::identity::Consumer): a consumer
 /// with limits of its own is counted by those, everybody else by the default ones (Kong's
 /// consumer-scoped `rate-limiting`). Build it with [`ByConsumer::new`] around a
 /// [`RateLimit`]; an authentication layer must run before it.
@@ -192,7 +192,7 @@ where
         }
         let own = req
             .extensions()
-            .get::<crate::auth::Consumer>()
+            .get::<crate::identity::Consumer>()
             .and_then(|c| self.consumers.get(&c.id))
             .cloned();
         match own {
