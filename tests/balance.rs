@@ -578,33 +578,37 @@ async fn held_upstream() -> (
     (addr, arrived, release)
 }
 
+/// A proxy to `addr` that takes one request at a time (tower's `ConcurrencyLimit`).
+fn one_at_a_time(
+    addr: SocketAddr,
+) -> tower::limit::ConcurrencyLimit<ReverseProxy<BalancedBody<Full<Bytes>>>> {
+    tower::limit::ConcurrencyLimit::new(
+        ReverseProxy::new(ProxyConfig::new(format!("http://{addr}")).unwrap()),
+        1,
+    )
+}
+
+/// A bodiless GET, for calling a balancer in process.
+fn in_process_get() -> Request<Full<Bytes>> {
+    Request::get("/")
+        .header("host", "lb.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn load_shed_in_front_of_a_balancer_sheds_only_when_every_endpoint_is_busy() {
     use tower::ServiceExt;
-    use tower::limit::ConcurrencyLimit;
     use tower::load_shed::LoadShed;
 
-    type Body = BalancedBody<Full<Bytes>>;
     let (a, mut arrived_a, release_a) = held_upstream().await;
     let (b, mut arrived_b, release_b) = held_upstream().await;
-    // Each endpoint takes one request at a time.
-    let endpoint = |addr: SocketAddr| {
-        ConcurrencyLimit::new(
-            ReverseProxy::<Body>::new(ProxyConfig::new(format!("http://{addr}")).unwrap()),
-            1,
-        )
-    };
     let lb = Balancer::builder(RoundRobin::new())
-        .endpoint(Endpoint::from(a), endpoint(a))
-        .endpoint(Endpoint::from(b), endpoint(b))
+        .endpoint(Endpoint::from(a), one_at_a_time(a))
+        .endpoint(Endpoint::from(b), one_at_a_time(b))
         .build();
     let shed = LoadShed::new(lb);
-    let request = || {
-        Request::get("/")
-            .header("host", "lb.test")
-            .body(Full::new(Bytes::new()))
-            .unwrap()
-    };
+    let request = in_process_get;
 
     // Two requests occupy both endpoints…
     let first = tokio::spawn(shed.clone().oneshot(request()));
@@ -629,25 +633,12 @@ async fn load_shed_in_front_of_a_balancer_sheds_only_when_every_endpoint_is_busy
 #[tokio::test]
 async fn a_balancer_waits_for_a_busy_endpoint_then_sends_there() {
     use tower::ServiceExt;
-    use tower::limit::ConcurrencyLimit;
 
-    type Body = BalancedBody<Full<Bytes>>;
     let (a, mut arrived, release) = held_upstream().await;
     let lb = Balancer::builder(RoundRobin::new())
-        .endpoint(
-            Endpoint::from(a),
-            ConcurrencyLimit::new(
-                ReverseProxy::<Body>::new(ProxyConfig::new(format!("http://{a}")).unwrap()),
-                1,
-            ),
-        )
+        .endpoint(Endpoint::from(a), one_at_a_time(a))
         .build();
-    let request = || {
-        Request::get("/")
-            .header("host", "lb.test")
-            .body(Full::new(Bytes::new()))
-            .unwrap()
-    };
+    let request = in_process_get;
     let first = tokio::spawn(lb.clone().oneshot(request()));
     arrived.recv().await.unwrap();
     // Not ready while the only endpoint is busy…
