@@ -11,16 +11,6 @@ use support::*;
 #[allow(dead_code)]
 mod example;
 
-/// An upstream answering its name, reporting what it saw.
-async fn named(name: &'static str) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Seen>) {
-    upstream(move |_| async move {
-        http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(
-            name.as_bytes(),
-        )))
-    })
-    .await
-}
-
 fn with(path: &str, header: (&str, &str)) -> http::Request<http_body_util::Full<bytes::Bytes>> {
     http::Request::get(path)
         .header("host", "app.test")
@@ -31,8 +21,8 @@ fn with(path: &str, header: (&str, &str)) -> http::Request<http_body_util::Full<
 
 #[tokio::test]
 async fn the_example_app_runs_the_full_stack_under_axum() {
-    let (a, mut seen_a) = named("a").await;
-    let (b, _seen_b) = named("b").await;
+    let (a, mut seen_a) = named_upstream("a").await;
+    let (b, _seen_b) = named_upstream("b").await;
     let local = serve_axum(example::app([a, b]).unwrap()).await;
 
     // axum's own route, under the tower-http layer.
@@ -67,6 +57,9 @@ async fn the_example_app_runs_the_full_stack_under_axum() {
     let seen = seen_a.recv().await.unwrap();
     assert_eq!(seen.uri, "/users/7?x=1");
     assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    // No connection facts of the crate's own under axum: the port the client asked for.
+    assert_eq!(seen.headers["x-forwarded-port"], "80");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
     assert_eq!(seen.headers["x-consumer-username"], "demo");
 
     // Or a JWT.

@@ -544,3 +544,34 @@ async fn a_shutdown_waits_for_open_tunnels_until_the_grace_period_ends_then_clos
         "{waited:?}"
     );
 }
+
+#[tokio::test]
+async fn an_http2_upstream_s_address_and_latency_are_one_upstream_info() {
+    use tower::ServiceExt;
+    use tower_gateway::proxy::{ProxyConfig, ReverseProxy, UpstreamInfo};
+
+    let up = grpc_upstream().await;
+    let proxy = ReverseProxy::<http_body_util::Full<Bytes>>::new(
+        ProxyConfig::new(format!("http://{up}"))
+            .unwrap()
+            .http2_prior_knowledge(true),
+    );
+    let req = http::Request::post("/echo.Echo/Missing")
+        .header("host", "grpc.test")
+        .header("content-type", "application/grpc")
+        .body(http_body_util::Full::new(Bytes::new()))
+        .unwrap();
+    let res = proxy.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // hyper-util's `HttpInfo` is folded into the proxy's one entry.
+    let info = res
+        .extensions()
+        .get::<UpstreamInfo>()
+        .expect("upstream info");
+    assert_eq!(info.remote_addr, Some(up));
+    assert!(
+        res.extensions()
+            .get::<hyper_util::client::legacy::connect::HttpInfo>()
+            .is_none()
+    );
+}

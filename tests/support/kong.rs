@@ -5,20 +5,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use http_body_util::Full;
 use serde_json::{Value, json};
 
-use super::{get, send, text, upstream};
+use super::{get, send, text};
 
 /// An upstream that answers with its own name.
 pub async fn named(name: &'static str) -> SocketAddr {
-    let (addr, _seen) =
-        upstream(
-            move |_| async move { Response::new(Full::new(Bytes::from_static(name.as_bytes()))) },
-        )
-        .await;
-    addr
+    super::named_upstream(name).await.0
 }
 
 /// `curl -X method http://admin/path --data form`.

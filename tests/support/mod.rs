@@ -72,6 +72,12 @@ where
     (addr, rx)
 }
 
+/// An upstream that answers with its own name, reporting every request it receives.
+pub async fn named_upstream(name: &'static str) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
+    upstream(move |_| async move { Response::new(Full::new(Bytes::from_static(name.as_bytes()))) })
+        .await
+}
+
 /// A service answering every request `200 hello`.
 pub fn hello() -> impl tower::Service<
     Request<Incoming>,
