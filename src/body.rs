@@ -292,7 +292,7 @@ where
 /// not reading (an upstream that takes the body slowly) does not count against the client.
 ///
 /// The [`Server`](crate::server::Server) carries its setting to every request in the
-/// [`ConnectionInfo`](crate::server::ConnectionInfo); the
+/// [`ConnectionInfo`](crate::identity::ConnectionInfo); the
 /// [`ReverseProxy`](crate::proxy::ReverseProxy) applies it while it streams the body, and
 /// answers `408` when it runs out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

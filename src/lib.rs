@@ -113,10 +113,14 @@ pub mod config;
 mod cookie;
 mod future;
 pub mod identity;
+#[cfg(feature = "config")]
+mod lenient;
 pub mod log;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
+#[cfg(feature = "tls")]
+mod pem;
 #[cfg(feature = "config")]
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub mod plugin;

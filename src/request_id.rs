@@ -70,7 +70,7 @@ pub enum Generator {
     /// `uuid`: a random version-4 UUID per request.
     Uuid,
     /// `tracker`: `<server ip>-<server port>-<pid>-<connection>-<request on it>-<unix time>`,
-    /// from the request's [`ConnectionInfo`](crate::server::ConnectionInfo) (zeros without
+    /// from the request's [`ConnectionInfo`](crate::identity::ConnectionInfo) (zeros without
     /// one).
     Tracker,
 }
@@ -265,7 +265,9 @@ impl MakeRequestId for MakeId {
                 HeaderValue::from_str(&id).ok().map(RequestId::new)
             }
             Generator::Tracker => {
-                let conn = request.extensions().get::<crate::server::ConnectionInfo>();
+                let conn = request
+                    .extensions()
+                    .get::<crate::identity::ConnectionInfo>();
                 let (ip, port) = conn.map_or(("0.0.0.0".to_owned(), 0), |c| {
                     (
                         c.local_addr().ip().to_canonical().to_string(),
@@ -343,7 +345,7 @@ mod tests {
     #[test]
     fn tracker_ids_say_where_the_request_came_from() {
         let mut make = MakeId::new(Generator::Tracker);
-        let info = crate::server::ConnectionInfo::new(
+        let info = crate::identity::ConnectionInfo::new(
             "10.0.0.9:5000".parse().unwrap(),
             "127.0.0.1:8000".parse().unwrap(),
         );

@@ -546,19 +546,23 @@ fn check_fields(kind: Kind, entity: &mut Map<String, Value>) -> Result<(), Admin
     let mut value = Value::Object(without_nulls(entity));
     let mut plugin_config = None;
     match kind {
-        Kind::Service => config::from_json_value::<config::Service>(&mut value).map(drop),
-        Kind::Route => config::from_json_value::<config::Route>(&mut value).map(drop),
-        Kind::Consumer => config::from_json_value::<config::Consumer>(&mut value).map(drop),
-        Kind::Plugin => config::from_json_value::<config::Plugin>(&mut value)
+        Kind::Service => crate::lenient::from_value::<config::Service>(&mut value).map(drop),
+        Kind::Route => crate::lenient::from_value::<config::Route>(&mut value).map(drop),
+        Kind::Consumer => crate::lenient::from_value::<config::Consumer>(&mut value).map(drop),
+        Kind::Plugin => crate::lenient::from_value::<config::Plugin>(&mut value)
             .map(|plugin| plugin_config = Some(plugin.config.to_json())),
-        Kind::Upstream => config::from_json_value::<config::Upstream>(&mut value).map(drop),
-        Kind::Target => config::from_json_value::<config::Target>(&mut value).map(drop),
-        Kind::KeyAuth => config::from_json_value::<config::KeyAuthCredential>(&mut value).map(drop),
-        Kind::Jwt => config::from_json_value::<config::JwtSecret>(&mut value).map(drop),
-        Kind::Certificate => config::from_json_value::<config::Certificate>(&mut value).map(drop),
-        Kind::Sni => config::from_json_value::<config::Sni>(&mut value).map(drop),
+        Kind::Upstream => crate::lenient::from_value::<config::Upstream>(&mut value).map(drop),
+        Kind::Target => crate::lenient::from_value::<config::Target>(&mut value).map(drop),
+        Kind::KeyAuth => {
+            crate::lenient::from_value::<config::KeyAuthCredential>(&mut value).map(drop)
+        }
+        Kind::Jwt => crate::lenient::from_value::<config::JwtSecret>(&mut value).map(drop),
+        Kind::Certificate => {
+            crate::lenient::from_value::<config::Certificate>(&mut value).map(drop)
+        }
+        Kind::Sni => crate::lenient::from_value::<config::Sni>(&mut value).map(drop),
         Kind::CaCertificate => {
-            config::from_json_value::<config::CaCertificate>(&mut value).map(drop)
+            crate::lenient::from_value::<config::CaCertificate>(&mut value).map(drop)
         }
     }?;
     // Write the retyped values back; the nulls stay as they were.

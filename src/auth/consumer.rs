@@ -8,6 +8,9 @@ use arc_swap::ArcSwap;
 
 pub use crate::identity::Consumer;
 
+use super::credential::CredentialError;
+use super::credential::derived_id;
+
 /// A registry of consumers and their credentials, shared by the authenticators that read it
 /// (clones share it; changes are atomic, readers never wait).
 ///
@@ -26,24 +29,6 @@ pub struct Consumers {
     writer: Arc<std::sync::Mutex<()>>,
 }
 
-/// Why a credential could not be added.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum CredentialError {
-    /// No consumer has this id or username.
-    #[error("no consumer {0:?}")]
-    NoConsumer(String),
-    /// Another credential already uses this key.
-    #[error("the key is already in use")]
-    DuplicateKey,
-    /// The key is empty.
-    #[error("the key is empty")]
-    EmptyKey,
-    /// The JWT credential is unusable (a bad public key, an unsupported algorithm…).
-    #[error("{0}")]
-    InvalidJwt(String),
-}
-
 /// One immutable version of the registry.
 #[derive(Clone, Default)]
 pub(crate) struct Registry {
@@ -53,7 +38,7 @@ pub(crate) struct Registry {
     /// keyed SipHash.
     keys: hashbrown::HashMap<SecretKey, ApiKeyCredential, std::hash::RandomState>,
     #[cfg(feature = "jwt")]
-    pub(crate) jwt: HashMap<Arc<str>, Arc<super::jwt::JwtCredential>>,
+    pub(crate) jwt: HashMap<Arc<str>, Arc<super::jwt::credential::JwtCredential>>,
     /// Bumped on every change (token caches compare it).
     pub(crate) version: u64,
 }
@@ -111,21 +96,6 @@ impl hashbrown::Equivalent<SecretKey> for KeyProbe<'_> {
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.ct_eq(b).into()
-}
-
-/// A stable id for an entity that has none in the file: the same name always gives the same
-/// id, on every gateway instance (formatted like a UUID).
-pub(crate) fn derived_id(kind: &str, name: &str) -> String {
-    let hash = |seed: &str| crate::balance::hash64(format!("{seed}\0{kind}\0{name}").as_bytes());
-    let (a, b) = (hash("a"), hash("b"));
-    format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        (b >> 48) & 0xfff,
-        b & 0xffff_ffff_ffff
-    )
 }
 
 // === impl Consumers ===

@@ -58,6 +58,7 @@ mod api_key;
 mod authenticator;
 mod body;
 mod consumer;
+mod credential;
 mod form;
 mod headers;
 #[cfg(feature = "jwt")]
@@ -69,9 +70,10 @@ mod service;
 pub use api_key::{ApiKey, DUPLICATE_API_KEY, NO_API_KEY, UNAUTHORIZED};
 pub use authenticator::{Authenticated, Authenticator, Claims, Rejection};
 pub use body::{BodyAuth, BodyAuthLayer, BodyResponseFuture, DEFAULT_MAX_BODY};
+pub use consumer::{Consumer, Consumers, Editor};
+pub use credential::CredentialError;
 #[cfg(feature = "config")]
-pub(crate) use consumer::derived_id;
-pub use consumer::{Consumer, Consumers, CredentialError, Editor};
+pub(crate) use credential::derived_id;
 #[cfg(feature = "admin")]
 pub(crate) use headers::percent_decode;
 #[cfg(feature = "config")]

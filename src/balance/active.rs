@@ -2,7 +2,7 @@
 //! or up by Kong's thresholds.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +14,6 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
 use super::passive::StatusSet;
-use super::service::Shared;
 use super::strategy::Tracked;
 
 /// HTTP probes in a background task (Kong's `healthchecks.active`, same field names): each
@@ -156,14 +155,16 @@ struct Counters {
     next: Option<Instant>,
 }
 
-pub(crate) fn spawn<S: Send + Sync + 'static>(
+/// Probes the endpoints `endpoints` lists (read before each round) until it lists none any
+/// more (`None`: the balancer is gone).
+pub(crate) fn spawn(
     config: ActiveHealth,
-    balancer: Weak<Shared<S>>,
+    endpoints: impl Fn() -> Option<Vec<Tracked>> + Send + 'static,
 ) -> Handle {
-    Handle(tokio::spawn(run(config, balancer)).abort_handle())
+    Handle(tokio::spawn(run(config, endpoints)).abort_handle())
 }
 
-async fn run<S>(config: ActiveHealth, balancer: Weak<Shared<S>>) {
+async fn run(config: ActiveHealth, endpoints: impl Fn() -> Option<Vec<Tracked>>) {
     if config.healthy_interval.is_zero() && config.unhealthy_interval.is_zero() {
         return;
     }
@@ -176,11 +177,9 @@ async fn run<S>(config: ActiveHealth, balancer: Weak<Shared<S>>) {
     let config = Arc::new(config);
     let mut counters: HashMap<Arc<str>, Counters> = HashMap::new();
     loop {
-        let Some(shared) = balancer.upgrade() else {
+        let Some(tracked) = endpoints() else {
             return;
         };
-        let tracked: Vec<Tracked> = shared.members().tracked.clone();
-        drop(shared);
 
         let now = Instant::now();
         counters.retain(|name, _| tracked.iter().any(|t| t.endpoint.name() == &**name));

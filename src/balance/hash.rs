@@ -52,7 +52,7 @@ impl HashOn {
         };
         match self {
             HashOn::None => Key::default(),
-            HashOn::ClientIp(trusted) => match crate::server::peer_addr(&parts.extensions) {
+            HashOn::ClientIp(trusted) => match crate::identity::peer_addr(&parts.extensions) {
                 Some(peer) => hash(
                     client_ip(&parts.headers, peer.ip(), trusted)
                         .to_string()

@@ -402,7 +402,9 @@ impl<S> BalancerBuilder<S> {
         });
         // Spawned once the balancer exists: the task gives up when it cannot reach it.
         if let Some(active) = self.active {
-            let handle = super::active::spawn(active, Arc::downgrade(&shared));
+            let balancer = Arc::downgrade(&shared);
+            let endpoints = move || Some(balancer.upgrade()?.members().tracked.clone());
+            let handle = super::active::spawn(active, endpoints);
             let _ = shared.checks.set(handle);
         }
         Balancer {

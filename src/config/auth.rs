@@ -69,6 +69,16 @@ impl Config {
         Ok(())
     }
 
+    /// The field path of `plugin`'s configuration (`services[0].plugins[1].config`).
+    pub(crate) fn plugin_path(&self, plugin: &Plugin) -> String {
+        let at = self
+            .plugin_instances()
+            .into_iter()
+            .find(|(_, p)| std::ptr::eq(*p, plugin))
+            .map_or_else(|| "plugins".to_owned(), |(at, _)| at);
+        format!("{at}.config")
+    }
+
     /// Every plugin instance with its field path.
     pub(crate) fn plugin_instances(&self) -> Vec<(String, &Plugin)> {
         let mut all: Vec<(String, &Plugin)> = Vec::new();

@@ -5,35 +5,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Request;
-use hyper::body::Incoming;
 use tower::util::MapRequest;
 
+use crate::plugin::{GatewayBody, HostRewrite, ServiceBalancer};
+
 use super::{
-    Algorithm, Config, ConfigError, CorrelationIdConfig, FileLogConfig, PrometheusConfig,
-    Route as RouteConfig, RouteService, Service, Upstream,
+    Algorithm, CircuitBreakerConfig, Config, ConfigError, CorrelationIdConfig, FileLogConfig,
+    PrometheusConfig, Route as RouteConfig, RouteService, Service, Upstream,
 };
 use crate::auth::Consumers;
 use crate::balance::{
-    BalancedBody, Balancer, ConsistentHash, Endpoint, LeastConnections, PeakEwma, Strategy,
-    WeightedRoundRobin,
+    Balancer, ConsistentHash, Endpoint, LeastConnections, PeakEwma, Strategy, WeightedRoundRobin,
 };
-use crate::body::RequestBody;
 use crate::circuit::Breaker;
-use crate::plugin::{Build, PluginContext, RouteLayer, Stack};
+use crate::plugin::{Build, LayerReuse, PluginContext, RouteLayer, Stack};
 use crate::proxy::{Origin, PreserveHost, ProxyConfig, ReverseProxy, TrustedProxies};
 use crate::router::{Route, Router};
-
-/// The request body behind authentication: the client's stream, or the body authentication
-/// read (`key_in_body`).
-pub type GatewayBody = RequestBody<Incoming>;
-
-/// A service's upstream: a [`Balancer`] over one [`ReverseProxy`] per target (one target for
-/// a service with a plain host), all sharing the service's connection pool.
-pub type ServiceBalancer = Balancer<ReverseProxy<BalancedBody<GatewayBody>>>;
-
-/// A service's balancer with a route's `preserve_host` set on each request.
-pub type HostRewrite =
-    MapRequest<ServiceBalancer, fn(Request<GatewayBody>) -> Request<GatewayBody>>;
 
 /// Node-level settings, the equivalents of `kong.conf` entries that are not part of the
 /// declarative file.
@@ -352,7 +339,7 @@ impl Reuse {
         Ok(balancer)
     }
 
-    pub(crate) fn breaker(&mut self, key: String, build: impl FnOnce() -> Breaker) -> Breaker {
+    fn breaker(&mut self, key: String, build: impl FnOnce() -> Breaker) -> Breaker {
         let breaker = self
             .previous
             .as_ref()
@@ -362,33 +349,17 @@ impl Reuse {
         self.kept.breakers.insert(key, breaker.clone());
         breaker
     }
+}
 
-    /// The layer the previous gateway built under `key`, taken over (and kept for the next
-    /// gateway), if there is one.
-    pub(crate) fn take_over_layer(&mut self, key: &str) -> Option<RouteLayer> {
+impl LayerReuse for Reuse {
+    fn take_over_layer(&mut self, key: &str) -> Option<RouteLayer> {
         let found = self.previous.as_ref()?.layers.get(key)?.clone();
         self.kept.layers.insert(key.to_owned(), found.clone());
         Some(found)
     }
 
-    /// Keeps a newly built layer under `key` for the next gateway.
-    pub(crate) fn keep_layer(&mut self, key: String, layer: RouteLayer) {
+    fn keep_layer(&mut self, key: String, layer: RouteLayer) {
         self.kept.layers.insert(key, layer);
-    }
-
-    /// A plugin's layer (and the state it holds: counters, connections) built for the same
-    /// configuration and place, or a new one.
-    pub(crate) fn layer(
-        &mut self,
-        key: String,
-        build: impl FnOnce() -> Result<RouteLayer, String>,
-    ) -> Result<RouteLayer, String> {
-        if let Some(layer) = self.take_over_layer(&key) {
-            return Ok(layer);
-        }
-        let layer = build()?;
-        self.keep_layer(key, layer.clone());
-        Ok(layer)
     }
 }
 
@@ -571,6 +542,19 @@ fn route_stack(
         let default = config.plugin_for(service, route, name);
         let build = match &definition.build {
             Build::Global => continue,
+            Build::Breaker => {
+                if let Some(plugin) = default {
+                    let names = (service_label.as_str(), label);
+                    let layer =
+                        breaker_layer(plugin, (service_index, service), names, breakers, reuse)
+                            .ok_or_else(|| {
+                                let message = format!("plugin {name} got a foreign configuration");
+                                (config.plugin_path(plugin), message)
+                            })?;
+                    stack.plugin(name, definition.priority(), Some(layer), Vec::new());
+                }
+                continue;
+            }
             Build::Auth => {
                 if default.is_some() {
                     auth_priority = auth_priority.max(Some(definition.priority()));
@@ -583,21 +567,16 @@ fn route_stack(
             let mut ctx = PluginContext {
                 service: &service_label,
                 route: label,
-                plugin,
+                plugin_id: plugin.id.as_deref(),
                 consumer,
-                settings,
+                trusted_proxies: &settings.trusted_proxies,
                 reuse: &mut *reuse,
-                breakers: &mut *breakers,
-                service_index,
-                service_config: service,
             };
             let built = build(&plugin.config, &mut ctx).map_err(|message| {
-                let at = config
-                    .plugin_instances()
-                    .into_iter()
-                    .find(|(_, p)| std::ptr::eq(*p, plugin))
-                    .map_or_else(|| "plugins".to_owned(), |(at, _)| at);
-                (format!("{at}.config"), format!("{message} (route {label})"))
+                (
+                    config.plugin_path(plugin),
+                    format!("{message} (route {label})"),
+                )
             })?;
             Ok::<_, (String, String)>(match plugin.protocols {
                 Some(protocols) => built.for_protocols(protocols),
@@ -615,7 +594,7 @@ fn route_stack(
         }
         stack.plugin(name, definition.priority(), default, own);
     }
-    let auth_priority = auth_priority.unwrap_or(crate::plugin::KEY_AUTH_PRIORITY);
+    let auth_priority = auth_priority.unwrap_or(super::builtin::KEY_AUTH);
     if let Some((name, priority)) = per_consumer.iter().find(|(_, p)| *p >= auth_priority) {
         return Err((
             "consumers".into(),
@@ -630,6 +609,46 @@ fn route_stack(
         .max_body(settings.max_body);
     stack.auth(auth_priority, auth);
     Ok(stack)
+}
+
+/// The layer of a `circuit-breaker` instance on a route: one breaker per service for an
+/// instance on a service (shared by the service's routes), one per route otherwise; taken over
+/// from the previous gateway when its configuration and place are unchanged.
+fn breaker_layer(
+    plugin: &super::Plugin,
+    (index, service): (usize, &Service),
+    (service_name, route_name): (&str, &str),
+    breakers: &mut Breakers,
+    reuse: &mut Reuse,
+) -> Option<RouteLayer> {
+    let config = plugin.config.get::<CircuitBreakerConfig>()?;
+    let service_scoped = plugin.route.is_none()
+        && (plugin.service.is_some() || service.plugins.iter().any(|p| std::ptr::eq(p, plugin)));
+    let existing = breakers
+        .shared
+        .iter()
+        .find(|(p, s, _)| service_scoped && std::ptr::eq(*p, plugin) && *s == index)
+        .map(|(_, _, b)| b.clone());
+    let breaker = existing.unwrap_or_else(|| {
+        let name = if service_scoped {
+            service_name
+        } else {
+            route_name
+        };
+        let key = format!("{name}|{:?}|{config:?}", plugin.id);
+        // `validate` checked the policy.
+        let breaker = reuse.breaker(key, || Breaker::new(config.policy().unwrap_or_default()));
+        breakers.named.push((name.to_owned(), breaker.clone()));
+        if service_scoped {
+            breakers.shared.push((plugin, index, breaker.clone()));
+        }
+        breaker
+    });
+    let layer = RouteLayer::wrapping(config.layer(breaker));
+    Some(match plugin.protocols {
+        Some(protocols) => layer.for_protocols(protocols),
+        None => layer,
+    })
 }
 
 fn strategy(upstream: &Upstream) -> Box<dyn Strategy> {

@@ -164,7 +164,7 @@ pub(crate) fn unnest(
     message: &str,
     location: Option<(usize, usize)>,
 ) -> (String, Option<(usize, usize)>) {
-    use super::lenient::NESTED;
+    use crate::lenient::NESTED;
     let Some((before, rest)) = message.split_once(NESTED) else {
         return (message.to_owned(), location);
     };
@@ -226,7 +226,7 @@ services:
     fn a_nested_message_becomes_one_path_at_its_line() {
         let message = format!(
             "services[0].plugins[0]: {NESTED}config.limit{NESTED}must be positive at line 4 column 9",
-            NESTED = super::super::lenient::NESTED
+            NESTED = crate::lenient::NESTED
         );
         let (message, location) = unnest(DOC, &message, Some((4, 9)));
         assert_eq!(

@@ -47,11 +47,11 @@
 //! ```
 
 mod auth;
+mod builtin;
 mod check;
 mod circuit;
 mod error;
 mod gateway;
-mod lenient;
 mod live;
 mod locate;
 mod model;
@@ -64,12 +64,12 @@ use std::path::Path;
 
 use crate::plugin::Registry;
 
+pub use crate::lenient::FieldError;
 pub use crate::plugin::RouteService;
+pub use crate::plugin::{GatewayBody, HostRewrite, ServiceBalancer};
+pub use builtin::UpgradeProtocolsConfig;
 pub use error::ConfigError;
-pub(crate) use gateway::{Breakers, Reuse};
-pub use gateway::{Gateway, GatewayBody, HostRewrite, RouteSummary, ServiceBalancer, Settings};
-pub use lenient::FieldError;
-pub(crate) use lenient::from_value as from_json_value;
+pub use gateway::{Gateway, RouteSummary, Settings};
 pub use live::{LiveGateway, LiveRouter};
 pub use model::*;
 pub use plugins::*;
@@ -110,12 +110,13 @@ impl Config {
     /// read as the numbers or booleans fields expect, and `doc` is rewritten with those types.
     /// Errors name `source` as the file.
     pub fn from_json(doc: &mut serde_json::Value, source: &str) -> Result<Self, ConfigError> {
-        let mut config: Config = lenient::from_value(doc).map_err(|err| ConfigError::Parse {
-            file: source.to_owned(),
-            message: err.to_string(),
-            line: None,
-            column: None,
-        })?;
+        let mut config: Config =
+            crate::lenient::from_value(doc).map_err(|err| ConfigError::Parse {
+                file: source.to_owned(),
+                message: err.to_string(),
+                line: None,
+                column: None,
+            })?;
         config.source = source.to_owned();
         config.check(source)?;
         Ok(config)

@@ -7,7 +7,7 @@ use serde::de::{self, Deserializer, IgnoredAny};
 use serde::{Deserialize, Serialize};
 
 use super::ServiceRef;
-pub use crate::plugin::PluginConfig;
+pub use crate::plugin::{PluginConfig, PluginProtocols};
 
 /// A plugin instance: global (top level, no scope), or scoped to a service or a route (nested
 /// under it, or naming it with `service:` / `route:`).
@@ -28,37 +28,6 @@ pub struct Plugin {
     /// The request protocols it runs for (Kong's `protocols`); `None`: all of them (`http`,
     /// `https`, `grpc`, `grpcs`).
     pub protocols: Option<PluginProtocols>,
-}
-
-/// The request protocols a plugin instance runs for: `http`, `https`, `grpc`, `grpcs`
-/// (a WebSocket upgrade is `http` or `https`, as in Kong's open-source edition).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PluginProtocols {
-    /// Plain HTTP.
-    pub http: bool,
-    /// HTTP over TLS.
-    pub https: bool,
-    /// gRPC (`content-type: application/grpc…`) in cleartext.
-    pub grpc: bool,
-    /// gRPC over TLS.
-    pub grpcs: bool,
-}
-
-impl PluginProtocols {
-    /// Whether every protocol is listed (the instance runs for every request).
-    pub fn all(&self) -> bool {
-        self.http && self.https && self.grpc && self.grpcs
-    }
-
-    /// Whether a request of this kind is one the instance runs for.
-    pub fn allows(&self, secure: bool, grpc: bool) -> bool {
-        match (secure, grpc) {
-            (false, false) => self.http,
-            (true, false) => self.https,
-            (false, true) => self.grpc,
-            (true, true) => self.grpcs,
-        }
-    }
 }
 
 /// One name of a plugin's `protocols`, checked where it stands (so errors point at it).
@@ -605,8 +574,10 @@ impl<'de> Deserialize<'de> for Plugin {
                     match key.as_str() {
                         "name" => {
                             let name = map.next_value::<String>()?;
-                            definition =
-                                Some(crate::plugin::lookup(&name).map_err(de::Error::custom)?);
+                            definition = Some(
+                                crate::plugin::lookup(&name, &crate::plugin::Registry::builtin())
+                                    .map_err(de::Error::custom)?,
+                            );
                         }
                         "config" => config = Some(map.next_value()?),
                         "id" => id = Some(map.next_value()?),

@@ -230,7 +230,7 @@ impl Config {
                 ));
             }
             #[cfg(feature = "tls")]
-            crate::proxy::tls_certificates(ca.cert.as_bytes())
+            crate::pem::certificates(ca.cert.as_bytes())
                 .map_err(|err| (format!("{at}.cert"), err.message))?;
         }
         for (i, service) in self.services.iter().enumerate() {

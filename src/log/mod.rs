@@ -11,7 +11,7 @@
 //!
 //! | field | value |
 //! | --- | --- |
-//! | `client_ip` | the peer, from [`ConnectionInfo`](crate::server::ConnectionInfo) |
+//! | `client_ip` | the peer, from [`ConnectionInfo`](crate::identity::ConnectionInfo) |
 //! | `method`, `path`, `protocol` | as received (path with query, before `strip_path`) |
 //! | `status`, `bytes_out` | as sent to the client |
 //! | `bytes_in` | the request's `Content-Length`, or for a body of unknown length (chunked, HTTP/2, gRPC streams) the bytes the proxy sent upstream |

@@ -132,7 +132,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let client = crate::server::peer_addr(req.extensions()).map(|p| p.ip().to_canonical());
+        let client = crate::identity::peer_addr(req.extensions()).map(|p| p.ip().to_canonical());
         let bytes_in = crate::body::RequestBytes::of(&mut req);
         // Under axum's `nest_service`, the URI as the client sent it, not as nested.
         #[cfg(feature = "axum")]

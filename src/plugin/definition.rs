@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use tower::{Layer, Service};
 
 use super::{Next, PluginConfig, PluginContext, PluginRequest, RouteLayer, UpstreamResponse};
-use crate::config::FieldError;
+use crate::lenient::FieldError;
 
 /// A plugin's configuration type: what `config:` holds, with its defaults (serde's
 /// `#[serde(default)]`) and the checks types cannot express ([`validate`](Self::validate)).
@@ -53,8 +53,11 @@ pub(crate) enum Build {
     Layer(BuildFn),
     /// One of the authentication plugins, run together as one step.
     Auth,
-    /// Acts on the whole gateway (read by [`Gateway`](crate::config::Gateway)); no layer.
+    /// Acts on the whole gateway (read by the configuration's `Gateway`); no layer.
     Global,
+    /// The circuit breaker: built by the gateway, which keeps one breaker per service or
+    /// route and names it for the Admin API and the metrics.
+    Breaker,
 }
 
 /// A plugin: its name, configuration type, priority, scopes and how an instance becomes a
@@ -111,13 +114,7 @@ impl Definition {
                     config.name()
                 ));
             };
-            let key = ctx.reuse_key(config);
-            if let Some(kept) = ctx.reuse.take_over_layer(&key) {
-                return Ok(kept);
-            }
-            let built = RouteLayer::new(layer(typed, ctx)?);
-            ctx.reuse.keep_layer(key, built.clone());
-            Ok(built)
+            ctx.reuse_layer(config, |ctx| Ok(RouteLayer::new(layer(typed, ctx)?)))
         });
         Self::with_build::<C>(name, priority, Build::Layer(build))
     }
@@ -131,7 +128,7 @@ impl Definition {
             name: name.into().into(),
             priority,
             parse: Box::new(|value| {
-                let config: C = crate::config::from_json_value(value)?;
+                let config: C = crate::lenient::from_value(value)?;
                 config.validate()?;
                 Ok(Arc::new(config))
             }),

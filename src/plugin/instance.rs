@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::Definition;
 use super::definition::AnyConfig;
+use super::{Definition, RouteLayer};
 use crate::proxy::TrustedProxies;
 
 /// A configured plugin: its definition and its checked configuration.
@@ -52,13 +52,21 @@ impl PluginConfig {
 pub struct PluginContext<'a> {
     pub(crate) service: &'a str,
     pub(crate) route: &'a str,
-    pub(crate) plugin: &'a crate::config::Plugin,
+    pub(crate) plugin_id: Option<&'a str>,
     pub(crate) consumer: Option<&'a str>,
-    pub(crate) settings: &'a crate::config::Settings,
-    pub(crate) reuse: &'a mut crate::config::Reuse,
-    pub(crate) breakers: &'a mut crate::config::Breakers,
-    pub(crate) service_index: usize,
-    pub(crate) service_config: &'a crate::config::Service,
+    pub(crate) trusted_proxies: &'a TrustedProxies,
+    pub(crate) reuse: &'a mut dyn LayerReuse,
+}
+
+/// Where a build finds the layers the previous gateway built, and keeps its own for the next
+/// (the gateway's configuration builder implements it).
+pub(crate) trait LayerReuse {
+    /// The layer the previous gateway built under `key`, taken over (and kept for the next
+    /// gateway), if there is one.
+    fn take_over_layer(&mut self, key: &str) -> Option<RouteLayer>;
+
+    /// Keeps a newly built layer under `key` for the next gateway.
+    fn keep_layer(&mut self, key: String, layer: RouteLayer);
 }
 
 impl fmt::Debug for PluginContext<'_> {
@@ -84,7 +92,7 @@ impl PluginContext<'_> {
 
     /// The plugin instance's `id`, if it has one.
     pub fn plugin_id(&self) -> Option<&str> {
-        self.plugin.id.as_deref()
+        self.plugin_id
     }
 
     /// For a consumer's own instance: the consumer's id.
@@ -95,7 +103,7 @@ impl PluginContext<'_> {
     /// The proxies whose `X-Forwarded-For` is believed (Kong's `trusted_ips`): for the client
     /// address, use [`TrustedProxies::client_ip`].
     pub fn trusted_proxies(&self) -> &TrustedProxies {
-        &self.settings.trusted_proxies
+        self.trusted_proxies
     }
 
     /// A prefix for keys in shared stores, distinct per service, route and consumer
@@ -111,7 +119,55 @@ impl PluginContext<'_> {
     pub(crate) fn reuse_key(&self, config: &PluginConfig) -> String {
         format!(
             "{}|{}|{:?}|{:?}|{config:?}",
-            self.service, self.route, self.consumer, self.plugin.id
+            self.service, self.route, self.consumer, self.plugin_id
         )
+    }
+
+    /// The layer built for `config` here by the previous gateway, or a new one from `build`;
+    /// kept for the next gateway either way, so the state it holds (counters, connections)
+    /// survives unrelated configuration changes.
+    pub(crate) fn reuse_layer(
+        &mut self,
+        config: &PluginConfig,
+        build: impl FnOnce(&Self) -> Result<RouteLayer, String>,
+    ) -> Result<RouteLayer, String> {
+        let key = self.reuse_key(config);
+        if let Some(kept) = self.reuse.take_over_layer(&key) {
+            return Ok(kept);
+        }
+        let built = build(self)?;
+        self.reuse.keep_layer(key, built.clone());
+        Ok(built)
+    }
+}
+
+/// The request protocols a plugin instance runs for: `http`, `https`, `grpc`, `grpcs`
+/// (a WebSocket upgrade is `http` or `https`, as in Kong's open-source edition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PluginProtocols {
+    /// Plain HTTP.
+    pub http: bool,
+    /// HTTP over TLS.
+    pub https: bool,
+    /// gRPC (`content-type: application/grpc…`) in cleartext.
+    pub grpc: bool,
+    /// gRPC over TLS.
+    pub grpcs: bool,
+}
+
+impl PluginProtocols {
+    /// Whether every protocol is listed (the instance runs for every request).
+    pub fn all(&self) -> bool {
+        self.http && self.https && self.grpc && self.grpcs
+    }
+
+    /// Whether a request of this kind is one the instance runs for.
+    pub fn allows(&self, secure: bool, grpc: bool) -> bool {
+        match (secure, grpc) {
+            (false, false) => self.http,
+            (true, false) => self.https,
+            (false, true) => self.grpc,
+            (true, true) => self.grpcs,
+        }
     }
 }

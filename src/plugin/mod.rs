@@ -8,7 +8,7 @@
 //! `upgrade-protocols`)
 //! are definitions in [`Registry::builtin`] like any other, and an application adds its own
 //! with [`Registry::register`]. Every definition is then configured the same way: in the
-//! declarative file ([`Config::from_yaml_with`](crate::config::Config::from_yaml_with)) and
+//! declarative file (`config::Config::from_yaml_with`) and
 //! through the Admin API, globally or on a service, a route or a consumer, with the same
 //! errors (the field path, unknown fields refused) and the same defaults.
 //!
@@ -104,7 +104,6 @@
 //! assert!(err.to_string().contains("unknown field `colour`"), "{err}");
 //! ```
 
-mod builtin;
 mod definition;
 mod instance;
 mod registry;
@@ -113,21 +112,32 @@ mod stack;
 use std::convert::Infallible;
 
 use hyper::body::Incoming;
-use tower::util::BoxCloneSyncService;
+use tower::util::{BoxCloneSyncService, MapRequest};
 
-pub(crate) use builtin::KEY_AUTH as KEY_AUTH_PRIORITY;
-pub use builtin::UpgradeProtocolsConfig;
+pub use crate::lenient::FieldError;
 pub(crate) use definition::Build;
 pub use definition::{Definition, Schema};
-pub use instance::{PluginConfig, PluginContext};
+pub(crate) use instance::LayerReuse;
+pub use instance::{PluginConfig, PluginContext, PluginProtocols};
 pub(crate) use registry::lookup;
 pub use registry::{Registry, RegistryError};
 pub use stack::{RouteFuture, RouteService};
 pub(crate) use stack::{RouteLayer, Stack};
 
-use crate::balance::TrackedBody;
-use crate::body::ResponseBody;
-use crate::config::GatewayBody;
+use crate::balance::{BalancedBody, Balancer, TrackedBody};
+use crate::body::{RequestBody, ResponseBody};
+use crate::proxy::ReverseProxy;
+
+/// The request body behind authentication: the client's stream, or the body authentication
+/// read (`key_in_body`).
+pub type GatewayBody = RequestBody<Incoming>;
+
+/// A service's upstream: a [`Balancer`] over one [`ReverseProxy`] per target (one target for a
+/// service with a plain host), all sharing the service's connection pool.
+pub type ServiceBalancer = Balancer<ReverseProxy<BalancedBody<GatewayBody>>>;
+
+/// A service's balancer with a route's `preserve_host` set on each request.
+pub type HostRewrite = MapRequest<ServiceBalancer, fn(PluginRequest) -> PluginRequest>;
 
 /// The response body every plugin passes on: the upstream's (counted by the balancer until
 /// it ends), or one the gateway wrote ([`ResponseBody::full`]).

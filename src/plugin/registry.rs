@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use super::Definition;
 
@@ -19,12 +19,6 @@ impl fmt::Debug for Registry {
     }
 }
 
-impl Default for Registry {
-    fn default() -> Self {
-        Self::builtin()
-    }
-}
-
 /// Why a definition was not registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
@@ -36,21 +30,13 @@ pub enum RegistryError {
     Name(String),
 }
 
-static BUILTIN: LazyLock<Registry> = LazyLock::new(|| {
-    let mut registry = Registry {
-        definitions: Arc::new(BTreeMap::new()),
-    };
-    for definition in super::builtin::definitions() {
-        // The built-in names are distinct and well formed.
-        let _ = registry.register(definition);
-    }
-    registry
-});
-
+// `Registry::builtin` and `Default` are defined with the built-in plugins, in `config`.
 impl Registry {
-    /// The built-in plugins.
-    pub fn builtin() -> Self {
-        BUILTIN.clone()
+    /// A registry without any plugin.
+    pub(crate) fn empty() -> Self {
+        Self {
+            definitions: Arc::new(BTreeMap::new()),
+        }
     }
 
     /// Adds a plugin.
@@ -102,11 +88,12 @@ thread_local! {
     static CURRENT: RefCell<Option<Registry>> = const { RefCell::new(None) };
 }
 
-/// The definition named `name` in the registry in scope; and every name, for errors.
-pub(crate) fn lookup(name: &str) -> Result<Arc<Definition>, String> {
+/// The definition named `name` in the registry in scope (`fallback` when none is); and every
+/// name, for errors.
+pub(crate) fn lookup(name: &str, fallback: &Registry) -> Result<Arc<Definition>, String> {
     CURRENT.with(|c| {
         let current = c.borrow();
-        let registry = current.as_ref().unwrap_or(&BUILTIN);
+        let registry = current.as_ref().unwrap_or(fallback);
         registry.get(name).cloned().ok_or_else(|| {
             let known: Vec<&str> = registry.names().collect();
             format!(

@@ -13,10 +13,11 @@ use pin_project_lite::pin_project;
 use tower::util::{BoxCloneSyncService, MapRequest, MapResponse};
 use tower::{Layer, Service, ServiceExt};
 
-use super::{Next, PluginRequest, UpstreamBody, UpstreamResponse};
+use super::{
+    GatewayBody, HostRewrite, Next, PluginProtocols, PluginRequest, UpstreamBody, UpstreamResponse,
+};
 use crate::auth::BodyAuthLayer;
 use crate::body::{RequestBody, ResponseBody};
-use crate::config::{GatewayBody, HostRewrite, PluginProtocols};
 
 /// One configured plugin as a layer of a route's stack, type-erased. Cheap to clone.
 #[derive(Clone)]
@@ -105,8 +106,8 @@ impl Service<PluginRequest> for ForProtocols {
     fn call(&mut self, req: PluginRequest) -> Self::Future {
         let secure = req
             .extensions()
-            .get::<crate::server::ConnectionInfo>()
-            .is_some_and(crate::server::ConnectionInfo::is_secure);
+            .get::<crate::identity::ConnectionInfo>()
+            .is_some_and(crate::identity::ConnectionInfo::is_secure);
         let grpc = crate::server::is_grpc(req.headers());
         if self.protocols.allows(secure, grpc) {
             self.plugin.call(req)

@@ -196,8 +196,8 @@ impl ProxyConfig {
     /// For an `https` origin (feature `tls`): trust the certificates of this PEM bundle
     /// instead of the system's roots.
     #[cfg(feature = "tls")]
-    pub fn tls_ca_pem(mut self, pem: &[u8]) -> Result<Self, crate::server::TlsError> {
-        self.tls.ca = Some(super::tls::certificates(pem)?.into());
+    pub fn tls_ca_pem(mut self, pem: &[u8]) -> Result<Self, crate::pem::TlsError> {
+        self.tls.ca = Some(crate::pem::certificates(pem)?.into());
         Ok(self)
     }
 
@@ -209,8 +209,8 @@ impl ProxyConfig {
         mut self,
         chain: &[u8],
         key: &[u8],
-    ) -> Result<Self, crate::server::TlsError> {
-        self.tls.client = Some(crate::server::certified_key(chain, key, "<cert>", "<key>")?);
+    ) -> Result<Self, crate::pem::TlsError> {
+        self.tls.client = Some(crate::pem::certified_key(chain, key, "<cert>", "<key>")?);
         Ok(self)
     }
 

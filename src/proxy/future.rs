@@ -18,8 +18,8 @@ use super::headers;
 use super::pool::{self, Failed};
 use super::{ClientFault, UpstreamFailure};
 use crate::body::ResponseBody;
+use crate::identity::Drain;
 use crate::reject;
-use crate::server::Drain;
 
 /// The upstream exchange: the response head and the connection's address (when not in the
 /// response's extensions already), or why there is none.

@@ -19,7 +19,7 @@
 //! - Appends the peer address to `X-Forwarded-For` (several incoming lines are folded into
 //!   one), sets `X-Real-IP`, and sets `X-Forwarded-Proto`, `-Host` and `-Port` unless the peer
 //!   is a [trusted proxy](TrustedProxies) that already sent them. The peer comes from the
-//!   [`ConnectionInfo`](crate::server::ConnectionInfo) in the request's extensions.
+//!   [`ConnectionInfo`](crate::identity::ConnectionInfo) in the request's extensions.
 //! - When the router stripped a prefix, sends `X-Forwarded-Prefix` and `X-Forwarded-Path`
 //!   (the original path), as Kong does.
 //! - Sends `Host: <origin>` unless `preserve_host` is set (per request: a [`PreserveHost`] in
@@ -93,8 +93,6 @@ pub use config::{
 pub use error::UpstreamFailure;
 pub use future::{ResponseFuture, UpstreamInfo};
 pub use service::{PreserveHost, ReverseProxy, UpgradeProtocols};
-#[cfg(all(feature = "tls", feature = "config"))]
-pub(crate) use tls::certificates as tls_certificates;
 pub use trusted::{InvalidTrustedProxy, TrustedProxies};
 
 pub(crate) use headers::client_ip;

@@ -22,8 +22,8 @@ use super::headers::{self, X_FORWARDED_PATH, X_FORWARDED_PREFIX};
 use super::pool::{Key, Pool};
 use crate::BoxError;
 use crate::body::{BodyTimeouts, RequestBytes, ResponseBody};
+use crate::identity::ConnectionInfo;
 use crate::router::RouteMatch;
-use crate::server::ConnectionInfo;
 
 /// In a request's extensions, overrides the proxy's `preserve_host` for that request (Kong's
 /// per-route setting over a service shared by several routes).
@@ -225,7 +225,7 @@ impl<B> ReverseProxy<B> {
         let borrowed = parts.extensions.get::<ConnectionInfo>();
         let other = match borrowed {
             Some(_) => None,
-            None => crate::server::peer_addr(&parts.extensions).map(|peer| {
+            None => crate::identity::peer_addr(&parts.extensions).map(|peer| {
                 let secure = parts.uri.scheme() == Some(&http::uri::Scheme::HTTPS);
                 let port = client_host
                     .as_ref()

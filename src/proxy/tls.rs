@@ -8,12 +8,9 @@ use tokio_rustls::rustls::client::ResolvesClientCert;
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
-use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::{DigitallySignedStruct, SignatureScheme};
-
-use crate::server::TlsError;
 
 /// How a proxy checks its origin's certificate, and the one it presents.
 #[derive(Debug, Clone)]
@@ -33,23 +30,6 @@ impl Default for UpstreamTls {
             client: None,
         }
     }
-}
-
-/// The certificates of a PEM bundle.
-pub(crate) fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<_, _>>()
-        .map_err(|err| TlsError {
-            file: "<ca>".into(),
-            message: format!("not a PEM certificate bundle: {err}"),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError {
-            file: "<ca>".into(),
-            message: "no certificate in the bundle".into(),
-        });
-    }
-    Ok(certs)
 }
 
 /// The system's trusted roots, read once.

@@ -77,9 +77,9 @@ impl TrustedProxies {
     /// The client address of a request: the peer, or, when the peer is trusted, the
     /// right-most untrusted address of `X-Forwarded-For` (what Kong's
     /// `kong.client.get_forwarded_ip` gives). `None` when the request carries no peer
-    /// address ([`peer_addr`](crate::server::peer_addr)).
+    /// address ([`peer_addr`](crate::identity::peer_addr)).
     pub fn client_ip<B>(&self, req: &http::Request<B>) -> Option<IpAddr> {
-        let peer = crate::server::peer_addr(req.extensions())?;
+        let peer = crate::identity::peer_addr(req.extensions())?;
         Some(super::headers::client_ip(req.headers(), peer.ip(), self))
     }
 }

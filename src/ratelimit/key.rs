@@ -11,7 +11,7 @@ use crate::proxy::TrustedProxies;
 /// Chooses the key a request is counted under (Kong's `limit_by`). A request without a key
 /// (a missing header, no consumer) is not limited, as nginx does for empty keys. A request
 /// without a peer address, though, means the layer is deployed where it cannot see clients
-/// (no [`peer_addr`](crate::server::peer_addr): neither this crate's server, nor axum's
+/// (no [`peer_addr`](crate::identity::peer_addr): neither this crate's server, nor axum's
 /// `ConnectInfo` with feature `axum`, nor a `SocketAddr` in the extensions): [`KeyBy::ClientIp`]
 /// then fails closed, the layer answers `500` and logs the error once, rather than let every
 /// request through unlimited.
@@ -55,7 +55,7 @@ impl KeyBy {
     pub(crate) fn lookup<B>(&self, req: &Request<B>) -> Result<Option<Key>, NoPeerAddress> {
         Ok(match self {
             Self::ClientIp(trusted) => {
-                let peer = crate::server::peer_addr(req.extensions()).ok_or(NoPeerAddress)?;
+                let peer = crate::identity::peer_addr(req.extensions()).ok_or(NoPeerAddress)?;
                 Some(Key::Ip(crate::proxy::client_ip(
                     req.headers(),
                     peer.ip(),
@@ -125,7 +125,7 @@ impl fmt::Debug for KeyBy {
 #[cfg(test)]
 mod keys {
     use super::*;
-    use crate::server::ConnectionInfo;
+    use crate::identity::ConnectionInfo;
     use std::net::SocketAddr;
 
     fn request(path: &str) -> Request<()> {

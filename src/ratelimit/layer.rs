@@ -8,8 +8,9 @@ use tower::Layer;
 use super::clock::Clock;
 use super::key::KeyBy;
 use super::limit::Limit;
-use super::service::RateLimit;
-use super::store::{MemoryStore, Store};
+use super::memory::MemoryStore;
+use super::service::{RateLimit, Shared};
+use super::store::Store;
 
 /// Kong's default message for a rejected request.
 pub const RATE_LIMIT_EXCEEDED: &str = "API rate limit exceeded";
@@ -21,21 +22,6 @@ pub const RATE_LIMIT_EXCEEDED: &str = "API rate limit exceeded";
 #[derive(Debug, Clone)]
 pub struct RateLimitLayer {
     pub(crate) shared: Arc<Shared>,
-}
-
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) limits: Vec<Limit>,
-    pub(crate) key: KeyBy,
-    pub(crate) store: std::sync::Arc<dyn Store>,
-    pub(crate) fault_tolerant: bool,
-    pub(crate) clock: Clock,
-    pub(crate) status: StatusCode,
-    pub(crate) message: std::sync::Arc<str>,
-    pub(crate) hide_client_headers: bool,
-    pub(crate) ietf_headers: bool,
-    /// Whether a request without a peer address was logged already (once per layer).
-    pub(crate) reported_no_peer: std::sync::atomic::AtomicBool,
 }
 
 /// Builds a [`RateLimitLayer`].

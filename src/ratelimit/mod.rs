@@ -61,6 +61,7 @@ mod key;
 mod layer;
 mod leaky_bucket;
 mod limit;
+mod memory;
 mod overflow;
 #[cfg(feature = "redis")]
 mod redis;
@@ -76,10 +77,11 @@ pub use key::{KeyBy, KeyRule};
 pub use layer::{RATE_LIMIT_EXCEEDED, RateLimitBuilder, RateLimitLayer};
 pub use leaky_bucket::{LeakyBucket, LeakyBucketState, LeakyState};
 pub use limit::{Limit, LimitState};
+pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{DEFAULT_REDIS_TIMEOUT, RedisStore};
 pub use service::{ByConsumer, RateLimit, ResponseFuture};
 pub use sliding_window::{SlidingLog, SlidingLogState, SlidingWindow, SlidingWindowState};
-pub use store::{Decided, Key, MemoryStore, Outcome, Store, StoreError};
+pub use store::{Decided, Key, Outcome, Store, StoreError};
 pub use token_bucket::{TokenBucket, TokenBucketState};

@@ -10,8 +10,9 @@ use tokio::sync::OnceCell;
 
 use super::decision::{Decision, Nanos};
 use super::limit::{Limit, LimitState};
+use super::memory::MemoryStore;
 use super::store::{
-    Decided, Key, MemoryStore, Outcome, Store, StoreError, check_all, commit_all, periods, refused,
+    Decided, Key, Outcome, Store, StoreError, check_all, commit_all, periods, refused,
 };
 
 /// Kong's default Redis timeout.

@@ -7,21 +7,39 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue, Request, Response, header};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower::Service;
 use tower::util::Oneshot;
 
+use super::clock::Clock;
 use super::decision::{Decision, Nanos};
+use super::key::KeyBy;
 use super::key::NoPeerAddress;
-use super::layer::Shared;
 use super::limit::Limit;
 use super::limit::longest_wait;
+use super::store::Store;
 use super::store::{Decided, Outcome, StoreError};
 use super::{Period, Verdict};
 use crate::body::ResponseBody;
 use crate::reject;
+
+/// What a [`RateLimitLayer`](super::RateLimitLayer) and every service it wraps share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) limits: Vec<Limit>,
+    pub(crate) key: KeyBy,
+    pub(crate) store: std::sync::Arc<dyn Store>,
+    pub(crate) fault_tolerant: bool,
+    pub(crate) clock: Clock,
+    pub(crate) status: StatusCode,
+    pub(crate) message: std::sync::Arc<str>,
+    pub(crate) hide_client_headers: bool,
+    pub(crate) ietf_headers: bool,
+    /// Whether a request without a peer address was logged already (once per layer).
+    pub(crate) reported_no_peer: std::sync::atomic::AtomicBool,
+}
 
 /// A service behind rate limits: see [`RateLimitLayer`](super::RateLimitLayer).
 #[derive(Debug, Clone)]

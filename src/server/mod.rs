@@ -52,7 +52,6 @@
 //! ```
 
 mod client_io;
-mod conn_info;
 mod h2_frames;
 mod serve;
 mod signal;
@@ -60,8 +59,10 @@ mod stats;
 #[cfg(feature = "tls")]
 mod tls;
 
-pub(crate) use conn_info::Drain;
-pub use conn_info::{ConnectionInfo, peer_addr};
+pub use crate::identity::{ConnectionInfo, peer_addr};
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use crate::pem::TlsError;
 #[cfg(feature = "config")]
 pub(crate) use serve::is_grpc;
 pub use serve::{
@@ -72,7 +73,5 @@ pub use serve::{
 pub use signal::shutdown_signal;
 pub use stats::ConnectionStats;
 #[cfg(feature = "tls")]
-pub(crate) use tls::certified_key;
-#[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
-pub use tls::{Certificate, SniCertificates, TlsConfig, TlsError};
+pub use tls::{Certificate, SniCertificates, TlsConfig};

@@ -504,13 +504,13 @@ impl Acceptor {
                     remote,
                     local,
                     tls.is_some(),
-                    Some(super::conn_info::Drain {
+                    Some(crate::identity::Drain {
                         _hold: drain_tx.clone(),
                         closing: closing_rx.clone(),
                     }),
-                    stats.clone(),
                     body_timeouts,
                 ),
+                stats: stats.clone(),
                 state: state.clone(),
             };
             #[allow(clippy::clone_on_copy)] // An acceptor with `tls`, nothing without.
@@ -869,6 +869,8 @@ struct ConnService<S> {
     /// The connection's own handle on the service; hyper calls one request at a time.
     inner: RefCell<S>,
     info: ConnectionInfo,
+    /// The server's counts, when it keeps them.
+    stats: Option<super::ConnectionStats>,
     state: Arc<ConnState>,
 }
 
@@ -937,6 +939,9 @@ where
             };
         }
         self.info.begin_request();
+        if let Some(stats) = &self.stats {
+            stats.count_request();
+        }
         let grpc = is_grpc(req.headers());
         if req.extensions().is_empty()
             && let Some(map) = crate::spare::take()

@@ -4,20 +4,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
 
-/// A certificate or key that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}: {message}")]
-pub struct TlsError {
-    /// The file (or `<pem>` for text given directly).
-    pub file: String,
-    /// What is wrong.
-    pub message: String,
-}
+use crate::pem::{TlsError, certified_key};
 
 /// What a TLS listener presents: certificates (each with its chain and key), the one matching
 /// the client's SNI, else the first; ALPN `h2` then `http/1.1`.
@@ -234,40 +224,6 @@ impl TlsConfig {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
-}
-
-/// A chain and its key, parsed and checked to match.
-pub(crate) fn certified_key(
-    chain: &[u8],
-    key: &[u8],
-    chain_file: &str,
-    key_file: &str,
-) -> Result<Arc<CertifiedKey>, TlsError> {
-    let invalid = |file: &str, message: String| TlsError {
-        file: file.to_owned(),
-        message,
-    };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain)
-        .collect::<Result<_, _>>()
-        .map_err(|err| invalid(chain_file, format!("not a PEM certificate chain: {err}")))?;
-    if certs.is_empty() {
-        return Err(invalid(chain_file, "no certificate in the file".into()));
-    }
-    let key = PrivateKeyDer::from_pem_slice(key)
-        .map_err(|err| invalid(key_file, format!("not a PEM private key: {err}")))?;
-    let provider = rustls::crypto::ring::default_provider();
-    let signing = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|err| invalid(key_file, format!("unusable private key: {err}")))?;
-    let certified = CertifiedKey::new(certs, signing);
-    certified.keys_match().map_err(|err| {
-        invalid(
-            key_file,
-            format!("the key does not match the certificate: {err}"),
-        )
-    })?;
-    Ok(Arc::new(certified))
 }
 
 /// Picks a certificate of the named set by the client's SNI, else one of the listener's own

@@ -49,7 +49,7 @@ impl FieldError {
     }
 
     /// This error as a serde message for the field `field` that holds the checked value:
-    /// this crate's deserializers and [`Config`](super::Config)'s YAML errors read the full
+    /// this crate's deserializers and `Config`'s YAML errors read the full
     /// path back out of it.
     pub(crate) fn nested(&self, field: &str) -> String {
         let mut path = field.to_owned();

@@ -1,11 +1,17 @@
 //! Who a request comes from, as the layers that find out write it into the request's
-//! extensions and the others read it: the authenticated [`Consumer`] (written by
-//! [`auth`](crate::auth), read by rate limiting, balancing, metrics, the access log and
-//! plugins). A module of its own, so that readers need not depend on authentication.
-//!
-//! The client's address is [`server::peer_addr`](crate::server::peer_addr).
+//! extensions and the others read it: the connection it arrived on ([`ConnectionInfo`],
+//! written by [`Server`](crate::server::Server); the client's address from whichever server
+//! accepted it is [`peer_addr`]) and the authenticated [`Consumer`] (written by
+//! [`auth`](crate::auth)), read by the proxy, rate limiting, balancing, metrics, the access log
+//! and plugins. A module of its own, so that readers need not depend on the server or on
+//! authentication.
+
+mod connection;
 
 use std::sync::Arc;
+
+pub(crate) use connection::Drain;
+pub use connection::{ConnectionInfo, peer_addr};
 
 /// An authenticated client, in the request's extensions after [`Auth`](crate::auth::Auth)
 /// let it through: the consumer, the credential it used, and whether it is the anonymous consumer.

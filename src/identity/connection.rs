@@ -9,7 +9,7 @@ use http::HeaderValue;
 use crate::body::BodyTimeouts;
 
 /// The addresses of the connection a request arrived on, put into request extensions by
-/// [`Server`](super::Server).
+/// [`Server`](crate::server::Server).
 ///
 /// The reverse proxy reads it for `X-Forwarded-For`, `X-Real-IP`, `X-Forwarded-Port` and
 /// `X-Forwarded-Proto`. An application that runs its own server (axum, hyper) inserts it per
@@ -33,8 +33,6 @@ struct Inner {
     requests: AtomicU64,
     /// The server's shutdown, for what outlives the connection's requests (tunnels).
     drain: Option<Drain>,
-    /// The server's counts, when it keeps them.
-    stats: Option<super::ConnectionStats>,
     body_timeouts: BodyTimeouts,
 }
 
@@ -56,13 +54,13 @@ impl Drain {
 }
 
 /// The client's (peer's) address, as the server that accepted the connection recorded it in
-/// a request's extensions: this crate's [`ConnectionInfo`] ([`Server`](super::Server)),
+/// a request's extensions: this crate's [`ConnectionInfo`] ([`Server`](crate::server::Server)),
 /// axum's `ConnectInfo<SocketAddr>` (`axum::serve` with
 /// `into_make_service_with_connect_info`; feature `axum`), or a bare `SocketAddr`.
 ///
 /// ```
 /// use std::net::SocketAddr;
-/// use tower_gateway::server::{ConnectionInfo, peer_addr};
+/// use tower_gateway::identity::{ConnectionInfo, peer_addr};
 ///
 /// let peer: SocketAddr = "203.0.113.7:50000".parse().unwrap();
 /// let mut req = http::Request::new(());
@@ -93,16 +91,15 @@ impl ConnectionInfo {
 
     /// Describes a connection that is (`secure = true`) or is not TLS-protected.
     pub fn with_tls(remote: SocketAddr, local: SocketAddr, secure: bool) -> Self {
-        Self::serving(remote, local, secure, None, None, BodyTimeouts::default())
+        Self::serving(remote, local, secure, None, BodyTimeouts::default())
     }
 
-    /// A connection of [`Server`](super::Server), with its shutdown.
+    /// A connection of [`Server`](crate::server::Server), with its shutdown.
     pub(crate) fn serving(
         remote: SocketAddr,
         local: SocketAddr,
         secure: bool,
         drain: Option<Drain>,
-        stats: Option<super::ConnectionStats>,
         body_timeouts: BodyTimeouts,
     ) -> Self {
         static SERIAL: AtomicU64 = AtomicU64::new(1);
@@ -117,14 +114,12 @@ impl ConnectionInfo {
                 .unwrap_or(HeaderValue::from_static("unknown")),
             local_port: HeaderValue::from(local.port()),
             drain,
-            stats,
             body_timeouts,
         }))
     }
 
-    /// The server's shutdown, when a [`Server`](super::Server) accepted the connection.
     /// How long this connection's request bodies may stall, and take in all (the server's
-    /// [`body_timeouts`](super::Server::body_timeouts)).
+    /// [`body_timeouts`](crate::server::Server::body_timeouts)).
     pub fn body_timeouts(&self) -> BodyTimeouts {
         self.0.body_timeouts
     }
@@ -154,7 +149,7 @@ impl ConnectionInfo {
     }
 
     /// How many requests have begun on the connection, this one included (nginx's
-    /// `$connection_requests`); counted by [`Server`](super::Server).
+    /// `$connection_requests`); counted by [`Server`](crate::server::Server).
     pub fn requests(&self) -> u64 {
         self.0.requests.load(Ordering::Relaxed)
     }
@@ -162,9 +157,6 @@ impl ConnectionInfo {
     /// Counts a request begun on the connection.
     pub(crate) fn begin_request(&self) {
         self.0.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(stats) = &self.0.stats {
-            stats.count_request();
-        }
     }
 
     /// The peer IP as a header value, rendered once per connection.

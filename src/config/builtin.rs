@@ -1,17 +1,15 @@
-//! The built-in plugins, defined as any plugin is.
+//! The built-in plugins, defined as any plugin is, and the registry that holds them.
+
+use std::sync::LazyLock;
 
 use serde_json::json;
-
-use super::RouteLayer;
-use super::definition::{Build, Definition, Schema};
 use tower::util::MapRequestLayer;
 
-use super::PluginRequest;
-use crate::circuit::Breaker;
-use crate::config::{
+use super::{
     CircuitBreakerConfig, CorrelationIdConfig, FieldError, FileLogConfig, JwtConfig, KeyAuthConfig,
     PrometheusConfig, RateLimitingConfig, TimeClaimName,
 };
+use crate::plugin::{Build, Definition, PluginRequest, Registry, RouteLayer, Schema};
 use crate::proxy::UpgradeProtocols;
 
 /// Kong's priorities (`PRIORITY` in each plugin's handler).
@@ -26,7 +24,7 @@ const FILE_LOG: i32 = 9;
 /// This gateway's own; it only marks the request for the proxy, so its place does not matter.
 const UPGRADE_PROTOCOLS: i32 = 2000;
 
-pub(super) fn definitions() -> Vec<Definition> {
+fn definitions() -> Vec<Definition> {
     vec![
         Definition::with_build::<KeyAuthConfig>("key-auth", KEY_AUTH, Build::Auth)
             .no_consumer()
@@ -47,11 +45,9 @@ pub(super) fn definitions() -> Vec<Definition> {
             "rate-limiting",
             RATE_LIMITING,
             |c, config, ctx| {
-                let key = ctx.reuse_key(config);
-                let namespace = ctx.namespace();
-                let trusted = ctx.settings.trusted_proxies.clone();
-                ctx.reuse.layer(key, || {
-                    Ok(RouteLayer::wrapping(c.layer(&trusted, &namespace)))
+                ctx.reuse_layer(config, |ctx| {
+                    let layer = c.layer(ctx.trusted_proxies(), &ctx.namespace());
+                    Ok(RouteLayer::wrapping(layer))
                 })
             },
         )
@@ -62,48 +58,10 @@ pub(super) fn definitions() -> Vec<Definition> {
             "error_code": 429, "error_message": "API rate limit exceeded", "redis": null,
             "sync_rate": -1,
         })),
-        Definition::builtin::<CircuitBreakerConfig>(
+        Definition::with_build::<CircuitBreakerConfig>(
             "circuit-breaker",
             CIRCUIT_BREAKER,
-            |c, _, ctx| {
-                let plugin = ctx.plugin;
-                // One breaker per service for an instance on a service, one per route
-                // otherwise.
-                let service_scoped = plugin.route.is_none()
-                    && (plugin.service.is_some()
-                        || ctx
-                            .service_config
-                            .plugins
-                            .iter()
-                            .any(|p| std::ptr::eq(p, plugin)));
-                let index = ctx.service_index;
-                let existing = ctx
-                    .breakers
-                    .shared
-                    .iter()
-                    .find(|(p, s, _)| service_scoped && std::ptr::eq(*p, plugin) && *s == index)
-                    .map(|(_, _, b)| b.clone());
-                let breaker = match existing {
-                    Some(breaker) => breaker,
-                    None => {
-                        let name = if service_scoped {
-                            ctx.service.to_owned()
-                        } else {
-                            ctx.route.to_owned()
-                        };
-                        let key = format!("{name}|{:?}|{:?}", plugin.id, c);
-                        // `validate` checked the policy.
-                        let policy = c.policy().unwrap_or_default();
-                        let breaker = ctx.reuse.breaker(key, || Breaker::new(policy));
-                        ctx.breakers.named.push((name, breaker.clone()));
-                        if service_scoped {
-                            ctx.breakers.shared.push((plugin, index, breaker.clone()));
-                        }
-                        breaker
-                    }
-                };
-                Ok(RouteLayer::wrapping(c.layer(breaker)))
-            },
+            Build::Breaker,
         )
         .no_consumer(),
         Definition::with_build::<CorrelationIdConfig>(
@@ -137,6 +95,30 @@ pub(super) fn definitions() -> Vec<Definition> {
         .no_consumer()
         .shown_defaults(json!({ "protocols": ["websocket"] })),
     ]
+}
+
+static BUILTIN: LazyLock<Registry> = LazyLock::new(|| {
+    let mut registry = Registry::empty();
+    for definition in definitions() {
+        // The built-in names are distinct and well formed.
+        let _ = registry.register(definition);
+    }
+    registry
+});
+
+// The registry's constructors that know the built-in plugins live here, with them, so that
+// `plugin` does not depend on the configuration.
+impl Registry {
+    /// The built-in plugins.
+    pub fn builtin() -> Self {
+        BUILTIN.clone()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::builtin()
+    }
 }
 
 /// This gateway's own `upgrade-protocols` plugin: the `Upgrade` protocols its routes forward
