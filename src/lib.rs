@@ -128,7 +128,6 @@ pub mod plugin;
 #[cfg_attr(docsrs, doc(cfg(feature = "program")))]
 pub mod program;
 pub mod proxy;
-mod random;
 pub mod ratelimit;
 pub mod reject;
 pub mod request_id;

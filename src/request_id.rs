@@ -40,9 +40,6 @@
 //! [`SetRequestId`]: tower_http::request_id::SetRequestId
 //! [`PropagateRequestId`]: tower_http::request_id::PropagateRequestId
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use http::{HeaderName, HeaderValue, Request};
@@ -211,17 +208,12 @@ impl UuidCounter {
     }
 }
 
-/// A UUID distinct for every thread of the process, unpredictable across processes.
+/// A random UUID for a thread's sequence (122 random bits: distinct for every thread of every
+/// process, unpredictable).
 fn thread_uuid() -> String {
-    static THREADS: AtomicU64 = AtomicU64::new(0);
-    let seed = RandomState::new();
-    let n = THREADS.fetch_add(1, Ordering::Relaxed);
-    let mut hi = seed.build_hasher();
-    hi.write_u64(n);
-    let hi = hi.finish();
-    let mut lo = seed.build_hasher();
-    lo.write_u64(!n);
-    crate::random::uuid(hi, lo.finish())
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
 }
 
 impl MakeRequestId for UuidCounter {
@@ -261,8 +253,10 @@ impl MakeRequestId for MakeId {
         match self.generator {
             Generator::UuidCounter => self.counter.make_request_id(request),
             Generator::Uuid => {
-                let id = crate::random::uuid(crate::random::next_u64(), crate::random::next_u64());
-                HeaderValue::from_str(&id).ok().map(RequestId::new)
+                let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+                let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+                let text = id.hyphenated().encode_lower(&mut text);
+                HeaderValue::from_str(text).ok().map(RequestId::new)
             }
             Generator::Tracker => {
                 let conn = request

@@ -132,6 +132,21 @@ async fn lists_page_put_upserts_and_json_bodies_are_read() {
     assert_eq!(names(&both), ["user-0"]);
     let (_, either) = call(api, "GET", "/consumers?tags=big/red", "").await;
     assert_eq!(names(&either), ["user-0", "user-2"]);
+    let (_, escaped) = call(api, "GET", "/consumers?tags=big%2Fred", "").await;
+    assert_eq!(names(&escaped), ["user-0", "user-2"]);
+
+    // In a path `+` is a plus (a form's `+` is a space): `/consumers/a+b` is consumer `a+b`.
+    let (status, created) = call(api, "POST", "/consumers", "username=a%2Bb&custom_id=x+y").await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        (&created["username"], &created["custom_id"]),
+        (&json!("a+b"), &json!("x y"))
+    );
+    let (status, found) = call(api, "GET", "/consumers/a+b", "").await;
+    assert_eq!((status.as_u16(), &found["username"]), (200, &json!("a+b")));
+    let (status, _) = call(api, "GET", "/consumers/a%2Bb", "").await;
+    assert_eq!(status, 200);
+    call(api, "DELETE", "/consumers/a+b", "").await;
 
     let req = Request::post("/upstreams")
         .header("host", "admin.test")

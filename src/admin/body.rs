@@ -6,7 +6,6 @@ use http::{HeaderMap, header};
 use serde_json::{Map, Value};
 
 use super::error::AdminError;
-use crate::auth::percent_decode;
 
 /// The body's fields.
 pub(crate) fn fields(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, AdminError> {
@@ -45,14 +44,12 @@ fn form(body: &Bytes) -> Result<Map<String, Value>, AdminError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| AdminError::BadBody("the form body is not UTF-8".into()))?;
     let mut out = Map::new();
-    for pair in text.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let bad = || AdminError::BadBody(format!("cannot decode form field {pair:?}"));
-        let key = percent_decode(key).ok_or_else(bad)?;
-        let value = percent_decode(value).ok_or_else(bad)?;
-        insert(&mut out, &key, Value::String(value)).map_err(|message| AdminError::Schema {
-            path: vec![key.clone()],
-            message,
+    for (key, value) in form_urlencoded::parse(text.as_bytes()) {
+        insert(&mut out, &key, Value::String(value.into_owned())).map_err(|message| {
+            AdminError::Schema {
+                path: vec![key.into_owned()],
+                message,
+            }
         })?;
     }
     Ok(out)

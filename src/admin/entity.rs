@@ -220,9 +220,19 @@ pub(crate) fn schema(defaults: &Map<String, Value>) -> Value {
     json!({ "fields": fields })
 }
 
+/// The version-4 UUID of 128 bits (random or derived) with its version and variant bits set.
+fn uuid_v4(hi: u64, lo: u64) -> uuid::Uuid {
+    let mut bytes = [0; 16];
+    bytes[..8].copy_from_slice(&hi.to_be_bytes());
+    bytes[8..].copy_from_slice(&lo.to_be_bytes());
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
 /// A random version-4 UUID.
 pub(crate) fn new_id() -> String {
-    crate::random::uuid(crate::random::next_u64(), crate::random::next_u64())
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
 }
 
 /// A UUID derived from `seed` (for entities of a file that have no `id`): the same file gives
@@ -230,7 +240,7 @@ pub(crate) fn new_id() -> String {
 pub(crate) fn derived_id(seed: &str) -> String {
     let hi = crate::balance::hash64(seed.as_bytes());
     let lo = crate::balance::hash64(format!("{seed}\u{1}").as_bytes());
-    crate::random::uuid(hi, lo)
+    uuid_v4(hi, lo).to_string()
 }
 
 /// Whether `text` has the shape of a UUID (then it is looked up as an id).

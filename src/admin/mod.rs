@@ -424,7 +424,12 @@ impl AdminApi {
         let segments: Vec<String> = path
             .split('/')
             .filter(|s| !s.is_empty())
-            .map(|s| crate::auth::percent_decode(s).unwrap_or_else(|| s.to_owned()))
+            .map(|s| {
+                // A path is not a form: `+` stays `+`.
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8()
+                    .map_or_else(|_| s.to_owned(), std::borrow::Cow::into_owned)
+            })
             .collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let query = parts.uri.query().unwrap_or("");
@@ -526,10 +531,9 @@ impl AdminApi {
         match *method {
             Method::GET => {
                 let arg = |name: &str| {
-                    query.split('&').find_map(|pair| {
-                        let (k, v) = pair.split_once('=')?;
-                        (k == name).then(|| v.to_owned())
-                    })
+                    form_urlencoded::parse(query.as_bytes())
+                        .find(|(key, _)| key == name)
+                        .map(|(_, value)| value.into_owned())
                 };
                 let size = match arg("size") {
                     Some(size) => size
@@ -550,7 +554,7 @@ impl AdminApi {
                     None => 0,
                 };
                 // Kong's tag filter: `tags=a,b` needs both, `tags=a/b` either.
-                let tags = arg("tags").and_then(|t| crate::auth::percent_decode(&t));
+                let tags = arg("tags");
                 let tagged = |entity: &Map<String, Value>| {
                     let Some(wanted) = &tags else {
                         return true;

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http::{HeaderMap, header};
 
-use super::headers::percent_decode;
+use super::headers::pair_name;
 
 /// A body kind Kong reads arguments from; anything else holds no credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,12 +50,8 @@ pub(crate) fn fields(kind: &FormKind, body: &[u8]) -> Vec<(String, Field)> {
     match kind {
         FormKind::UrlEncoded => std::str::from_utf8(body)
             .map(|text| {
-                text.split('&')
-                    .filter(|pair| !pair.is_empty())
-                    .filter_map(|pair| {
-                        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                        Some((percent_decode(key)?, Field::Text(percent_decode(value)?)))
-                    })
+                form_urlencoded::parse(text.as_bytes())
+                    .map(|(key, value)| (key.into_owned(), Field::Text(value.into_owned())))
                     .collect()
             })
             .unwrap_or_default(),
@@ -98,10 +94,7 @@ pub(crate) fn without(kind: &FormKind, body: &[u8], names: &[String]) -> Option<
             let kept: Vec<&str> = pairs
                 .iter()
                 .copied()
-                .filter(|pair| {
-                    let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
-                    !percent_decode(key).is_some_and(|k| named(&k))
-                })
+                .filter(|pair| !pair_name(pair).is_some_and(|k| named(&k)))
                 .collect();
             (kept.len() != pairs.len()).then(|| Bytes::from(kept.join("&")))
         }

@@ -59,15 +59,18 @@ pub(crate) fn query_values<'a>(
     parts: &'a Parts,
     name: &'a str,
 ) -> impl Iterator<Item = String> + 'a {
-    parts
-        .uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter_map(move |pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key).as_deref() == Some(name)).then(|| percent_decode(value))?
-        })
+    let query = parts.uri.query().unwrap_or("");
+    form_urlencoded::parse(query.as_bytes())
+        .filter(move |(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// The name of one `key=value` pair of a query string or form, decoded as
+/// [`query_values`] decodes it.
+pub(crate) fn pair_name(pair: &str) -> Option<std::borrow::Cow<'_, str>> {
+    form_urlencoded::parse(pair.as_bytes())
+        .next()
+        .map(|(key, _)| key)
 }
 
 /// Removes every query argument named in `names` from the request URI.
@@ -77,10 +80,7 @@ pub(crate) fn remove_query_args(parts: &mut Parts, names: &[String]) {
     };
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|pair| {
-            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
-            !percent_decode(key).is_some_and(|k| names.contains(&k))
-        })
+        .filter(|pair| !pair_name(pair).is_some_and(|k| names.iter().any(|n| *n == k)))
         .collect();
     if kept.len() == query.split('&').count() {
         return;
@@ -97,35 +97,6 @@ pub(crate) fn remove_query_args(parts: &mut Parts, names: &[String]) {
             parts.uri = rebuilt;
         }
     }
-}
-
-/// `%XX` and `+` decoding; `None` for invalid UTF-8 or a broken escape.
-pub(crate) fn percent_decode(text: &str) -> Option<String> {
-    if !text.contains(['%', '+']) {
-        return Some(text.to_owned());
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -149,9 +120,10 @@ mod tests {
     }
 
     #[test]
-    fn broken_escapes_are_not_decoded() {
-        assert_eq!(percent_decode("a%2"), None);
-        assert_eq!(percent_decode("a%zz"), None);
-        assert_eq!(percent_decode("a+b%21").as_deref(), Some("a b!"));
+    fn broken_escapes_stay_as_they_are_as_nginx_leaves_them() {
+        let p = parts("/a?k=a%2&k=a%zz&k=a+b%21&k=%FF");
+        let found: Vec<String> = query_values(&p, "k").collect();
+        assert_eq!(found, ["a%2", "a%zz", "a b!", "\u{fffd}"]);
+        assert_eq!(pair_name("api%6Bey=1").as_deref(), Some("apikey"));
     }
 }

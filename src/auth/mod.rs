@@ -74,8 +74,6 @@ pub use consumer::{Consumer, Consumers, Editor};
 pub use credential::CredentialError;
 #[cfg(feature = "config")]
 pub(crate) use credential::derived_id;
-#[cfg(feature = "admin")]
-pub(crate) use headers::percent_decode;
 #[cfg(feature = "config")]
 pub(crate) use headers::strip_identity;
 pub use headers::{

@@ -5,7 +5,6 @@ use http::{HeaderName, HeaderValue};
 
 use super::consistent_hash::hash64;
 use crate::proxy::{TrustedProxies, client_ip};
-use crate::random;
 use crate::router::RouteMatch;
 
 /// The input of a request's hash key (Kong's `hash_on` values).
@@ -77,7 +76,7 @@ impl HashOn {
             HashOn::Cookie { name, path } => match cookie(parts, name) {
                 Some(value) => hash(value),
                 None => {
-                    let value = format!("{:016x}{:016x}", random::next_u64(), random::next_u64());
+                    let value = format!("{:032x}", rand::random::<u128>());
                     let set = HeaderValue::try_from(format!("{name}={value}; Path={path}")).ok();
                     Key {
                         hash: Some(hash64(value.as_bytes())),

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use super::ewma::DEFAULT_DECAY;
 use super::{Candidates, Endpoint, Strategy};
-use crate::random;
 
 /// Power of two choices over peak-EWMA latency times in-flight requests. Latency is the time
 /// to the response head; a slower sample raises the estimate at once, faster ones lower it over
@@ -54,8 +53,8 @@ impl Strategy for PeakEwma {
             return None;
         }
         if n > 1 {
-            let a = random::below(n);
-            let mut b = random::below(n - 1);
+            let a = rand::random_range(0..n);
+            let mut b = rand::random_range(0..n - 1);
             if b >= a {
                 b += 1;
             }

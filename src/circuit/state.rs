@@ -79,13 +79,9 @@ struct Bucket {
     failures: u32,
 }
 
-/// A random number in `[0, 1)`, from the standard library's randomly keyed hasher.
+/// A random number in `[0, 1)`.
 fn random_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let bits = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    (bits >> 11) as f64 / (1u64 << 53) as f64
+    rand::random::<f64>()
 }
 
 /// Whether `hits` of `calls` reach `threshold`, with enough calls to judge.

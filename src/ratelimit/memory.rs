@@ -1,19 +1,20 @@
 //! Per-key state in memory: sharded, bounded, evicting only what cannot loosen a limit.
 
-use std::collections::HashMap;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, PoisonError};
+
+use hashbrown::HashTable;
 
 use super::decision::{Decision, Nanos};
 use super::limit::{Limit, LimitState};
 use super::overflow::Overflow;
+use super::store::{Decided, Key, Outcome, Store, check_all, commit_all, periods, refused};
 
-const SHARDS: usize = 16;
+/// 16 shards: the bits of a key's hash below hashbrown's 7-bit tag pick one.
+const SHARD_BITS: u32 = 4;
+const SHARDS: usize = 1 << SHARD_BITS;
 /// The pause between sweeps of a full shard that found nothing idle: one second.
 const SWEEP_PAUSE: Nanos = 1_000_000_000;
-
-use super::store::{Decided, Key, Outcome, Store, check_all, commit_all, periods, refused};
 
 /// Per-key limit state in memory, for one set of limits.
 ///
@@ -29,6 +30,9 @@ use super::store::{Decided, Key, Outcome, Store, check_all, commit_all, periods,
 /// A warning with the count is logged at most every 10 s while the overflow is in use.
 #[derive(Debug)]
 pub struct MemoryStore {
+    /// Hashes each key once: its shard, then its place in the shard's table (a randomly keyed
+    /// SipHash, so that clients cannot aim their keys at one shard or one probe sequence).
+    hasher: RandomState,
     shards: Vec<Mutex<Shard>>,
     max_per_shard: usize,
     overflow: Overflow,
@@ -36,7 +40,7 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Shard {
-    keys: HashMap<Key, Vec<LimitState>>,
+    keys: HashTable<(Key, Vec<LimitState>)>,
     /// The latest time a decision of this shard was made at: a request that read the clock
     /// before another but reached the lock after it is decided at that later time, so that
     /// time never runs backwards for a key (with a tight bucket, a few microseconds back would
@@ -52,6 +56,7 @@ impl MemoryStore {
     /// reached.
     pub fn new(max_keys: usize) -> Self {
         Self {
+            hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             max_per_shard: max_keys.div_ceil(SHARDS).max(1),
             overflow: Overflow::new(max_keys),
@@ -79,43 +84,46 @@ impl MemoryStore {
     /// Decides a request under `key` against every limit at `now`, atomically: concurrent
     /// requests on one key are decided one after the other.
     pub fn decide(&self, key: &Key, limits: &[Limit], now: Nanos) -> Outcome {
-        let mut hasher = DefaultHasher::new();
-        key.hash(&mut hasher);
-        let shard = &self.shards[hasher.finish() as usize % SHARDS];
-        let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        let hash = self.hasher.hash_one(key);
+        let shard = ((hash << 7) >> (64 - SHARD_BITS)) as usize;
+        let mut shard = self.shards[shard]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let now = now.max(shard.latest);
         shard.latest = now;
 
         // Check every limit first; the states change only if all of them admit.
-        let known = shard.keys.get(key).map(Vec::as_slice);
-        let decisions = check_all(limits, known, now);
-        if !decisions.iter().all(Decision::admitted) {
-            return refused(limits, known, decisions, now);
-        }
-
-        if !shard.keys.contains_key(key) {
-            // A key whose requests the overflow may hold stays there until they no longer
-            // count; so does one the full store has no room for.
-            if self.overflow.may_hold(key, limits, now) || !self.make_room(&mut shard, limits, now)
-            {
-                drop(shard);
-                return self.overflow.decide(key, limits, now);
+        if let Some((_, states)) = shard.keys.find_mut(hash, |(k, _)| k == key) {
+            let decisions = check_all(limits, Some(states), now);
+            if !decisions.iter().all(Decision::admitted) {
+                return refused(limits, Some(states), decisions, now);
             }
-            shard
-                .keys
-                .insert(key.clone(), limits.iter().map(Limit::fresh).collect());
-        }
-        let Some(states) = shard.keys.get_mut(key) else {
-            // Inserted just above under the same lock.
+            commit_all(limits, states, now);
             return Outcome {
+                periods: periods(limits, states, now),
                 decisions,
-                periods: Vec::new(),
-                full: true,
+                full: false,
             };
-        };
-        commit_all(limits, states, now);
+        }
+        let decisions = check_all(limits, None, now);
+        if !decisions.iter().all(Decision::admitted) {
+            return refused(limits, None, decisions, now);
+        }
+        // A key whose requests the overflow may hold stays there until they no longer count;
+        // so does one the full store has no room for.
+        if self.overflow.may_hold(key, limits, now) || !self.make_room(&mut shard, limits, now) {
+            drop(shard);
+            return self.overflow.decide(key, limits, now);
+        }
+        let mut states: Vec<LimitState> = limits.iter().map(Limit::fresh).collect();
+        commit_all(limits, &mut states, now);
+        let periods = periods(limits, &states, now);
+        let rehash = |(k, _): &(Key, Vec<LimitState>)| self.hasher.hash_one(k);
+        shard
+            .keys
+            .insert_unique(hash, (key.clone(), states), rehash);
         Outcome {
-            periods: periods(limits, states, now),
+            periods,
             decisions,
             full: false,
         }
@@ -129,7 +137,7 @@ impl MemoryStore {
         if now < shard.no_sweep_before {
             return false;
         }
-        shard.keys.retain(|_, states| {
+        shard.keys.retain(|(_, states)| {
             !limits
                 .iter()
                 .zip(states.iter())
