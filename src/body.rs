@@ -21,7 +21,27 @@ use pin_project_lite::pin_project;
 pin_project! {
     /// Either the inner service's body or a body produced by the gateway.
     ///
-    /// Stacked layers nest it (`ResponseBody<ResponseBody<B>>`); that costs nothing at run time.
+    /// Stacked layers nest it (`ResponseBody<ResponseBody<B>>`); that costs nothing at run time,
+    /// and [`flatten`](Self::flatten) removes one level where a single type is wanted. At an
+    /// axum boundary the nesting disappears: axum boxes a service's body into its own `Body`.
+    ///
+    /// ```
+    /// use http_body_util::{BodyExt, Full};
+    /// use tower_gateway::body::ResponseBody;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // A layer passes its inner service's body through, or answers with one of its own.
+    /// let passed: ResponseBody<Full<bytes::Bytes>> = ResponseBody::new(Full::from("upstream"));
+    /// let own: ResponseBody<Full<bytes::Bytes>> = ResponseBody::full(r#"{"message":"no"}"#);
+    /// assert_eq!(passed.collect().await.unwrap().to_bytes(), "upstream");
+    /// assert_eq!(own.collect().await.unwrap().to_bytes(), r#"{"message":"no"}"#);
+    ///
+    /// let nested = ResponseBody::new(ResponseBody::new(Full::from("deep")));
+    /// let flat: ResponseBody<Full<bytes::Bytes>> = nested.flatten();
+    /// assert_eq!(flat.collect().await.unwrap().to_bytes(), "deep");
+    /// # }
+    /// ```
     #[derive(Debug)]
     pub struct ResponseBody<B> {
         #[pin]
@@ -136,6 +156,21 @@ pin_project! {
     ///
     /// [`BodyAuth`](crate::auth::BodyAuth) hands this to its inner service; a body it did not
     /// need to read streams through as it came.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::{BodyExt, Full};
+    /// use tower_gateway::body::RequestBody;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let streamed = RequestBody::new(Full::new(Bytes::from("as sent")));
+    /// assert_eq!(streamed.collect().await.unwrap().to_bytes(), "as sent");
+    /// // What a layer read and rewrote (a credential removed from a form body, say).
+    /// let rewritten: RequestBody<Full<Bytes>> = RequestBody::buffered(Bytes::from("a=1"), None);
+    /// assert_eq!(rewritten.collect().await.unwrap().to_bytes(), "a=1");
+    /// # }
+    /// ```
     #[derive(Debug)]
     pub struct RequestBody<B> {
         #[pin]
@@ -322,6 +357,16 @@ impl Default for BodyTimeouts {
 /// HTTP/1.1, HTTP/2 without `content-length`, gRPC streams), counted by
 /// [`ReverseProxy`](crate::proxy::ReverseProxy) as the body streams. Cheap to clone: clones
 /// share the count.
+///
+/// ```
+/// use tower_gateway::body::RequestBytes;
+///
+/// // Shared by the request body that counts what it yields and whoever reports it (the access
+/// // log reads it once the request is done).
+/// let bytes = RequestBytes::new();
+/// let seen_by_log = bytes.clone();
+/// assert_eq!(seen_by_log.get(), 0);
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct RequestBytes(Arc<AtomicU64>);
 

@@ -37,6 +37,30 @@
 //! # }
 //! ```
 //!
+//! # In an axum app
+//!
+//! One layer on the axum `Router`: every request gets an id (or keeps a valid one the client
+//! sent), the handler can read it, and the response carries it.
+//!
+//! ```
+//! use axum::body::Body;
+//! use axum::{Router, routing::get};
+//! use http::{HeaderMap, Request};
+//! use tower::ServiceExt;
+//! use tower_gateway::request_id::RequestIdLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app = Router::new()
+//!     .route("/", get(|headers: HeaderMap| async move { format!("{:?}", headers["x-request-id"]) }))
+//!     .layer(RequestIdLayer::new());
+//! let res = app.clone().oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+//! let first = res.headers()["x-request-id"].clone();
+//! let res = app.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+//! assert_ne!(res.headers()["x-request-id"], first, "ids are unique per process");
+//! # }
+//! ```
+//!
 //! [`SetRequestId`]: tower_http::request_id::SetRequestId
 //! [`PropagateRequestId`]: tower_http::request_id::PropagateRequestId
 
@@ -50,6 +74,18 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestId, RequestId, SetRe
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Sets, forwards and echoes a request id (see the [module docs](self)).
+///
+/// ```
+/// use http::HeaderName;
+/// use tower_gateway::request_id::{Generator, RequestIdLayer};
+///
+/// // Kong's correlation-id: its header, random UUIDs, echoed to the client.
+/// let layer = RequestIdLayer::new()
+///     .header(HeaderName::from_static("kong-request-id"))
+///     .generator(Generator::Uuid)
+///     .echo(true);
+/// # let _ = layer;
+/// ```
 #[derive(Debug, Clone)]
 pub struct RequestIdLayer {
     header: HeaderName,
@@ -92,6 +128,17 @@ impl std::str::FromStr for Generator {
 pub type RequestIdService<S> = Overwrite<SetRequestId<Either<PropagateRequestId<S>, S>, MakeId>>;
 
 /// Makes ids with a [`Generator`]; the id maker of [`RequestIdService`].
+///
+/// ```
+/// use http::Request;
+/// use tower_http::request_id::MakeRequestId;
+/// use tower_gateway::request_id::{Generator, MakeId};
+///
+/// // The generators as tower-http's `MakeRequestId`, for its `SetRequestIdLayer`.
+/// let mut make = MakeId::new(Generator::Uuid);
+/// let id = make.make_request_id(&Request::new(())).unwrap();
+/// assert_eq!(id.header_value().len(), 36);
+/// ```
 #[derive(Debug, Clone)]
 pub struct MakeId {
     generator: Generator,
@@ -111,6 +158,17 @@ pub struct Overwrite<S> {
 /// are unique without any state shared between threads, every generator and clone on a thread
 /// continues the thread's sequence (a service cloned per request, as axum does, still counts
 /// up), and making a value or a clone costs nothing.
+///
+/// ```
+/// use http::Request;
+/// use tower_http::request_id::MakeRequestId;
+/// use tower_gateway::request_id::UuidCounter;
+///
+/// let mut make = UuidCounter::new();
+/// let first = make.make_request_id(&Request::new(())).unwrap();
+/// let second = make.make_request_id(&Request::new(())).unwrap();
+/// assert_ne!(first.header_value(), second.header_value());
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct UuidCounter {
     _private: (),

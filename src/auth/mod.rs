@@ -53,6 +53,40 @@
 //! assert_eq!(accepted.status(), 200);
 //! # }
 //! ```
+//!
+//! # In an axum app
+//!
+//! The layer goes on an axum `Router` (or a single route) like any tower layer; the handler
+//! behind it can read the [`Consumer`](crate::identity::Consumer) from the request extensions.
+//!
+//! ```
+//! use axum::body::Body;
+//! use axum::{Extension, Router, routing::get};
+//! use http::Request;
+//! use tower::ServiceExt;
+//! use tower_gateway::auth::{ApiKey, AuthLayer, Consumer, Consumers};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let consumers = Consumers::new();
+//! consumers.insert(Consumer::new("c-1").username("ann"));
+//! consumers.add_api_key("ann", "ann-key").unwrap();
+//! let app = Router::new()
+//!     .route("/", get(|Extension(who): Extension<Consumer>| async move { format!("hi {}", who.id) }))
+//!     .layer(AuthLayer::new(ApiKey::new(consumers)));
+//!
+//! let call = |key: Option<&'static str>| {
+//!     let mut req = Request::get("/");
+//!     if let Some(key) = key {
+//!         req = req.header("apikey", key);
+//!     }
+//!     app.clone().oneshot(req.body(Body::empty()).unwrap())
+//! };
+//! assert_eq!(call(None).await.unwrap().status(), 401);
+//! assert_eq!(call(Some("wrong")).await.unwrap().status(), 401);
+//! assert_eq!(call(Some("ann-key")).await.unwrap().status(), 200);
+//! # }
+//! ```
 
 mod api_key;
 mod authenticator;

@@ -22,6 +22,41 @@ const MAX_RING: u64 = 1 << 21;
 
 /// Ketama consistent hashing over the balancer's [`HashOn`](super::HashOn) key. Requests
 /// without a key (no input and no fallback) are spread round-robin.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use tower::{ServiceExt, service_fn};
+/// use tower_gateway::balance::{BalancedBody, Balancer, Chosen, Endpoint, ConsistentHash, HashOn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let endpoint = |name: &'static str| {
+///     service_fn(move |_req: Request<BalancedBody<String>>| async move {
+///         Ok::<_, Infallible>(Response::new(name.to_owned()))
+///     })
+/// };
+/// let balancer = Balancer::builder(ConsistentHash::new())
+///     .hash_on(HashOn::Header(http::HeaderName::from_static("x-user")))
+///     .endpoint(Endpoint::new("a"), endpoint("a"))
+///     .endpoint(Endpoint::new("b"), endpoint("b"))
+///     .endpoint(Endpoint::new("c"), endpoint("c"))
+///     .build();
+/// let served = |user: &'static str| {
+///     let balancer = balancer.clone();
+///     async move {
+///         let req = Request::builder().header("x-user", user).body(String::new()).unwrap();
+///         let res = balancer.oneshot(req).await.unwrap();
+///         res.extensions().get::<Chosen>().unwrap().endpoint.to_string()
+///     }
+/// };
+/// // One user always reaches the same endpoint.
+/// let first = served("ann").await;
+/// for _ in 0..5 {
+///     assert_eq!(served("ann").await, first);
+/// }
+/// # }
+/// ```
 #[derive(Debug, Default)]
 pub struct ConsistentHash {
     /// `(point, endpoint index)`, sorted by point.

@@ -9,6 +9,31 @@ use super::{Candidates, Endpoint, Strategy};
 /// endpoint win when all are idle (Kong). Ties are broken round-robin: the scan starts one
 /// endpoint further at each pick, so equal endpoints take turns instead of the first one
 /// taking everything.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use tower::{ServiceExt, service_fn};
+/// use tower_gateway::balance::{BalancedBody, Balancer, Chosen, Endpoint, LeastConnections};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let endpoint = |name: &'static str| {
+///     service_fn(move |_req: Request<BalancedBody<String>>| async move {
+///         Ok::<_, Infallible>(Response::new(name.to_owned()))
+///     })
+/// };
+/// // Weights default to 100 (Kong's); idle, the heavier endpoint wins: (0 + 1) / 300 < 1 / 100.
+/// let balancer = Balancer::builder(LeastConnections::new())
+///     .endpoint(Endpoint::new("a"), endpoint("a"))
+///     .endpoint(Endpoint::new("b").weight(300), endpoint("b"))
+///     .build();
+/// for _ in 0..2 {
+///     let res = balancer.clone().oneshot(Request::new(String::new())).await.unwrap();
+///     assert_eq!(&*res.extensions().get::<Chosen>().unwrap().endpoint, "b");
+/// }
+/// # }
+/// ```
 #[derive(Debug, Default)]
 pub struct LeastConnections {
     start: AtomicUsize,

@@ -7,6 +7,15 @@ use http::StatusCode;
 use tokio::time::Instant;
 
 /// A set of HTTP status codes (100–999).
+///
+/// ```
+/// use http::StatusCode;
+/// use tower_gateway::balance::StatusSet;
+///
+/// let failures = StatusSet::new([500, 502, 503]);
+/// assert!(failures.contains(StatusCode::BAD_GATEWAY));
+/// assert!(!failures.contains(StatusCode::NOT_FOUND));
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct StatusSet([u64; 16]);
 

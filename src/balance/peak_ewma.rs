@@ -11,6 +11,29 @@ use super::{Candidates, Endpoint, Strategy};
 /// to the response head; a slower sample raises the estimate at once, faster ones lower it over
 /// the decay time (Kong: 10 s), and an idle endpoint's estimate decays so it is tried again.
 /// Weights other than 0 are not used (as in Kong).
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use tower::{ServiceExt, service_fn};
+/// use tower_gateway::balance::{BalancedBody, Balancer, Chosen, Endpoint, PeakEwma};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let endpoint = |name: &'static str| {
+///     service_fn(move |_req: Request<BalancedBody<String>>| async move {
+///         Ok::<_, Infallible>(Response::new(name.to_owned()))
+///     })
+/// };
+/// let balancer = Balancer::builder(PeakEwma::new().decay(std::time::Duration::from_secs(5)))
+///     .endpoint(Endpoint::new("a"), endpoint("a"))
+///     .endpoint(Endpoint::new("b"), endpoint("b"))
+///     .build();
+/// let res = balancer.oneshot(Request::new(String::new())).await.unwrap();
+/// let chosen = res.extensions().get::<Chosen>().unwrap();
+/// assert!(["a", "b"].contains(&&*chosen.endpoint));
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct PeakEwma {
     decay: Duration,

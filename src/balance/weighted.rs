@@ -21,6 +21,34 @@ use super::{Candidates, Endpoint, Strategy};
 const MAX_SCHEDULE: u64 = 1 << 16;
 
 /// nginx's smooth weighted round-robin; Kong's `round-robin` algorithm.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use tower::{ServiceExt, service_fn};
+/// use tower_gateway::balance::{BalancedBody, Balancer, Chosen, Endpoint, WeightedRoundRobin};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let endpoint = |name: &'static str| {
+///     service_fn(move |_req: Request<BalancedBody<String>>| async move {
+///         Ok::<_, Infallible>(Response::new(name.to_owned()))
+///     })
+/// };
+/// // Weights 5, 1, 1: nginx's smooth order.
+/// let balancer = Balancer::builder(WeightedRoundRobin::new())
+///     .endpoint(Endpoint::new("a").weight(5), endpoint("a"))
+///     .endpoint(Endpoint::new("b").weight(1), endpoint("b"))
+///     .endpoint(Endpoint::new("c").weight(1), endpoint("c"))
+///     .build();
+/// let mut served = String::new();
+/// for _ in 0..7 {
+///     let res = balancer.clone().oneshot(Request::new(String::new())).await.unwrap();
+///     served.push_str(&res.extensions().get::<Chosen>().unwrap().endpoint);
+/// }
+/// assert_eq!(served, "aabacaa");
+/// # }
+/// ```
 #[derive(Debug, Default)]
 pub struct WeightedRoundRobin {
     /// One full cycle of picks when all endpoints are usable; empty if too long.

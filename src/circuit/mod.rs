@@ -38,6 +38,31 @@
 //! assert_eq!(res.headers()["retry-after"], "10");
 //! # }
 //! ```
+//!
+//! # In an axum app
+//!
+//! Around an axum handler or router, the breaker counts its 5xx answers (the handler's own
+//! errors included) and answers `503` while open. The layer owns its breaker: every route and
+//! clone it wraps shares it; one breaker per route is one layer per route.
+//!
+//! ```
+//! use axum::body::Body;
+//! use axum::{Router, routing::get};
+//! use http::{Request, StatusCode};
+//! use tower::ServiceExt;
+//! use tower_gateway::circuit::{CircuitBreakerLayer, Policy, Trip};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app = Router::new()
+//!     .route("/", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+//!     .layer(CircuitBreakerLayer::new(Policy::default().trip(Trip::ConsecutiveFailures(2))));
+//! for expected in [500, 500, 503] {
+//!     let req = Request::get("/").body(Body::empty()).unwrap();
+//!     assert_eq!(app.clone().oneshot(req).await.unwrap().status(), expected);
+//! }
+//! # }
+//! ```
 
 mod breaker;
 mod layer;

@@ -19,6 +19,27 @@ use crate::reject;
 
 /// A service behind a circuit breaker: while the breaker is open, requests are answered with
 /// `503` and `Retry-After` without reaching the inner service.
+///
+/// ```
+/// use http::{Request, Response, StatusCode};
+/// use tower::{ServiceExt, service_fn};
+/// use tower_gateway::circuit::{Breaker, CircuitBreaker, Policy, Trip};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let failing = service_fn(|_req: Request<()>| async {
+///     let mut res = Response::new(String::new());
+///     *res.status_mut() = StatusCode::BAD_GATEWAY;
+///     Ok::<_, std::convert::Infallible>(res)
+/// });
+/// // A breaker shared with whoever watches it (the metrics, an admin page).
+/// let breaker = Breaker::new(Policy::default().trip(Trip::ConsecutiveFailures(1)));
+/// let service = CircuitBreaker::new(failing, breaker.clone());
+/// assert_eq!(service.clone().oneshot(Request::new(())).await.unwrap().status(), 502);
+/// assert_eq!(service.oneshot(Request::new(())).await.unwrap().status(), 503);
+/// assert!(matches!(breaker.state(), tower_gateway::circuit::State::Open { .. }));
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct CircuitBreaker<S> {
     inner: S,

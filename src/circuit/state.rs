@@ -48,6 +48,19 @@ pub enum Outcome {
 ///
 /// `admit` before a call, then exactly one of `record` (the call ended) or `abandon` (it was
 /// cancelled and proves nothing) for every admission that went ahead.
+///
+/// ```
+/// use tokio::time::Instant;
+/// use tower_gateway::circuit::{Admission, Machine, Outcome, Policy, State, Trip};
+///
+/// // The breaker's decisions without a clock or a lock of its own: time is passed in.
+/// let mut machine = Machine::new(Policy::default().trip(Trip::ConsecutiveFailures(1)));
+/// let now = Instant::now();
+/// let admitted = machine.admit(now);
+/// assert!(!matches!(admitted, Admission::Reject { .. }));
+/// machine.record(now, admitted, Outcome::Failure);
+/// assert!(matches!(machine.state(), State::Open { .. }));
+/// ```
 #[derive(Debug)]
 pub struct Machine {
     policy: Policy,

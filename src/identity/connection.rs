@@ -17,6 +17,16 @@ use crate::body::BodyTimeouts;
 ///
 /// Cheap to clone: the addresses and their header renderings are computed once per connection
 /// and shared.
+///
+/// ```
+/// use tower_gateway::identity::{ConnectionInfo, peer_addr};
+///
+/// // What a server of your own puts into each request's extensions.
+/// let info = ConnectionInfo::new("203.0.113.7:50000".parse().unwrap(), "10.0.0.1:8080".parse().unwrap());
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(info);
+/// assert_eq!(peer_addr(req.extensions()), Some("203.0.113.7:50000".parse().unwrap()));
+/// ```
 #[derive(Clone, Debug)]
 pub struct ConnectionInfo(Arc<Inner>);
 

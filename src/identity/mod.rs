@@ -15,6 +15,15 @@ pub use connection::{ConnectionInfo, peer_addr};
 
 /// An authenticated client, in the request's extensions after [`Auth`](crate::auth::Auth)
 /// let it through: the consumer, the credential it used, and whether it is the anonymous consumer.
+///
+/// ```
+/// use tower_gateway::auth::Consumers;
+/// use tower_gateway::identity::Consumer;
+///
+/// let consumers = Consumers::new();
+/// consumers.insert(Consumer::new("4e8e7f0a").username("ann").custom_id("crm-17"));
+/// consumers.add_api_key("ann", "ann-key").unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consumer {
     /// The consumer's id (Kong: a UUID).

@@ -50,6 +50,31 @@
 //! assert_eq!(body, "hi");
 //! # }
 //! ```
+//!
+//! # In an axum app
+//!
+//! On an axum `Router`, the access log records the URI as the client sent it (axum's
+//! `OriginalUri`, with the `axum` feature), also under `nest_service`.
+//!
+//! ```
+//! use axum::body::Body;
+//! use axum::{Router, routing::get};
+//! use http::Request;
+//! use http_body_util::BodyExt;
+//! use tower::ServiceExt;
+//! use tower_gateway::log::AccessLogLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // nginx's combined format on stdout; `AccessLogLayer::json()` for JSON lines.
+//! let app = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(AccessLogLayer::combined());
+//! let res = app.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+//! // The line is written once the body has been sent.
+//! assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "hello");
+//! # }
+//! ```
 
 mod body;
 mod clf_time;

@@ -17,6 +17,18 @@ use crate::proxy::{ClientFault, UpstreamFailure, UpstreamInfo};
 use crate::router::{ReportMatch, RouteMatch};
 
 /// Logs every finished request with [`AccessLog`].
+///
+/// ```
+/// use tower::ServiceBuilder;
+/// use tower_gateway::log::{AccessLogLayer, Format, LineWriter};
+///
+/// // JSON lines on stdout, or combined lines into a file through a non-blocking writer.
+/// let json = ServiceBuilder::new().layer(AccessLogLayer::json());
+/// let path = std::env::temp_dir().join("tower-gateway-doc-access.log");
+/// let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+/// let to_file = AccessLogLayer::combined().write_to(Format::Combined, LineWriter::new(file));
+/// # let _ = (json, to_file);
+/// ```
 #[derive(Debug, Clone)]
 pub struct AccessLogLayer {
     format: Format,

@@ -32,6 +32,31 @@
 //! ));
 //! # }
 //! ```
+//!
+//! # In an axum app
+//!
+//! On an axum `Router`; serve [`Metrics::encode`] wherever the scraper looks (the bundled
+//! program serves it on its admin listener).
+//!
+//! ```
+//! use axum::body::Body;
+//! use axum::{Router, routing::get};
+//! use http::Request;
+//! use http_body_util::BodyExt;
+//! use tower::ServiceExt;
+//! use tower_gateway::metrics::{Metrics, MetricsLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let metrics = Metrics::new();
+//! let app = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(MetricsLayer::new(metrics.clone()));
+//! let res = app.oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+//! res.into_body().collect().await.unwrap();
+//! assert!(metrics.encode().contains(r#"code="200",source="service""#));
+//! # }
+//! ```
 
 mod labels;
 mod local;

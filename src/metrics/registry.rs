@@ -44,6 +44,17 @@ type Endpoints = Box<dyn Fn() -> Vec<crate::balance::EndpointStatus> + Send + Sy
 /// matched no route are counted under `route=""`.
 ///
 /// Cheap to clone; clones share the metrics.
+///
+/// ```
+/// use tower_gateway::metrics::{Metrics, MetricsLayer};
+///
+/// // One registry per process, shared by the layer and whatever serves `/metrics`.
+/// let metrics = Metrics::new().per_consumer(true);
+/// let layer = MetricsLayer::new(metrics.clone());
+/// assert!(metrics.encode().ends_with("# EOF
+/// "));
+/// # let _ = layer;
+/// ```
 #[derive(Clone)]
 pub struct Metrics {
     pub(crate) shared: Arc<Shared>,

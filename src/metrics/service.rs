@@ -19,6 +19,25 @@ use crate::reject::AnsweredBy;
 use crate::router::{ReportMatch, RouteMatch};
 
 /// Counts every request into [`Metrics`].
+///
+/// ```
+/// use http::{Request, Response};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+/// use tower_gateway::metrics::{Metrics, MetricsLayer};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let metrics = Metrics::new();
+/// let service = ServiceBuilder::new()
+///     .layer(MetricsLayer::new(metrics.clone()))
+///     .service(service_fn(|_req: Request<()>| async {
+///         Ok::<_, std::convert::Infallible>(Response::new(String::from("hi")))
+///     }));
+/// let res = service.oneshot(Request::new(())).await.unwrap();
+/// drop(res); // counted when the response body is done (here: dropped)
+/// assert!(metrics.encode().contains("kong_http_requests_total"));
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct MetricsLayer {
     metrics: Option<Metrics>,

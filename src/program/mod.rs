@@ -37,6 +37,18 @@ pub const DEMO_UPSTREAM: &str = "127.0.0.1:9001";
 
 /// The gateway program: a command line over a [`Registry`] of plugins. See the
 /// [module docs](self).
+///
+/// ```
+/// use tower_gateway::program::Program;
+///
+/// // The bundled gateway program, with a default configuration of your own; `run` reads the
+/// // command line (`--config`, `--proxy-listen`, …) and serves until a signal.
+/// let program = Program::new().bundled_config(
+///     "_format_version: \"3.0\"\nservices: []\n",
+///     "built-in",
+/// );
+/// # let _ = program;
+/// ```
 #[derive(Debug)]
 pub struct Program {
     registry: Registry,

@@ -11,6 +11,16 @@ pub type Nanos = u64;
 const NANOS_PER_SEC: u128 = 1_000_000_000;
 
 /// A rate: `count` requests per `per`.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_gateway::ratelimit::{Rate, TokenBucket};
+///
+/// assert_eq!(Rate::per_minute(60).period(), Duration::from_secs(60));
+/// assert_eq!(Rate::new(5, Duration::from_secs(2)).count(), 5);
+/// let bucket = TokenBucket::new(Rate::per_second(10), 20);
+/// # let _ = bucket;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
     count: u64,

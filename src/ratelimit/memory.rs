@@ -28,6 +28,17 @@ const SWEEP_PAUSE: Nanos = 1_000_000_000;
 /// early), never under-count, so no key ever gets more than its limit, and new clients keep
 /// being served while the flood's requests per window stay well under `max_keys × limit`.
 /// A warning with the count is logged at most every 10 s while the overflow is in use.
+///
+/// ```
+/// use tower_gateway::ratelimit::{Key, Limit, MemoryStore, Rate, TokenBucket};
+///
+/// // Shared by every layer given it (a store per set of limits is the usual choice).
+/// let store = std::sync::Arc::new(MemoryStore::new(10_000));
+/// let limits = [Limit::from(TokenBucket::new(Rate::per_second(1), 1))];
+/// assert!(store.decide(&Key::Global, &limits, 0).decisions[0].admitted());
+/// assert!(!store.decide(&Key::Global, &limits, 1).decisions[0].admitted());
+/// assert_eq!(store.len(), 1);
+/// ```
 #[derive(Debug)]
 pub struct MemoryStore {
     /// Hashes each key once: its shard, then its place in the shard's table (a randomly keyed

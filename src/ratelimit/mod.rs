@@ -51,6 +51,33 @@
 //! State lives in a [`Store`]: the bounded [`MemoryStore`] by default; a store may answer
 //! later (a shared store over the network), and with `fault_tolerant` (the default, as Kong)
 //! a store that fails lets requests through uncounted.
+//!
+//! # In an axum app
+//!
+//! Under `axum::serve`, limits by client address need the `axum` feature and
+//! `into_make_service_with_connect_info::<SocketAddr>()`: [`KeyBy::ClientIp`] then reads axum's
+//! `ConnectInfo` (without any peer address it answers `500` rather than limit nothing).
+//!
+//! ```
+//! use axum::body::Body;
+//! use axum::{Router, routing::get};
+//! use http::Request;
+//! use tower::ServiceExt;
+//! use tower_gateway::ratelimit::{KeyBy, Rate, RateLimitLayer, TokenBucket};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // One request per minute for everybody, bursts of two.
+//! let app = Router::new().route("/", get(|| async { "hello" })).layer(RateLimitLayer::new(
+//!     KeyBy::Global,
+//!     TokenBucket::new(Rate::per_minute(1), 2),
+//! ));
+//! for expected in [200, 200, 429] {
+//!     let req = Request::get("/").body(Body::empty()).unwrap();
+//!     assert_eq!(app.clone().oneshot(req).await.unwrap().status(), expected);
+//! }
+//! # }
+//! ```
 
 #[cfg(feature = "redis")]
 mod batch;

@@ -168,6 +168,33 @@ where
 /// with limits of its own is counted by those, everybody else by the default ones (Kong's
 /// consumer-scoped `rate-limiting`). Build it with [`ByConsumer::new`] around a
 /// [`RateLimit`]; an authentication layer must run before it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use http::{Request, Response};
+/// use tower::{Layer, ServiceExt, service_fn};
+/// use tower_gateway::identity::Consumer;
+/// use tower_gateway::ratelimit::{ByConsumer, KeyBy, Rate, RateLimitLayer, TokenBucket};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let ok = service_fn(|_req: Request<()>| async {
+///     Ok::<_, std::convert::Infallible>(Response::new(String::new()))
+/// });
+/// let everybody = RateLimitLayer::new(KeyBy::Consumer, TokenBucket::new(Rate::per_minute(1), 1));
+/// let partner = RateLimitLayer::new(KeyBy::Consumer, TokenBucket::new(Rate::per_minute(100), 100));
+/// let service = ByConsumer::new(everybody.layer(ok), [(Arc::<str>::from("partner"), partner)]);
+/// let call = |id: &'static str| {
+///     let mut req = Request::new(());
+///     req.extensions_mut().insert(Consumer::new(id));
+///     service.clone().oneshot(req)
+/// };
+/// assert_eq!(call("ann").await.unwrap().status(), 200);
+/// assert_eq!(call("ann").await.unwrap().status(), 429);
+/// assert_eq!(call("partner").await.unwrap().status(), 200);
+/// assert_eq!(call("partner").await.unwrap().status(), 200);
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ByConsumer<S> {
     default: RateLimit<S>,

@@ -23,6 +23,31 @@ use crate::reject;
 /// backpressure (a [`Balancer`](crate::balance::Balancer) whose endpoints are all busy, a
 /// `ConcurrencyLimit`) makes that request wait in its response future. Put `LoadShed` or
 /// `ConcurrencyLimit` around a route's service, not around the router.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use tower::{ServiceExt, service_fn};
+/// use tower_gateway::router::{Route, Router};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let answer = |name: &'static str| {
+///     service_fn(move |_req: Request<String>| async move {
+///         Ok::<_, Infallible>(Response::new(name.to_owned()))
+///     })
+/// };
+/// let router = Router::builder()
+///     .route(Route::new().name("users").path("/api/users"), answer("users"))
+///     .route(Route::new().name("orders").path("/api/orders").method(http::Method::GET), answer("orders"))
+///     .build()
+///     .unwrap();
+/// let res = router.clone().oneshot(Request::get("/api/users/7").body(String::new()).unwrap()).await.unwrap();
+/// assert_eq!(res.status(), 200);
+/// let res = router.oneshot(Request::get("/elsewhere").body(String::new()).unwrap()).await.unwrap();
+/// assert_eq!(res.status(), 404);
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Router<S> {
     shared: Arc<Shared<S>>,
