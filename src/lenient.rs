@@ -10,6 +10,15 @@ use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, Visitor};
 use serde_json::Value;
 
 /// Why a value does not fit the model, and where.
+///
+/// ```
+/// use tower_gateway::config::FieldError;
+///
+/// // What a plugin's `validate` answers: the path below its `config`, and why.
+/// let err = FieldError::at("redis.port", "must be between 1 and 65535");
+/// assert_eq!(err.path, ["redis", "port"]);
+/// assert_eq!(err.to_string(), "redis.port: must be between 1 and 65535");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
     /// The field path, outermost first (`["config", "minute"]`).

@@ -88,6 +88,19 @@ const PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
 /// Kong's Admin API over a [`LiveGateway`]; see the [module docs](self).
+///
+/// ```
+/// use tower_gateway::admin::AdminApi;
+/// use tower_gateway::config::Settings;
+///
+/// // The Admin API over a gateway loaded from a Kong file: serve `admin` on the admin listener
+/// // and `admin.live().service()` on the proxy listener.
+/// let admin = AdminApi::from_yaml("_format_version: \"3.0\"\n", Settings::default())
+///     .unwrap()
+///     .token("admin-secret");
+/// let proxy = admin.live().service();
+/// # let _ = proxy;
+/// ```
 #[derive(Clone)]
 pub struct AdminApi {
     shared: Arc<Shared>,

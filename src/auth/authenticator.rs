@@ -52,6 +52,20 @@ where
 
 /// A successful authentication: the consumer, if the credential belongs to one, and the
 /// token's claims, if it had any.
+///
+/// ```
+/// use http::request::Parts;
+/// use tower_gateway::auth::{AuthLayer, Authenticated, Consumer, Rejection};
+///
+/// // An authenticator of your own: a closure over the request head.
+/// let internal = |req: &mut Parts| match req.headers.get("x-internal-token") {
+///     Some(token) if token == "s3cret" => Ok(Authenticated::consumer(Consumer::new("internal"))),
+///     Some(_) => Err(Rejection::unauthorized("Invalid token")),
+///     None => Err(Rejection::unauthorized("No token found").missing()),
+/// };
+/// let layer = AuthLayer::new(internal);
+/// # let _ = layer;
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Authenticated {
     /// The consumer the credential belongs to.
@@ -83,6 +97,15 @@ impl Claims {
 
 /// A refusal: the status (401 unless said otherwise), Kong's JSON body and the
 /// `WWW-Authenticate` challenge.
+///
+/// ```
+/// use http::StatusCode;
+/// use tower_gateway::auth::Rejection;
+///
+/// let refused = Rejection::with_status(StatusCode::FORBIDDEN, "You cannot consume this service");
+/// assert_eq!(refused.status(), 403);
+/// assert_eq!(&refused.body()[..], br#"{"message":"You cannot consume this service"}"#);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     pub(crate) status: StatusCode,

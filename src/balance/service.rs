@@ -79,6 +79,25 @@ struct Waiting<S> {
 }
 
 /// Builds a [`Balancer`]; see [`Balancer::builder`].
+///
+/// ```
+/// use std::convert::Infallible;
+/// use std::time::Duration;
+/// use http::{Request, Response};
+/// use tower::service_fn;
+/// use tower_gateway::balance::{BalancedBody, Balancer, Endpoint, PassiveHealth, RoundRobin};
+///
+/// let endpoint = service_fn(|_req: Request<BalancedBody<String>>| async {
+///     Ok::<_, Infallible>(Response::new(String::new()))
+/// });
+/// let balancer = Balancer::builder(RoundRobin::new())
+///     .endpoint(Endpoint::new("10.0.0.1:8080"), endpoint.clone())
+///     .endpoint(Endpoint::new("10.0.0.2:8080"), endpoint)
+///     .retries(2)
+///     .passive_health(PassiveHealth::default().tcp_failures(3))
+///     .build();
+/// assert_eq!(balancer.endpoints().len(), 2);
+/// ```
 pub struct BalancerBuilder<S> {
     strategy: Box<dyn Strategy>,
     endpoints: Vec<(Endpoint, S)>,

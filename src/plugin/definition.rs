@@ -62,6 +62,32 @@ pub(crate) enum Build {
 
 /// A plugin: its name, configuration type, priority, scopes and how an instance becomes a
 /// layer. See the [module docs](super).
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use tower::util::MapRequestLayer;
+/// use tower_gateway::plugin::{Definition, PluginRequest, Registry, Schema};
+///
+/// /// `tag-upstream`: adds a header to every request of the routes it applies to.
+/// #[derive(Debug, Deserialize, Serialize)]
+/// #[serde(deny_unknown_fields)]
+/// struct TagUpstream {
+///     value: String,
+/// }
+/// impl Schema for TagUpstream {}
+///
+/// let definition = Definition::new("tag-upstream", 800, |c: &TagUpstream, _ctx| {
+///     let value = http::HeaderValue::try_from(c.value.as_str()).map_err(|e| e.to_string())?;
+///     Ok(MapRequestLayer::new(move |mut req: PluginRequest| {
+///         req.headers_mut().insert("x-tag", value.clone());
+///         req
+///     }))
+/// })
+/// .no_consumer();
+/// let mut registry = Registry::builtin();
+/// registry.register(definition).unwrap();
+/// assert!(registry.get("tag-upstream").is_some());
+/// ```
 pub struct Definition {
     name: Arc<str>,
     priority: i32,

@@ -34,6 +34,15 @@ pub struct PreserveHost(pub bool);
 /// in place of its [`ProxyConfig::upgrade_protocols`] (the `upgrade-protocols` plugin puts
 /// one there for its routes and services). Lower-case names; `h2c` is never forwarded, listed
 /// or not.
+///
+/// ```
+/// use http::Request;
+/// use tower_gateway::proxy::UpgradeProtocols;
+///
+/// // This request may upgrade to WebSocket or CONNECT-UDP, whatever the proxy's configuration says.
+/// let mut req = Request::new(());
+/// req.extensions_mut().insert(UpgradeProtocols::new(["websocket", "connect-udp"]));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpgradeProtocols(pub Arc<[Box<str>]>);
 

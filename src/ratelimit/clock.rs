@@ -7,6 +7,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::Nanos;
 
 /// The time source of a [`RateLimitLayer`](super::RateLimitLayer).
+///
+/// ```
+/// use tower_gateway::ratelimit::Clock;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // The default: the wall clock read once, then tokio's monotonic time.
+/// let clock = Clock::runtime();
+/// assert!(clock.now() > 1_600_000_000 * 1_000_000_000);
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub enum Clock {
     /// Wall-clock time at start-up, advanced by tokio's monotonic clock: never jumps back, and
@@ -22,6 +33,22 @@ pub enum Clock {
 }
 
 /// A clock a test sets and advances.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_gateway::ratelimit::{Clock, KeyBy, ManualClock, Rate, RateLimitLayer, TokenBucket};
+///
+/// // A rate limit whose time a test moves by hand.
+/// let time = ManualClock::at(0);
+/// let clock = Clock::Manual(time.clone());
+/// let layer = RateLimitLayer::builder(KeyBy::Global)
+///     .limit(TokenBucket::new(Rate::per_second(1), 1))
+///     .clock(clock.clone())
+///     .build();
+/// time.advance(Duration::from_secs(1));
+/// assert_eq!(clock.now(), 1_000_000_000);
+/// # let _ = layer;
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct ManualClock(Arc<AtomicU64>);
 

@@ -25,6 +25,21 @@ pub struct RateLimitLayer {
 }
 
 /// Builds a [`RateLimitLayer`].
+///
+/// ```
+/// use http::{HeaderName, StatusCode};
+/// use tower_gateway::ratelimit::{FixedWindow, KeyBy, Period, RateLimitLayer};
+///
+/// // Kong's `rate-limiting` with `limit_by: header`: 100 a minute and 1000 an hour per API
+/// // client, answered 503 with a message of your own.
+/// let layer = RateLimitLayer::builder(KeyBy::Header(HeaderName::from_static("x-client")))
+///     .limit(FixedWindow::new([(Period::Minute, 100), (Period::Hour, 1000)]))
+///     .max_keys(10_000)
+///     .status(StatusCode::SERVICE_UNAVAILABLE)
+///     .message("Slow down")
+///     .build();
+/// # let _ = layer;
+/// ```
 #[derive(Debug)]
 pub struct RateLimitBuilder {
     limits: Vec<Limit>,

@@ -69,6 +69,23 @@ struct Shared<S> {
 }
 
 /// Collects routes and their services; [`RouterBuilder::build`] compiles them.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use tower::service_fn;
+/// use tower_gateway::router::{Route, RouteError, Router};
+///
+/// let ok = service_fn(|_req: Request<String>| async {
+///     Ok::<_, Infallible>(Response::new(String::new()))
+/// });
+/// let router = Router::builder()
+///     .route(Route::new().name("a").path("/a"), ok.clone())
+///     .route(Route::new().name("b").path("b"), ok)
+///     .build();
+/// // A malformed route is refused when the router is built, not when a request comes.
+/// assert!(matches!(router, Err(RouteError::InvalidPath { .. })));
+/// ```
 #[derive(Debug)]
 pub struct RouterBuilder<S> {
     routes: Vec<Route>,

@@ -49,6 +49,18 @@ pub const DEFAULT_MAX_HEADER_SIZE: usize = 32 * 1024;
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 
 /// An HTTP/1.1 server for a tower service. See the [module docs](super).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_gateway::server::Server;
+///
+/// // nginx's timeouts and limits, tightened; `serve_with_shutdown` runs it (module docs).
+/// let server = Server::bind("127.0.0.1:0".parse().unwrap())
+///     .header_read_timeout(Duration::from_secs(10))
+///     .keep_alive_timeout(Duration::from_secs(30))
+///     .max_connections(5_000);
+/// # let _ = server;
+/// ```
 #[derive(Debug)]
 pub struct Server {
     listen: Listen,

@@ -10,6 +10,18 @@ use crate::auth::credential::{CredentialError, derived_id};
 
 /// A consumer's JWT credential (Kong's `jwt_secrets` entry): the `key` a token names in its
 /// key claim, the pinned algorithm, and the HMAC secret or the public key.
+///
+/// ```
+/// use tower_gateway::auth::jwt::Algorithm;
+/// use tower_gateway::auth::{Consumer, Consumers, JwtCredential};
+///
+/// let consumers = Consumers::new();
+/// consumers.insert(Consumer::new("c-1").username("ann"));
+/// // Tokens whose `iss` is "ann-issuer", signed with HS256 and this secret, are ann's.
+/// let credential = JwtCredential::hmac("ann-issuer", "ann-secret", Algorithm::HS256).unwrap();
+/// assert_eq!(credential.key(), "ann-issuer");
+/// consumers.add_jwt("ann", credential).unwrap();
+/// ```
 #[derive(Clone)]
 pub struct JwtCredential {
     pub(crate) id: Arc<str>,
