@@ -21,7 +21,7 @@ use http::{HeaderValue, Request};
 use tower::{Layer, ServiceBuilder};
 use tower_gateway::auth::jwt::Algorithm;
 use tower_gateway::auth::{ApiKey, AuthLayer, Consumer, Consumers, Jwt, JwtCredential};
-use tower_gateway::balance::{BalancedBody, Balancer, Endpoint, PassiveHealth, RoundRobin};
+use tower_gateway::balance::{Balancer, Endpoint, PassiveHealth, RoundRobin};
 use tower_gateway::circuit::{CircuitBreakerLayer, Policy};
 use tower_gateway::log::AccessLogLayer;
 use tower_gateway::proxy::{ProxyConfig, ReverseProxy, TrustedProxies};
@@ -53,8 +53,7 @@ pub fn app(upstreams: [SocketAddr; 2]) -> Result<axum::Router, Box<dyn std::erro
     // Two endpoints, one connection pool, a breaker each: an open breaker's refusals are
     // retried on the other endpoint, and passive health ejects a failing one.
     let [first, second] = upstreams;
-    let pool =
-        ReverseProxy::<BalancedBody<Body>>::new(ProxyConfig::new(format!("http://{first}"))?);
+    let pool = ReverseProxy::<Body>::new(ProxyConfig::new(format!("http://{first}"))?);
     let breaker = || CircuitBreakerLayer::new(Policy::default());
     let users = Balancer::builder(RoundRobin::new())
         .endpoint(Endpoint::from(first), breaker().layer(pool.clone()))

@@ -6,7 +6,7 @@
 use std::error::Error;
 
 use hyper::body::Incoming;
-use tower_gateway::balance::{BalancedBody, Balancer};
+use tower_gateway::balance::Balancer;
 use tower_gateway::proxy::{ProxyConfig, ReverseProxy};
 use tower_gateway::router::{Route, Router};
 
@@ -67,7 +67,7 @@ pub fn authenticated(users: ReverseProxy<Incoming>) -> Result<(), Box<dyn Error>
 }
 
 /// The balanced route's service.
-type Users = Balancer<ReverseProxy<BalancedBody<Incoming>>>;
+type Users = Balancer<ReverseProxy<Incoming>>;
 
 /// "Several instances of a service behind one route".
 #[rustfmt::skip]

@@ -10,8 +10,8 @@
 //! bodies ([`BodyAuth`](crate::auth::BodyAuth), for API keys in the body).
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -508,5 +508,112 @@ mod tests {
         let body = ResponseBody::<Empty<Bytes>>::full(Bytes::new());
         assert!(body.is_end_stream());
         assert_eq!(body.size_hint().exact(), Some(0));
+    }
+}
+
+// === BalancedBody ===
+
+/// The request body an endpoint service receives from a [`Balancer`](crate::balance::Balancer).
+///
+/// While no endpoint has read it, the balancer can still send the request to another endpoint
+/// (after a connection failure); the first read hands it over for good. A
+/// [`ReverseProxy<B>`](crate::proxy::ReverseProxy) takes requests with either body, `B` or
+/// `BalancedBody<B>`, on one connection pool: the same proxy serves a plain route and a
+/// balancer's endpoint.
+#[derive(Debug)]
+pub struct BalancedBody<B> {
+    kind: Balanced<B>,
+}
+
+#[derive(Debug)]
+enum Balanced<B> {
+    /// No retry possible: the body itself.
+    Direct(B),
+    /// The client's body had ended before it was sent.
+    Empty,
+    /// Parked where the balancer can take it back until the first read.
+    Parked(Arc<Mutex<Option<B>>>),
+    /// Read by this attempt.
+    Taken(B),
+}
+
+/// Where a retriable body waits.
+pub(crate) type Slot<B> = Arc<Mutex<Option<B>>>;
+
+impl<B> BalancedBody<B> {
+    pub(crate) fn direct(body: B) -> Self {
+        Self {
+            kind: Balanced::Direct(body),
+        }
+    }
+
+    pub(crate) fn empty() -> Self {
+        Self {
+            kind: Balanced::Empty,
+        }
+    }
+
+    pub(crate) fn parked(slot: Slot<B>) -> Self {
+        Self {
+            kind: Balanced::Parked(slot),
+        }
+    }
+}
+
+/// Whether a parked body is still there (no endpoint read it).
+pub(crate) fn unread<B>(slot: &Slot<B>) -> bool {
+    slot.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_some()
+}
+
+impl<B> Body for BalancedBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut self.kind;
+        if let Balanced::Parked(slot) = this {
+            let taken = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            *this = match taken {
+                Some(body) => Balanced::Taken(body),
+                // Another attempt took it (cannot happen: attempts are sequential).
+                None => Balanced::Empty,
+            };
+        }
+        match this {
+            Balanced::Direct(body) | Balanced::Taken(body) => Pin::new(body).poll_frame(cx),
+            Balanced::Empty | Balanced::Parked(_) => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Balanced::Direct(body) | Balanced::Taken(body) => body.is_end_stream(),
+            Balanced::Empty => true,
+            Balanced::Parked(slot) => slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .is_none_or(Body::is_end_stream),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Balanced::Direct(body) | Balanced::Taken(body) => body.size_hint(),
+            Balanced::Empty => SizeHint::with_exact(0),
+            Balanced::Parked(slot) => slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map_or_else(|| SizeHint::with_exact(0), Body::size_hint),
+        }
     }
 }

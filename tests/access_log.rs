@@ -209,7 +209,7 @@ async fn a_client_that_leaves_before_the_answer_is_logged_as_499() {
 
 #[tokio::test]
 async fn a_retried_request_is_logged_with_its_tries_and_the_endpoint_that_answered() {
-    use tower_gateway::balance::{BalancedBody, Balancer, RoundRobin};
+    use tower_gateway::balance::{Balancer, RoundRobin};
     let (tx, mut rx) = mpsc::unbounded_channel();
     let _guard = tracing::subscriber::set_default(Capture(tx));
     let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -218,9 +218,7 @@ async fn a_retried_request_is_logged_with_its_tries_and_the_endpoint_that_answer
         .local_addr()
         .unwrap();
     let (live, _seen) = ok_upstream().await;
-    let pool = ReverseProxy::<BalancedBody<Incoming>>::new(
-        ProxyConfig::new(format!("http://{dead}")).unwrap(),
-    );
+    let pool = ReverseProxy::<Incoming>::new(ProxyConfig::new(format!("http://{dead}")).unwrap());
     let balancer = Balancer::builder(RoundRobin::new())
         .endpoint(dead.to_string(), pool.clone())
         .endpoint(

@@ -18,13 +18,13 @@ use support::{ChannelBody, get, send, serve, text, upstream};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tower_gateway::balance::{
-    ActiveHealth, BalancedBody, Balancer, ConsistentHash, Endpoint, HashOn, LeastConnections,
-    PassiveHealth, PeakEwma, RoundRobin, Strategy, WeightedRoundRobin,
+    ActiveHealth, Balancer, ConsistentHash, Endpoint, HashOn, LeastConnections, PassiveHealth,
+    PeakEwma, RoundRobin, Strategy, WeightedRoundRobin,
 };
 use tower_gateway::proxy::{ProxyConfig, ReverseProxy};
 use tower_gateway::server::Server;
 
-type Proxy = ReverseProxy<BalancedBody<Incoming>>;
+type Proxy = ReverseProxy<Incoming>;
 
 /// An upstream answering its own name, optionally after a delay.
 async fn named(name: &'static str, delay: Duration) -> SocketAddr {
@@ -579,9 +579,7 @@ async fn held_upstream() -> (
 }
 
 /// A proxy to `addr` that takes one request at a time (tower's `ConcurrencyLimit`).
-fn one_at_a_time(
-    addr: SocketAddr,
-) -> tower::limit::ConcurrencyLimit<ReverseProxy<BalancedBody<Full<Bytes>>>> {
+fn one_at_a_time(addr: SocketAddr) -> tower::limit::ConcurrencyLimit<ReverseProxy<Full<Bytes>>> {
     tower::limit::ConcurrencyLimit::new(
         ReverseProxy::new(ProxyConfig::new(format!("http://{addr}")).unwrap()),
         1,
@@ -713,4 +711,30 @@ async fn a_connection_waiting_for_a_busy_endpoint_is_served_when_it_frees() {
         .unwrap()
         .unwrap();
     assert_eq!(res.status(), 200);
+}
+
+/// Issue 18's body trap: a proxy behind a balancer had to be a `ReverseProxy<BalancedBody<B>>`,
+/// so a plain route and a balanced one could not share its connections.
+#[tokio::test]
+async fn one_proxy_serves_a_plain_route_and_a_balancers_endpoint_on_one_connection() {
+    use tower::ServiceExt;
+
+    let (up, mut seen) = support::named_upstream("up").await;
+    let proxy = ReverseProxy::<Full<Bytes>>::new(ProxyConfig::new(format!("http://{up}")).unwrap());
+    let balanced = Balancer::builder(RoundRobin::new())
+        .endpoint(Endpoint::from(up), proxy.clone())
+        .build();
+
+    let plain = proxy.clone().oneshot(in_process_get()).await.unwrap();
+    assert_eq!(plain.into_body().collect().await.unwrap().to_bytes(), "up");
+    let via_balancer = balanced.oneshot(in_process_get()).await.unwrap();
+    assert_eq!(via_balancer.status(), StatusCode::OK);
+    via_balancer.into_body().collect().await.unwrap();
+
+    let first = seen.recv().await.unwrap();
+    let second = seen.recv().await.unwrap();
+    assert_eq!(
+        first.peer, second.peer,
+        "the second request reused the first's connection"
+    );
 }

@@ -65,8 +65,9 @@ mod service;
 mod strategy;
 mod weighted;
 
+pub use crate::body::BalancedBody;
 pub use active::ActiveHealth;
-pub use body::{BalancedBody, TrackedBody};
+pub use body::TrackedBody;
 pub(crate) use consistent_hash::hash64;
 pub use consistent_hash::{ConsistentHash, POINTS_PER_UNIT};
 pub use endpoint::{Chosen, DEFAULT_WEIGHT, Endpoint};

@@ -15,13 +15,14 @@ use tokio::time::Instant;
 use tower::Service;
 use tower::util::Oneshot;
 
-use super::body::{BalancedBody, Slot, TrackedBody, unread};
+use super::body::TrackedBody;
 use super::endpoint::{EndpointState, InFlight, nanos_since};
 use super::ewma::MIN_INITIAL;
 use super::passive::{Failure, Observed};
 use super::strategy::Tracked;
 use super::{ActiveHealth, Candidates, Chosen, Endpoint, HashOn, PassiveHealth, Strategy};
 use crate::body::ResponseBody;
+use crate::body::{BalancedBody, Slot, unread};
 use crate::proxy::UpstreamFailure;
 use crate::reject;
 
@@ -156,13 +157,16 @@ impl<S> Balancer<S> {
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let pool: ReverseProxy<_> = ReverseProxy::new(ProxyConfig::new("http://10.0.0.1:8080")?);
+    /// // Behind a balancer, name the client's body type: the same proxy also takes plain
+    /// // requests (`ReverseProxy<B>` serves `Request<B>` and the balancer's
+    /// // `Request<BalancedBody<B>>` on one pool), so it cannot be inferred.
+    /// let pool = ReverseProxy::<hyper::body::Incoming>::new(ProxyConfig::new("http://10.0.0.1:8080")?);
     /// let balancer = Balancer::builder(WeightedRoundRobin::new())
     ///     .endpoint(Endpoint::new("10.0.0.1:8080").weight(5), pool.clone())
     ///     .endpoint("10.0.0.2:8080", pool.to_origin("http://10.0.0.2:8080")?)
     ///     .retries(2)
     ///     .build();
-    /// # let _: Balancer<ReverseProxy<tower_gateway::balance::BalancedBody<hyper::body::Incoming>>> = balancer;
+    /// # let _ = balancer;
     /// # Ok(()) }
     /// ```
     pub fn builder(strategy: impl Strategy) -> BalancerBuilder<S> {

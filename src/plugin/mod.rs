@@ -124,7 +124,7 @@ pub use registry::{Registry, RegistryError};
 pub use stack::{RouteFuture, RouteService};
 pub(crate) use stack::{RouteLayer, Stack};
 
-use crate::balance::{BalancedBody, Balancer, TrackedBody};
+use crate::balance::{Balancer, TrackedBody};
 use crate::body::{RequestBody, ResponseBody};
 use crate::proxy::ReverseProxy;
 
@@ -134,7 +134,7 @@ pub type GatewayBody = RequestBody<Incoming>;
 
 /// A service's upstream: a [`Balancer`] over one [`ReverseProxy`] per target (one target for a
 /// service with a plain host), all sharing the service's connection pool.
-pub type ServiceBalancer = Balancer<ReverseProxy<BalancedBody<GatewayBody>>>;
+pub type ServiceBalancer = Balancer<ReverseProxy<GatewayBody>>;
 
 /// A service's balancer with a route's `preserve_host` set on each request.
 pub type HostRewrite = MapRequest<ServiceBalancer, fn(PluginRequest) -> PluginRequest>;

@@ -21,7 +21,7 @@ use super::future::{ResponseFuture, Upgrading};
 use super::headers::{self, X_FORWARDED_PATH, X_FORWARDED_PREFIX};
 use super::pool::{Key, Pool};
 use crate::BoxError;
-use crate::body::{BodyTimeouts, RequestBytes, ResponseBody};
+use crate::body::{BalancedBody, BodyTimeouts, RequestBytes, ResponseBody};
 use crate::identity::ConnectionInfo;
 use crate::router::RouteMatch;
 
@@ -67,11 +67,16 @@ impl UpgradeProtocols {
 /// Forwards requests to one origin over a pool of keep-alive connections, streaming bodies both
 /// ways. See the [module docs](super) for the rules it applies.
 ///
+/// `B` is the client's request body type (hyper's `Incoming`, axum's `Body`, …). The proxy
+/// takes `Request<B>` on a route of its own and `Request<BalancedBody<B>>` as a
+/// [`Balancer`](crate::balance::Balancer)'s endpoint, on the same connections; since both
+/// fit a balancer's requests, name `B` where the proxy goes behind one
+/// (`ReverseProxy::<Incoming>::new(..)`).
+///
 /// Clones share the connection pool and the configuration; a clone is one reference-count
 /// increment, so routers may clone it per request. Always ready: the pool opens a connection
 /// when none is idle, with no cap of its own (bound concurrency with tower's
-/// `ConcurrencyLimit` around it, which a [`Balancer`](crate::balance::Balancer) in front
-/// respects).
+/// `ConcurrencyLimit` around it, which a balancer in front respects).
 pub struct ReverseProxy<B> {
     shared: Arc<Shared<B>>,
 }
@@ -84,9 +89,9 @@ struct Shared<B> {
 /// How requests reach the origin.
 enum Transport<B> {
     /// HTTP/1.1: the crate's per-thread pool, the origin's key in it.
-    Http1(Pool<ClientBody<B>>, Key),
+    Http1(Pool<ClientBody<BalancedBody<B>>>, Key),
     /// HTTP/2 (prior knowledge or ALPN): hyper-util's client, one multiplexed connection.
-    Http2(Box<Client<Connector, ClientBody<B>>>),
+    Http2(Box<Client<Connector, ClientBody<BalancedBody<B>>>>),
 }
 
 impl<B> Transport<B>
@@ -204,7 +209,7 @@ impl<B> ReverseProxy<B> {
 
     /// The `Upgrade` protocols this request may have forwarded: its own list, if a layer put
     /// one in its extensions, else the configuration's.
-    fn allowed_upgrades<'a>(&'a self, req: &'a Request<B>) -> &'a [Box<str>] {
+    fn allowed_upgrades<'a, T>(&'a self, req: &'a Request<T>) -> &'a [Box<str>] {
         match req.extensions().get::<UpgradeProtocols>() {
             Some(UpgradeProtocols(listed)) => listed,
             None => &self.shared.config.upgrades,
@@ -212,9 +217,12 @@ impl<B> ReverseProxy<B> {
     }
 
     /// Rewrites a client request into the request sent to the origin.
-    fn upstream_request(&self, req: Request<B>) -> Request<ClientBody<B>>
+    fn upstream_request(
+        &self,
+        req: Request<BalancedBody<B>>,
+    ) -> Request<ClientBody<BalancedBody<B>>>
     where
-        B: Body,
+        B: Body<Data = Bytes> + Unpin,
     {
         let config = &*self.shared.config;
         let (mut parts, body) = req.into_parts();
@@ -339,21 +347,13 @@ impl<B> std::fmt::Debug for ReverseProxy<B> {
     }
 }
 
-impl<B> Service<Request<B>> for ReverseProxy<B>
+impl<B> ReverseProxy<B>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
-    type Response = Response<ResponseBody<Incoming>>;
-    type Error = Infallible;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // The pooled client has no capacity limit to wait for.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    /// Sends a request (its body re-sendable or not) through the one pool.
+    fn forward(&self, mut req: Request<BalancedBody<B>>) -> ResponseFuture {
         // An `Upgrade` to a protocol this proxy forwards (WebSocket by default): its
         // connection is handed over once the upstream agrees, and both sides are then pumped
         // into each other. Any other `Upgrade` is dropped with the hop-by-hop fields.
@@ -395,5 +395,45 @@ where
             }
         };
         ResponseFuture::new(upstream, client_side, witness, spare)
+    }
+}
+
+/// A request with the body as the client sent it (a route served by this proxy alone).
+impl<B> Service<Request<B>> for ReverseProxy<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody<Incoming>>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The pooled client has no capacity limit to wait for.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.forward(req.map(BalancedBody::direct))
+    }
+}
+
+/// A request from a [`Balancer`](crate::balance::Balancer), its body still re-sendable to
+/// another endpoint: the same proxy, the same connections.
+impl<B> Service<Request<BalancedBody<B>>> for ReverseProxy<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody<Incoming>>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<BalancedBody<B>>) -> Self::Future {
+        self.forward(req)
     }
 }
