@@ -511,6 +511,61 @@ mod tests {
     }
 }
 
+// === BoxBody ===
+
+/// Any response body, boxed: the one type a whole stack's responses can be named by (each of
+/// this crate's layers wraps its inner body in one more [`ResponseBody`], and some count
+/// bytes on the way, so a full stack's own body type is long). One allocation per response;
+/// under axum there is no need, axum boxes into its own `Body` already.
+pub type BoxBody = http_body_util::combinators::UnsyncBoxBody<Bytes, crate::BoxError>;
+
+/// A layer that boxes its service's response body into a [`BoxBody`]: put it outermost, and
+/// the stack's type is `Service<Request<..>, Response = Response<BoxBody>>`, which
+/// `tower::util::BoxCloneService` can then name.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use hyper::body::Incoming;
+/// use tower::ServiceBuilder;
+/// use tower::util::BoxCloneService;
+/// use tower_gateway::body::{BoxBody, boxed};
+/// use tower_gateway::log::AccessLogLayer;
+/// use tower_gateway::proxy::{ProxyConfig, ReverseProxy};
+/// use tower_gateway::request_id::RequestIdLayer;
+///
+/// /// What the application stores and hands to its server.
+/// type Gateway = BoxCloneService<Request<Incoming>, Response<BoxBody>, Infallible>;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let proxy = ReverseProxy::<Incoming>::new(ProxyConfig::new("http://127.0.0.1:3000")?);
+/// let gateway: Gateway = BoxCloneService::new(
+///     ServiceBuilder::new()
+///         .layer(boxed())
+///         .layer(RequestIdLayer::new())
+///         .layer(AccessLogLayer::combined())
+///         .service(proxy),
+/// );
+/// # let _ = gateway;
+/// # Ok(()) }
+/// ```
+#[allow(clippy::type_complexity)]
+pub fn boxed<B>() -> tower::util::MapResponseLayer<fn(http::Response<B>) -> http::Response<BoxBody>>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<crate::BoxError>,
+{
+    tower::util::MapResponseLayer::new(|res: http::Response<B>| {
+        res.map(|body| {
+            http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_err(
+                body,
+                Into::into,
+            ))
+        })
+    })
+}
+
 // === BalancedBody ===
 
 /// The request body an endpoint service receives from a [`Balancer`](crate::balance::Balancer).

@@ -530,3 +530,71 @@ async fn responses_carry_upstream_info_and_reused_extension_maps_carry_nothing_o
         res.into_body().collect().await.unwrap();
     }
 }
+
+/// Issue 18's body trap: a full stack's response body nested a wrapper per layer, so an
+/// application could not name the service it stores. Boxed once at the top, it is one type.
+#[tokio::test]
+async fn a_full_stack_boxed_at_the_top_is_one_named_type_serving_real_requests() {
+    use std::convert::Infallible;
+    use tower::ServiceBuilder;
+    use tower::util::BoxCloneService;
+    use tower_gateway::auth::{ApiKey, AuthLayer, Consumer, Consumers};
+    use tower_gateway::balance::{Balancer, Endpoint, RoundRobin};
+    use tower_gateway::body::{BoxBody, boxed};
+    use tower_gateway::circuit::{CircuitBreakerLayer, Policy};
+    use tower_gateway::log::AccessLogLayer;
+    use tower_gateway::ratelimit::{KeyBy, Rate, RateLimitLayer, TokenBucket};
+    use tower_gateway::request_id::RequestIdLayer;
+
+    type Gateway = BoxCloneService<Request<Incoming>, Response<BoxBody>, Infallible>;
+
+    let (up, _seen) = named_upstream("users").await;
+    let consumers = Consumers::new();
+    consumers.insert(Consumer::new("c-1").username("ann"));
+    consumers.add_api_key("ann", "ann-key").unwrap();
+    let pool = ReverseProxy::<Incoming>::new(ProxyConfig::new(format!("http://{up}")).unwrap());
+    let users = Balancer::builder(RoundRobin::new())
+        .endpoint(
+            Endpoint::from(up),
+            tower::Layer::layer(&CircuitBreakerLayer::new(Policy::default()), pool),
+        )
+        .build();
+    let router = Router::builder()
+        .route(
+            Route::new().name("users").path("/users").strip_path(false),
+            users,
+        )
+        .build()
+        .unwrap();
+    let gateway: Gateway = BoxCloneService::new(
+        ServiceBuilder::new()
+            .layer(boxed())
+            .layer(RequestIdLayer::new())
+            .layer(AccessLogLayer::json())
+            .layer(AuthLayer::new(ApiKey::new(consumers)))
+            .layer(RateLimitLayer::new(
+                KeyBy::Consumer,
+                TokenBucket::new(Rate::per_minute(60), 2),
+            ))
+            .service(router),
+    );
+    let (addr, _stop) = serve(gateway).await;
+
+    let res = send(addr, get("/users/7")).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let with_key = || {
+        let mut req = get("/users/7");
+        req.headers_mut()
+            .insert("apikey", "ann-key".parse().unwrap());
+        req
+    };
+    let res = send(addr, with_key()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().contains_key("x-request-id"));
+    assert_eq!(text(res).await, "users");
+    send(addr, with_key()).await;
+    assert_eq!(
+        send(addr, with_key()).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
