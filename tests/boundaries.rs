@@ -83,6 +83,36 @@ fn no_two_modules_depend_on_each_other_through_any_chain() {
 }
 
 #[test]
+fn layers_and_services_never_import_the_configuration_the_admin_api_or_the_program() {
+    let graph = dependencies();
+    let below = [
+        "server",
+        "router",
+        "proxy",
+        "balance",
+        "auth",
+        "ratelimit",
+        "circuit",
+        "log",
+        "request_id",
+        "metrics",
+        "body",
+        "reject",
+        "identity",
+        "plugin",
+    ];
+    for module in below {
+        for above in ["config", "admin", "program"] {
+            assert!(
+                !graph[module].contains(above),
+                "{module} names crate::{above}: {:?}",
+                graph[module]
+            );
+        }
+    }
+}
+
+#[test]
 fn the_readers_of_identity_depend_on_neither_auth_nor_server() {
     let graph = dependencies();
     let forbidden = [
