@@ -134,6 +134,17 @@ async fn lists_page_put_upserts_and_json_bodies_are_read() {
     assert_eq!(names(&either), ["user-0", "user-2"]);
     let (_, escaped) = call(api, "GET", "/consumers?tags=big%2Fred", "").await;
     assert_eq!(names(&escaped), ["user-0", "user-2"]);
+    // Paging a filtered list keeps the filter: page two holds tagged entities only.
+    let (_, page) = call(api, "GET", "/consumers?tags=blue&size=1", "").await;
+    assert_eq!(names(&page), ["user-0"]);
+    let next = page["next"].as_str().unwrap().to_owned();
+    assert!(next.contains("tags=blue"), "{next}");
+    let (_, rest) = call(api, "GET", &next, "").await;
+    assert_eq!(names(&rest), ["user-1"]);
+    assert_eq!(rest["next"], Value::Null);
+    let (_, page) = call(api, "GET", "/consumers?tags=big%2Fred&size=1", "").await;
+    let (_, rest) = call(api, "GET", page["next"].as_str().unwrap(), "").await;
+    assert_eq!(names(&rest), ["user-2"]);
 
     // In a path `+` is a plus (a form's `+` is a space): `/consumers/a+b` is consumer `a+b`.
     let (status, created) = call(api, "POST", "/consumers", "username=a%2Bb&custom_id=x+y").await;

@@ -601,7 +601,14 @@ impl AdminApi {
                 let mut body = json!({ "data": data, "next": null });
                 if more {
                     let next = offset + size;
-                    body["next"] = json!(format!("{path}?offset={next}&size={size}"));
+                    // The next page of a filtered list is of the same filter (decK pages
+                    // `--select-tag` lists through it).
+                    let mut link = format!("{path}?offset={next}&size={size}");
+                    if let Some(tags) = &tags {
+                        link.push_str("&tags=");
+                        link.extend(form_urlencoded::byte_serialize(tags.as_bytes()));
+                    }
+                    body["next"] = json!(link);
                     body["offset"] = json!(next.to_string());
                 }
                 Ok(json(StatusCode::OK, &body))

@@ -7,8 +7,6 @@ use std::time::Duration;
 use http::Request;
 use tower::util::MapRequest;
 
-use crate::plugin::{GatewayBody, HostRewrite, ServiceBalancer};
-
 use super::{
     Algorithm, CircuitBreakerConfig, Config, ConfigError, CorrelationIdConfig, FileLogConfig,
     PrometheusConfig, Route as RouteConfig, RouteService, Service, Upstream,
@@ -18,7 +16,9 @@ use crate::balance::{
     Balancer, ConsistentHash, Endpoint, LeastConnections, PeakEwma, Strategy, WeightedRoundRobin,
 };
 use crate::circuit::Breaker;
-use crate::plugin::{Build, LayerReuse, PluginContext, RouteLayer, Stack};
+use crate::plugin::{
+    Build, GatewayBody, HostRewrite, LayerReuse, PluginContext, RouteLayer, ServiceBalancer, Stack,
+};
 use crate::proxy::{Origin, PreserveHost, ProxyConfig, ReverseProxy, TrustedProxies};
 use crate::router::{Route, Router};
 
