@@ -1,15 +1,17 @@
 //! A gateway with a plugin of its own: Kong's classic custom rate-limiting plugin, ported.
 //!
-//! The Kong original is a Lua handler and a schema: count each client's requests in Redis
-//! (`INCR ratelimit:<ip>`, expiring after `window_size` seconds), tell the client
-//! `X-RateLimit-Limit` and `X-RateLimit-Remaining`, and answer 429 `API rate limit exceeded`
-//! past `limit`. Here the schema is a serde struct, the handler a tower `Layer`, and the
-//! gateway the bundled program with one more plugin:
+//! The Kong original (the seed's `custom-rate-limiting`, `PRIORITY = 900`) is a Lua handler and
+//! a schema: count each client's requests in Redis (`INCR rate_limit:<forwarded ip>`, expiring
+//! `window_size` seconds after the first), answer past `limit` with 429
+//! `{"message":"API rate limit exceeded","limit":…,"window":…}`, and otherwise tell the client
+//! `X-RateLimit-Limit` and `X-RateLimit-Remaining` (the 429 exits before those are set, so it
+//! carries neither). Here the schema is a serde struct with the same defaults, the handler a
+//! tower `Layer`, and the gateway the bundled program with one more plugin:
 //!
 //! ```text
 //! redis-server &
 //! cargo run --release --features redis --example custom_plugin
-//! curl -i http://127.0.0.1:8000/api/users        # X-RateLimit-Remaining: 4, …
+//! curl -i http://127.0.0.1:8000/api/users        # X-RateLimit-Remaining: 4, … then 429
 //! curl -i -X POST http://127.0.0.1:8001/services/users/plugins \
 //!      -d name=custom-rate-limiting -d config.limit=100
 //! ```
@@ -20,11 +22,14 @@
 //! ```yaml
 //! plugins:
 //!   - name: custom-rate-limiting
-//!     config: { limit: 100, window_size: 60, redis_host: 127.0.0.1, redis_port: 6379 }
+//!     config: { limit: 100, window_size: 60, redis_host: localhost, redis_port: 6379 }
 //! ```
 //!
 //! When Redis cannot be reached the request goes through and the error is logged (the Lua
-//! handler's `return` after a failed connect).
+//! handler's `return` after a failed connect). One difference, on purpose: the first request
+//! of a window sets the expiry in the same transaction as the count (`SET NX EX` + `INCR`),
+//! where the Lua handler's separate `EXPIRE` leaves a key without expiry if the gateway dies
+//! between the two.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -42,7 +47,7 @@ use tower_gateway::program::Program;
 use tower_gateway::proxy::TrustedProxies;
 use tower_gateway::reject::{self, AnsweredBy};
 
-/// The plugin's schema: Kong's `schema.lua`, with its defaults.
+/// The plugin's schema: the seed's `schema.lua`, with its defaults.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
@@ -60,13 +65,13 @@ struct Config {
 }
 
 fn default_limit() -> u64 {
-    5
+    100
 }
 fn default_window() -> u64 {
     60
 }
 fn default_host() -> String {
-    "127.0.0.1".into()
+    "localhost".into()
 }
 fn default_port() -> u16 {
     6379
@@ -120,7 +125,7 @@ impl IpRateLimit {
             .connection
             .get_or_try_init(|| redis::aio::ConnectionManager::new(self.client.clone()))
             .await?;
-        let key = format!("ratelimit:{ip}");
+        let key = format!("rate_limit:{ip}");
         let (count,): (u64,) = redis::pipe()
             .atomic()
             .cmd("SET")
@@ -189,19 +194,24 @@ where
                     return inner.call(req).await;
                 }
             };
-            let remaining = limit.limit.saturating_sub(count);
-            let mut res = if count > limit.limit {
-                // Kong's JSON body; marked as the gateway's own answer, so that metrics count
+            if count > limit.limit {
+                // The seed's body; marked as the gateway's own answer, so that metrics count
                 // it (`tower_gateway_rejections_total{by="custom-rate-limiting"}`) and a gRPC
-                // client gets `grpc-status` 8.
+                // client gets `grpc-status` 8. No rate-limit headers: the Lua handler exits
+                // before setting them.
+                let body = serde_json::json!({
+                    "message": "API rate limit exceeded",
+                    "limit": limit.limit,
+                    "window": limit.window_size,
+                });
                 let mut res =
-                    reject::json(StatusCode::TOO_MANY_REQUESTS, "API rate limit exceeded");
+                    reject::json_body(StatusCode::TOO_MANY_REQUESTS, body.to_string().into());
                 res.extensions_mut()
                     .insert(AnsweredBy("custom-rate-limiting"));
-                res
-            } else {
-                inner.call(req).await?
-            };
+                return Ok(res);
+            }
+            let remaining = limit.limit - count;
+            let mut res = inner.call(req).await?;
             let headers = res.headers_mut();
             headers.insert("x-ratelimit-limit", HeaderValue::from(limit.limit));
             headers.insert("x-ratelimit-remaining", HeaderValue::from(remaining));
@@ -226,11 +236,12 @@ plugins:
 
 fn main() -> ExitCode {
     Program::new()
-        // Kong's custom plugins commonly run at 1000: after authentication (key-auth 1250,
-        // jwt 1450), before the built-in rate-limiting (910).
+        // The seed's `PRIORITY = 900`: after authentication (key-auth 1250, jwt 1450) and the
+        // built-in rate-limiting (910); next to the circuit breaker (900, which comes first by
+        // name).
         .plugin(Definition::new(
             "custom-rate-limiting",
-            1000,
+            900,
             IpRateLimit::new,
         ))
         .bundled_config(CONFIG, "examples/custom_plugin.rs (bundled)")

@@ -1408,9 +1408,9 @@ plugins:
     let (mut b, proxy_b, admin_b, dir_b, _logs_b) =
         start_config_of("custom_plugin", "custom-b", &yaml, &[]);
 
-    // One count per client address, kept in Redis: both gateways see it.
+    // One count per client address, kept in Redis under the seed's key: both gateways see it.
     let mut seen = Vec::new();
-    for (i, proxy) in [proxy_a, proxy_b, proxy_a, proxy_b].into_iter().enumerate() {
+    for proxy in [proxy_a, proxy_b, proxy_a] {
         let res = send(proxy, get("/api/users")).await;
         let header = |name: &str| res.headers()[name].to_str().unwrap().to_owned();
         seen.push((
@@ -1418,15 +1418,34 @@ plugins:
             header("x-ratelimit-limit"),
             header("x-ratelimit-remaining"),
         ));
-        if i == 3 {
-            assert_eq!(text(res).await, r#"{"message":"API rate limit exceeded"}"#);
-        }
     }
-    let expected: Vec<(u16, String, String)> = [(200, "2"), (200, "1"), (200, "0"), (429, "0")]
+    let expected: Vec<(u16, String, String)> = [(200, "2"), (200, "1"), (200, "0")]
         .into_iter()
         .map(|(s, r)| (s, "3".to_owned(), r.to_owned()))
         .collect();
     assert_eq!(seen, expected);
+    // Past the limit: the seed's body, and no rate-limit headers (its handler exits first).
+    let res = send(proxy_b, get("/api/users")).await;
+    assert_eq!(res.status(), 429);
+    assert!(!res.headers().contains_key("x-ratelimit-remaining"));
+    assert_eq!(
+        text(res).await,
+        r#"{"limit":3,"message":"API rate limit exceeded","window":60}"#
+    );
+    let key = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &port.to_string(),
+            "--scan",
+            "--pattern",
+            "rate_limit:*",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&key.stdout).trim(),
+        "rate_limit:127.0.0.1"
+    );
     // The refusal (on the second gateway) is counted as the plugin's own answer.
     let metrics = text(send(admin_b, get("/metrics")).await).await;
     assert!(
@@ -1447,7 +1466,7 @@ plugins:
     assert_eq!(status, 201, "{body}");
     assert_eq!(
         body["config"],
-        serde_json::json!({ "limit": 10, "window_size": 60, "redis_host": "127.0.0.1", "redis_port": port })
+        serde_json::json!({ "limit": 10, "window_size": 60, "redis_host": "localhost", "redis_port": port })
     );
     let res = send(proxy_a, get("/api/orders")).await;
     assert_eq!(res.status(), 200);
