@@ -252,6 +252,103 @@ routes:
     assert_eq!(res.headers()["allow"], "GET");
 }
 
+/// Issue 19's first item: a Kong 2.x file's regex paths loaded and never matched.
+#[tokio::test]
+async fn a_kong_2x_file_s_regex_paths_route_as_kong_3_reads_them() {
+    let (users, mut seen_users) = named_upstream("users").await;
+    let (rest, _) = named_upstream("rest").await;
+    let yaml = format!(
+        r#"_format_version: "2.1"
+services:
+  - name: users
+    url: http://{users}
+    routes:
+      - name: user-by-id
+        paths: ['/users/\d+$', '/people/(?<name>[a-z]+)']
+        strip_path: false
+  - name: rest
+    url: http://{rest}
+    routes:
+      - name: everything
+        paths: [/users, /people]
+"#
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    let paths: Vec<&str> = config.services[0].routes[0]
+        .paths
+        .iter()
+        .flatten()
+        .map(|p| p.0.as_str())
+        .collect();
+    assert_eq!(paths, [r"~/users/\d+$", "~/people/(?<name>[a-z]+)"]);
+    assert_eq!(
+        config.services[1].routes[0].paths.as_ref().unwrap()[0].0,
+        "/users"
+    );
+    let gateway = Gateway::from_config(&config, &Settings::default()).unwrap();
+    let (gw, _stop) = serve(gateway.router()).await;
+
+    // A regex route outranks the prefix route that also matches.
+    assert_eq!(text(send(gw, get("/users/42")).await).await, "users");
+    assert_eq!(seen_users.recv().await.unwrap().uri, "/users/42");
+    assert_eq!(text(send(gw, get("/users/ann")).await).await, "rest");
+    assert_eq!(text(send(gw, get("/users/42/orders")).await).await, "rest");
+    assert_eq!(text(send(gw, get("/people/ann/x")).await).await, "users");
+
+    // In a 3.0 file a path without `~` is a plain prefix, as Kong 3 reads it: `/users/\d+$`
+    // is text, and a `?` is refused where it stands.
+    let err = error(&yaml.replace(r#""2.1""#, r#""3.0""#));
+    assert_eq!(err.path(), Some("services[0].routes[0].paths[1]"), "{err}");
+    let v3 = yaml
+        .replace(r#""2.1""#, r#""3.0""#)
+        .replace(", '/people/(?<name>[a-z]+)'", "");
+    let gateway = Gateway::from_config(&Config::from_yaml(&v3).unwrap(), &Settings::default());
+    let (gw, _stop) = serve(gateway.unwrap().router()).await;
+    assert_eq!(text(send(gw, get("/users/42")).await).await, "rest");
+}
+
+#[tokio::test]
+async fn regex_paths_and_regex_priority_in_a_3_0_file() {
+    let (low, _) = named_upstream("low").await;
+    let (high, _) = named_upstream("high").await;
+    let yaml = format!(
+        r#"_format_version: "3.0"
+services:
+  - name: low
+    url: http://{low}
+    routes:
+      - name: low
+        paths: ['~/items/\d+']
+  - name: high
+    url: http://{high}
+    routes:
+      - name: high
+        paths: ['~/items/(?<id>[0-9]+)$']
+        regex_priority: 5
+"#
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    let gateway = Gateway::from_config(&config, &Settings::default()).unwrap();
+    let (gw, _stop) = serve(gateway.router()).await;
+    // Both match `/items/7`: the higher regex_priority wins; only the first matches `/items/7/x`.
+    assert_eq!(text(send(gw, get("/items/7")).await).await, "high");
+    assert_eq!(text(send(gw, get("/items/7/x")).await).await, "low");
+    assert_eq!(
+        send(gw, get("/items/x")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let low_first = yaml.replace("regex_priority: 5", "regex_priority: -1");
+    let config = Config::from_yaml(&low_first).unwrap();
+    let gateway = Gateway::from_config(&config, &Settings::default()).unwrap();
+    let (gw, _stop) = serve(gateway.router()).await;
+    assert_eq!(text(send(gw, get("/items/7")).await).await, "low");
+
+    let err = error(&yaml.replace(r"~/items/\d+", r"~/items/(\d+"));
+    assert_eq!(err.path(), Some("services[0].routes[0].paths[0]"), "{err}");
+    assert!(err.to_string().contains("invalid regex path"), "{err}");
+    assert_eq!(err.line(), Some(7));
+}
+
 #[tokio::test(start_paused = true)]
 async fn service_timeouts_from_the_file_apply() {
     let up = silent_upstream().await;

@@ -685,6 +685,7 @@ fn router_route(route: &RouteConfig, label: &str, service: &Service) -> Route {
     let mut out = Route::new()
         .name(label)
         .strip_path(route.strip_path.unwrap_or(true))
+        .regex_priority(route.regex_priority.map_or(0, |p| p.0))
         .service(service.label());
     for path in route.paths.iter().flatten() {
         out = out.path(path.0.clone());

@@ -110,13 +110,19 @@ impl Config {
     /// read as the numbers or booleans fields expect, and `doc` is rewritten with those types.
     /// Errors name `source` as the file.
     pub fn from_json(doc: &mut serde_json::Value, source: &str) -> Result<Self, ConfigError> {
-        let mut config: Config =
-            crate::lenient::from_value(doc).map_err(|err| ConfigError::Parse {
-                file: source.to_owned(),
-                message: err.to_string(),
-                line: None,
-                column: None,
-            })?;
+        let version = doc
+            .get("_format_version")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
+        let parsed = model::with_format_of(version.as_deref(), || {
+            crate::lenient::from_value::<Config>(doc)
+        });
+        let mut config = parsed.map_err(|err| ConfigError::Parse {
+            file: source.to_owned(),
+            message: err.to_string(),
+            line: None,
+            column: None,
+        })?;
         config.source = source.to_owned();
         config.check(source)?;
         Ok(config)
@@ -134,7 +140,19 @@ impl Config {
     }
 
     fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
-        let mut config: Config = serde_norway::from_str(text).map_err(|err| {
+        // The format decides how route paths are read (Kong 2.x regexes), so it is read first.
+        #[derive(serde::Deserialize)]
+        struct Format {
+            #[serde(rename = "_format_version")]
+            version: Option<String>,
+        }
+        let version = serde_norway::from_str::<Format>(text)
+            .ok()
+            .and_then(|f| f.version);
+        let parsed = model::with_format_of(version.as_deref(), || {
+            serde_norway::from_str::<Config>(text)
+        });
+        let mut config: Config = parsed.map_err(|err| {
             let location = err.location().map(|l| (l.line(), l.column()));
             let (message, location) = locate::unnest(text, &err.to_string(), location);
             ConfigError::Parse {

@@ -188,9 +188,9 @@ pub struct Route {
     /// Only `v0` (the default) is implemented.
     #[serde(default)]
     pub path_handling: Option<PathHandling>,
-    /// Only meaningful for regex paths; only 0 is accepted.
+    /// Among routes matched by a regex path, the higher wins (default 0).
     #[serde(default)]
-    pub regex_priority: Option<ZeroOnly>,
+    pub regex_priority: Option<RegexPriority>,
     /// Only Kong's default 426 is accepted until TLS is implemented.
     #[serde(default)]
     pub https_redirect_status_code: Option<RedirectCode>,
@@ -311,9 +311,9 @@ pub enum RouteProtocol {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PathHandling;
 
-/// A number that must be 0.
+/// A route's `regex_priority`: a 32-bit integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ZeroOnly;
+pub struct RegexPriority(pub i32);
 
 /// `https_redirect_status_code`: only 426.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -497,10 +497,79 @@ impl<'de> Deserialize<'de> for TimeoutMs {
 impl<'de> Deserialize<'de> for RoutePath {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         checked_str(d, "a path", |v| {
-            check_path(v).map_err(|e| e.to_string())?;
-            Ok(RoutePath(v.to_owned()))
+            let path = if LEGACY_PATHS.get() {
+                legacy_path(v)
+            } else {
+                v.to_owned()
+            };
+            check_path(&path).map_err(|e| e.to_string())?;
+            Ok(RoutePath(path))
         })
     }
+}
+
+thread_local! {
+    /// Whether the file being read is a Kong 1.x/2.x one (`_format_version` "1.1" or "2.1"),
+    /// whose route paths are read as Kong 3 reads them (serde's `Deserialize` has no other way
+    /// in; set around one parse by [`with_format_of`]).
+    static LEGACY_PATHS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `parse` with the route-path reading of the format `version` names (`None`: 3.0).
+pub(crate) fn with_format_of<R>(version: Option<&str>, parse: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            LEGACY_PATHS.set(self.0);
+        }
+    }
+    let legacy = matches!(version, Some("1.1" | "2.1"));
+    let _restore = Restore(LEGACY_PATHS.replace(legacy));
+    parse()
+}
+
+/// A Kong 2.x path as Kong 3 reads it from an old file: a path of only letters, digits and
+/// `.-_~/%` is a plain prefix; anything else was a regex there, so it becomes a `~` path, its
+/// `%XX` escapes decoded (reserved characters stay escaped, in upper case; regex
+/// metacharacters are decoded backslash-escaped), as Kong's 2.8 → 3.0 migration does.
+pub(crate) fn legacy_path(path: &str) -> String {
+    // Already Kong 3's form (a file converted by hand, or exported by a gateway).
+    if path.starts_with('~') {
+        return path.to_owned();
+    }
+    let plain = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b".-_~/%".contains(&b));
+    if plain {
+        return path.to_owned();
+    }
+    let mut out = String::with_capacity(path.len() + 1);
+    out.push('~');
+    let mut rest = path;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let hex = rest
+            .get(at + 1..at + 3)
+            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(byte) if b"!#$%&'()*+,/:;=?@[]".contains(&byte) => {
+                out.push('%');
+                out.push_str(&rest[at + 1..at + 3].to_ascii_uppercase());
+            }
+            Some(byte) if byte.is_ascii() => {
+                if b".^-{}\\|".contains(&byte) {
+                    out.push('\\');
+                }
+                out.push(char::from(byte));
+            }
+            _ => {
+                out.push_str(&rest[at..at + 1 + hex.map_or(0, str::len)]);
+            }
+        }
+        rest = &rest[at + 1 + hex.map_or(0, str::len)..];
+    }
+    out.push_str(rest);
+    out
 }
 
 impl<'de> Deserialize<'de> for RouteHost {
@@ -566,13 +635,12 @@ impl<'de> Deserialize<'de> for PathHandling {
     }
 }
 
-impl<'de> Deserialize<'de> for ZeroOnly {
+impl<'de> Deserialize<'de> for RegexPriority {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        checked_int(d, "0", |n| match n {
-            0 => Ok(ZeroOnly),
-            n => Err(format!(
-                "regex_priority {n} is not supported yet: regex paths are not supported, so only 0 is accepted"
-            )),
+        checked_int(d, "an integer", |n| {
+            i32::try_from(n)
+                .map(RegexPriority)
+                .map_err(|_| format!("regex_priority {n} is out of range"))
         })
     }
 }
@@ -639,4 +707,25 @@ impl<'de, W: Pending> Deserialize<'de> for NotYet<W> {
 
 fn not_yet<W: Pending, E: de::Error>() -> E {
     E::custom(format_args!("not supported yet: {}", W::WHAT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::legacy_path;
+
+    #[test]
+    fn kong_2x_paths_become_regexes_only_when_they_are_not_plain() {
+        assert_eq!(
+            legacy_path("/api/v1.2/users_x-y~z"),
+            "/api/v1.2/users_x-y~z"
+        );
+        assert_eq!(legacy_path("/users/%20"), "/users/%20");
+        assert_eq!(legacy_path(r"/users/\d+"), r"~/users/\d+");
+        assert_eq!(legacy_path("/a/(b|c)"), "~/a/(b|c)");
+        // Escapes: reserved characters stay escaped (upper case), regex metacharacters are
+        // escaped for the regex, others decoded.
+        assert_eq!(legacy_path("/a(%2f|%2E|%41|%7c)"), r"~/a(%2F|\.|A|\|)");
+        assert_eq!(legacy_path("/a(%zz|%4"), "~/a(%zz|%4");
+        assert_eq!(legacy_path(r"~/already/\d+"), r"~/already/\d+");
+    }
 }

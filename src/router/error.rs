@@ -11,6 +11,14 @@ pub enum RouteError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A regex path does not compile.
+    #[error("invalid regex path {path:?}: {reason}")]
+    InvalidRegex {
+        /// The path as written.
+        path: String,
+        /// The regex engine's explanation.
+        reason: String,
+    },
     /// A host pattern is malformed.
     #[error("invalid host {host:?}: {reason}")]
     InvalidHost {

@@ -14,12 +14,14 @@
 //! 1. the one whose host condition is most specific: an exact host beats a wildcard host (a
 //!    longer wildcard beats a shorter), which beats no host condition (nginx's and Envoy's
 //!    virtual-host rule);
-//! 2. the one whose matching path has the most literal text (`/api/users/{id}` beats
+//! 2. one matched by a regex path (`~/users/\d+`) over one matched by any other path (Kong's
+//!    rule), and among those the higher [`regex_priority`](Route::regex_priority);
+//! 3. the one whose matching path has the most literal text (`/api/users/{id}` beats
 //!    `/api/users`, which beats `/api`; `/api/users` beats `/api/{name}`);
-//! 3. an exact path (`/api/users/{id}`, `~/api$`) over a prefix of the same length;
-//! 4. a route with a method condition over one without;
-//! 5. the route with more header conditions;
-//! 6. the route registered first.
+//! 4. an exact path (`/api/users/{id}`, `~/api$`) over a prefix of the same length;
+//! 5. a route with a method condition over one without;
+//! 6. the route with more header conditions;
+//! 7. the route registered first.
 //!
 //! This differs from Kong's `traditional_compatible` router in one case: Kong ranks routes by
 //! the number of kinds of conditions first, so `methods: [GET], paths: [/]` beats
@@ -81,7 +83,7 @@ pub use service::{ResponseFuture, Router, RouterBuilder};
 /// Checks a path pattern without building a router (for configuration errors with locations).
 #[cfg_attr(not(feature = "config"), allow(dead_code))]
 pub(crate) fn check_path(path: &str) -> Result<(), RouteError> {
-    path::PathPattern::parse(path).map(drop)
+    path::ParsedPath::parse(path).map(drop)
 }
 
 /// Checks a host pattern without building a router.

@@ -25,6 +25,8 @@ pub(crate) enum Segment {
 /// | `/api/users/*`, `/api/users/{*rest}` | prefix with the rest captured | `/api/users`, `/api/users/5/x` |
 /// | `/api/users/{id}` | exact shape | `/api/users/5`; not `/api/users/5/x` |
 /// | `~/api/health$` | exact (Kong's regex idiom, literal text only) | `/api/health` only |
+///
+/// Any other `~` path is a [`RegexPath`].
 #[derive(Debug, Clone)]
 pub(crate) struct PathPattern {
     pub(crate) segments: Vec<Segment>,
@@ -49,9 +51,10 @@ impl PathPattern {
             reason,
         };
         let (text, mut exact) = match raw.strip_prefix('~') {
-            Some(regex) => (literal_regex(regex).ok_or_else(|| {
-                err("regex paths are not supported yet; only the exact-match form `~/literal/path$` is")
-            })?, true),
+            Some(regex) => (
+                literal_regex(regex).ok_or_else(|| err("a regex path is not a literal path"))?,
+                true,
+            ),
             None => (raw, false),
         };
         if !text.starts_with('/') {
@@ -141,6 +144,70 @@ impl PathPattern {
     }
 }
 
+/// A `paths` entry: a pattern of the path tree, or a regular expression.
+#[derive(Debug, Clone)]
+pub(crate) enum ParsedPath {
+    Tree(PathPattern),
+    Regex(RegexPath),
+}
+
+impl ParsedPath {
+    /// `~` followed by a regex is a [`RegexPath`], unless the regex is a literal exact path
+    /// (`~/api/health$`), which the tree matches faster; everything else is a tree pattern.
+    pub(crate) fn parse(raw: &str) -> Result<Self, RouteError> {
+        match raw.strip_prefix('~') {
+            Some(regex) if literal_regex(regex).is_none() => {
+                RegexPath::parse(raw, regex).map(Self::Regex)
+            }
+            _ => PathPattern::parse(raw).map(Self::Tree),
+        }
+    }
+}
+
+/// A regex path (Kong's `~` paths): matched from the start of the request path (Kong anchors
+/// it there), not necessarily to its end. Named groups are captures by their names, the others
+/// by their numbers (`1`, `2`, …), as Kong's `uri_captures`.
+#[derive(Debug, Clone)]
+pub(crate) struct RegexPath {
+    pub(crate) regex: regex::Regex,
+    /// The name of every group after the whole match, in order.
+    pub(crate) params: Arc<[Arc<str>]>,
+}
+
+impl RegexPath {
+    fn parse(raw: &str, regex: &str) -> Result<Self, RouteError> {
+        let invalid = |reason: &'static str| RouteError::InvalidPath {
+            path: raw.to_owned(),
+            reason,
+        };
+        if !regex.starts_with('/') && !regex.starts_with("^/") {
+            return Err(invalid("a regex path must start with `/` (after `~`)"));
+        }
+        let anchored = format!("^(?:{})", regex.strip_prefix('^').unwrap_or(regex));
+        let regex = regex::RegexBuilder::new(&anchored)
+            // Bounded compile size: a configuration cannot make the router huge.
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| RouteError::InvalidRegex {
+                path: raw.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let params: Vec<Arc<str>> = regex
+            .capture_names()
+            .enumerate()
+            .skip(1)
+            .map(|(i, name)| Arc::from(name.map_or_else(|| i.to_string(), str::to_owned)))
+            .collect();
+        if params.len() > MAX_PARAMS {
+            return Err(invalid("a path may have at most 16 parameters"));
+        }
+        Ok(Self {
+            regex,
+            params: params.into(),
+        })
+    }
+}
+
 /// `/literal/path$` (Kong's regex idiom for an exact path) → `/literal/path`, if the regex has
 /// no metacharacters besides the final anchor.
 fn literal_regex(regex: &str) -> Option<&str> {
@@ -192,11 +259,32 @@ mod tests {
             "/a/{}",
             "/a/{x}/{x}",
             "/a/x{id}",
-            "~/users/\\d+$",
             "/a b",
         ] {
             assert!(PathPattern::parse(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn regex_paths_compile_anchored_with_their_captures_named() {
+        let ParsedPath::Regex(p) = ParsedPath::parse(r"~/users/(?<id>\d+)/(\w+)$").unwrap() else {
+            panic!("not a regex");
+        };
+        assert!(p.regex.is_match("/users/7/orders"));
+        assert!(
+            !p.regex.is_match("/v1/users/7/orders"),
+            "anchored at the start"
+        );
+        assert_eq!(
+            p.params.iter().map(|n| &**n).collect::<Vec<_>>(),
+            ["id", "2"]
+        );
+        assert!(ParsedPath::parse(r"~/users/(\d+").is_err());
+        assert!(ParsedPath::parse(r"~users/\d+").is_err());
+        assert!(matches!(
+            ParsedPath::parse("~/api/health$").unwrap(),
+            ParsedPath::Tree(_)
+        ));
     }
 
     #[test]

@@ -19,6 +19,12 @@ use http::{HeaderName, Method, Uri};
 /// | `/api/users/*`, `/api/users/{*rest}` | prefix, rest captured | `/api/users`, `/api/users/5/x` |
 /// | `/api/users/{id}` | exact shape, `id` captured | `/api/users/5`; not `/api/users/5/x` |
 /// | `~/api/health$` | exact (Kong's regex idiom, literal text only) | `/api/health` only |
+/// | `~/users/(?<id>\d+)$` | regex (Kong's `~`), matched from the start; groups captured by name or number | `/users/7` |
+///
+/// A route with a regex path that matches outranks one whose match is a tree pattern (Kong's
+/// rule); among regex routes, the higher [`regex_priority`](Self::regex_priority) wins. The
+/// regex syntax is the `regex` crate's: no look-around or back-references (as Kong 3's
+/// router).
 ///
 /// Hosts: `api.example.com`, `*.example.com` (any subdomain), `example.*`, each optionally with
 /// `:port`; case is ignored. Headers: the request must carry the header with one of the listed
@@ -46,6 +52,7 @@ pub struct Route {
     pub(crate) hosts: Vec<String>,
     pub(crate) headers: Vec<(HeaderName, Vec<String>)>,
     pub(crate) strip_path: bool,
+    pub(crate) regex_priority: i32,
 }
 
 /// What the router matched, put into the request's extensions for the route's service and the
@@ -92,7 +99,15 @@ impl Route {
             hosts: Vec::new(),
             headers: Vec::new(),
             strip_path: true,
+            regex_priority: 0,
         }
+    }
+
+    /// Kong's `regex_priority` (default 0): among routes matched by a regex path, the higher
+    /// wins. Routes matched by other paths ignore it.
+    pub fn regex_priority(mut self, priority: i32) -> Self {
+        self.regex_priority = priority;
+        self
     }
 
     /// Names the route (shown in logs and in [`RouteMatch::name`]).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, Method, Request};
 
 use super::host::{HostPattern, split_port};
-use super::path::{MAX_PARAMS, PathPattern};
+use super::path::{MAX_PARAMS, ParsedPath, PathPattern, RegexPath};
 use super::route::RouteNames;
 use super::tree::{Entry, Hit, Node};
 use super::{Route, RouteError, RouteMatch};
@@ -22,6 +22,7 @@ struct Compiled {
     hosts: Vec<HostPattern>,
     headers: Vec<(HeaderName, Vec<String>)>,
     strip_path: bool,
+    regex_priority: i32,
 }
 
 /// Routes compiled for lookup. Routes with hosts live in per-host trees, the others in one
@@ -35,6 +36,8 @@ pub(crate) struct Table {
     wildcard_hosts: Vec<(HostPattern, Node)>,
     /// Routes without a host condition.
     any_host: Node,
+    /// Regex paths, every route's, tried in turn (only when a configuration has them).
+    regexes: Vec<(usize, RegexPath)>,
 }
 
 /// The outcome of a lookup.
@@ -49,7 +52,28 @@ pub(crate) enum Lookup {
 }
 
 /// Precedence, compared field by field; the larger key wins. See the module docs.
-type Key = ((u8, usize), usize, bool, bool, usize, Reverse<usize>);
+type Key = (
+    (u8, usize),
+    bool,
+    i32,
+    usize,
+    bool,
+    bool,
+    usize,
+    Reverse<usize>,
+);
+
+/// One path that matched, from the tree or a regex.
+struct Candidate<'a> {
+    route: usize,
+    regex: bool,
+    literal_len: usize,
+    exact: bool,
+    names: &'a [Arc<str>],
+    captures: [Range<usize>; MAX_PARAMS + 1],
+    /// Where `strip_path` cuts the path.
+    strip_at: usize,
+}
 
 #[derive(Debug)]
 struct Best<'t> {
@@ -74,12 +98,14 @@ impl Table {
             {
                 return Err(RouteError::NoCondition(route.display_name(index)));
             }
-            let mut paths = route
-                .paths
-                .iter()
-                .map(|p| PathPattern::parse(p))
-                .collect::<Result<Vec<_>, _>>()?;
-            if paths.is_empty() {
+            let mut paths = Vec::new();
+            for raw in &route.paths {
+                match ParsedPath::parse(raw)? {
+                    ParsedPath::Tree(pattern) => paths.push(pattern),
+                    ParsedPath::Regex(regex) => table.regexes.push((index, regex)),
+                }
+            }
+            if route.paths.is_empty() {
                 paths.push(PathPattern::parse("/")?);
             }
             let hosts = route
@@ -122,6 +148,7 @@ impl Table {
                 hosts,
                 headers: route.headers.clone(),
                 strip_path: route.strip_path,
+                regex_priority: route.regex_priority,
             });
         }
         table
@@ -190,6 +217,9 @@ impl Table {
             self.any_host
                 .walk(path, &mut |e, hit| search.consider(e, hit, path));
         }
+        for (route, regex) in &self.regexes {
+            search.consider_regex(*route, regex, path);
+        }
 
         match search.best {
             Some(best) => {
@@ -244,7 +274,56 @@ struct Search<'a> {
 
 impl<'a> Search<'a> {
     fn consider(&mut self, entry: &'a Entry, hit: Hit<'_>, path: &str) {
-        let route = &self.table.routes[entry.route];
+        let mut captures: [Range<usize>; MAX_PARAMS + 1] = Default::default();
+        captures[..hit.captures.len()].clone_from_slice(hit.captures);
+        if let Some(rest) = hit.rest {
+            captures[hit.captures.len()] = rest;
+        }
+        // `strip_path` removes the literal part of the pattern: everything before the first
+        // capture, or the whole matched prefix.
+        let strip_at = hit.captures.first().map_or(hit.consumed, |c| c.start - 1);
+        self.offer(
+            Candidate {
+                route: entry.route,
+                regex: false,
+                literal_len: entry.literal_len,
+                exact: entry.exact,
+                names: &entry.params,
+                captures,
+                strip_at,
+            },
+            path,
+        );
+    }
+
+    /// A regex path: its match, if any, competes with the tree's; `strip_path` removes the
+    /// whole matched part, as Kong does.
+    fn consider_regex(&mut self, route: usize, regex: &'a RegexPath, path: &str) {
+        let Some(found) = regex.regex.captures(path) else {
+            return;
+        };
+        let mut captures: [Range<usize>; MAX_PARAMS + 1] = Default::default();
+        for (slot, group) in captures.iter_mut().zip(found.iter().skip(1)) {
+            // A group that took no part in the match captures nothing.
+            *slot = group.map_or(0..0, |g| g.range());
+        }
+        let strip_at = found.get(0).map_or(0, |m| m.end());
+        self.offer(
+            Candidate {
+                route,
+                regex: true,
+                literal_len: 0,
+                exact: false,
+                names: &regex.params,
+                captures,
+                strip_at,
+            },
+            path,
+        );
+    }
+
+    fn offer(&mut self, candidate: Candidate<'a>, path: &str) {
+        let route = &self.table.routes[candidate.route];
         let host_rank = if route.hosts.is_empty() {
             (0, 0)
         } else {
@@ -275,30 +354,28 @@ impl<'a> Search<'a> {
         }
         let key: Key = (
             host_rank,
-            entry.literal_len,
-            entry.exact,
+            candidate.regex,
+            if candidate.regex {
+                route.regex_priority
+            } else {
+                0
+            },
+            candidate.literal_len,
+            candidate.exact,
             !route.methods.is_empty(),
             route.headers.len(),
-            Reverse(entry.route),
+            Reverse(candidate.route),
         );
         if self.best.as_ref().is_some_and(|b| b.key >= key) {
             return;
         }
-        let mut captures: [Range<usize>; MAX_PARAMS + 1] = Default::default();
-        captures[..hit.captures.len()].clone_from_slice(hit.captures);
-        if let Some(rest) = hit.rest {
-            captures[hit.captures.len()] = rest;
-        }
-        // `strip_path` removes the literal part of the pattern: everything before the first
-        // capture, or the whole matched prefix.
-        let strip_at = hit.captures.first().map_or(hit.consumed, |c| c.start - 1);
         self.best = Some(Best {
             key,
-            route: entry.route,
-            strip_at,
-            remainder_empty: strip_at == path.len(),
-            captures,
-            names: &entry.params,
+            route: candidate.route,
+            strip_at: candidate.strip_at,
+            remainder_empty: candidate.strip_at == path.len(),
+            captures: candidate.captures,
+            names: candidate.names,
         });
     }
 }

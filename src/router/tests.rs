@@ -266,3 +266,42 @@ mod handles {
         assert_eq!(clones.load(Ordering::Relaxed), 3);
     }
 }
+
+#[test]
+fn a_regex_path_outranks_prefixes_and_regex_priority_orders_regexes() {
+    let t = table(vec![
+        Route::new().name("prefix").path("/users/7"),
+        Route::new().name("digits").path(r"~/users/\d+$"),
+        Route::new()
+            .name("preferred")
+            .path(r"~/users/(?<id>[0-9]+)")
+            .regex_priority(10),
+        Route::new().name("words").path(r"~/users/[a-z]+$"),
+    ]);
+    // Both regexes match `/users/7`; the higher regex_priority wins over the longer prefix.
+    assert_eq!(get(&t, "/users/7"), "preferred");
+    assert_eq!(get(&t, "/users/ann"), "words");
+    assert_eq!(get(&t, "/users/ann/x"), "404", "`$` anchors the end");
+    assert_eq!(
+        get(&t, "/v1/users/7"),
+        "404",
+        "a regex is matched from the start"
+    );
+}
+
+#[test]
+fn regex_captures_are_params_and_strip_path_removes_the_whole_match() {
+    let t = table(vec![
+        Route::new()
+            .name("orders")
+            .path(r"~/users/(?<id>\d+)/(\w+)"),
+    ]);
+    let Lookup::Found(_, m) = t.lookup(&req(Method::GET, "example.com", "/users/42/orders/9"))
+    else {
+        panic!("no match");
+    };
+    assert_eq!(m.param("id"), Some("42"));
+    assert_eq!(m.param("2"), Some("orders"));
+    assert_eq!(m.stripped_prefix(), Some("/users/42/orders"));
+    assert!(Table::new(&[Route::new().path(r"~/users/(\d+")]).is_err());
+}
