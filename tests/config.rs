@@ -479,6 +479,46 @@ async fn a_service_naming_an_upstream_is_balanced_over_its_targets() {
     assert_eq!(seen.uri, "/v1/7");
 }
 
+#[tokio::test]
+async fn hash_on_uri_capture_keeps_one_captured_id_on_one_target() {
+    let (a, _) = named_upstream("a").await;
+    let (b, _) = named_upstream("b").await;
+    let yaml = format!(
+        r#"_format_version: "3.0"
+upstreams:
+  - name: users.internal
+    algorithm: consistent-hashing
+    hash_on: uri_capture
+    hash_on_uri_capture: id
+    targets: [{{target: "{a}"}}, {{target: "{b}"}}]
+services:
+  - name: users
+    url: http://users.internal
+    routes:
+      - paths: ['~/users/(?<id>\d+)']
+"#
+    );
+    let config = Config::from_yaml(&yaml).unwrap();
+    let gateway = Gateway::from_config(&config, &Settings::default()).unwrap();
+    let (gw, _stop) = serve(gateway.router()).await;
+    let mut by_id = std::collections::HashMap::new();
+    for id in 0..40 {
+        // Whatever follows the capture, one id always reaches one target.
+        let first = text(send(gw, get(&format!("/users/{id}/a"))).await).await;
+        let again = text(send(gw, get(&format!("/users/{id}/b?x=1"))).await).await;
+        assert_eq!(first, again, "id {id}");
+        by_id.insert(id, first);
+    }
+    assert!(by_id.values().any(|t| t == "a") && by_id.values().any(|t| t == "b"));
+
+    let err = error(&yaml.replace("    hash_on_uri_capture: id\n", ""));
+    assert_eq!(
+        err.path(),
+        Some("upstreams[0].hash_on_uri_capture"),
+        "{err}"
+    );
+}
+
 #[cfg(feature = "jwt")]
 #[tokio::test]
 async fn the_seed_s_key_auth_and_jwt_behave_as_kong() {

@@ -30,6 +30,9 @@ pub enum HashOn {
     Path,
     /// A query-string argument, as sent (not percent-decoded).
     QueryArg(String),
+    /// A capture of the route's path: a regex group's name or number, or a `{param}` (the
+    /// router's [`RouteMatch::param`]).
+    UriCapture(String),
     /// The authenticated [`Consumer`](crate::identity::Consumer)'s id (an auth layer must run
     /// before the balancer).
     Consumer,
@@ -99,6 +102,16 @@ impl HashOn {
                 Some(value) => hash(value.as_bytes()),
                 None => Key::default(),
             },
+            HashOn::UriCapture(name) => {
+                let captured = parts
+                    .extensions
+                    .get::<RouteMatch>()
+                    .and_then(|m| m.param(name));
+                match captured {
+                    Some(value) if !value.is_empty() => hash(value.as_bytes()),
+                    _ => Key::default(),
+                }
+            }
         }
     }
 }
@@ -181,5 +194,6 @@ mod tests {
         assert!(HashOn::QueryArg("u".into()).key(&p).hash.is_none());
         assert!(HashOn::None.key(&p).hash.is_none());
         assert!(HashOn::Path.key(&p).hash.is_some());
+        assert!(HashOn::UriCapture("id".into()).key(&p).hash.is_none());
     }
 }

@@ -50,10 +50,11 @@ pub struct Upstream {
     /// The query argument for `hash_fallback: query_arg`.
     #[serde(default)]
     pub hash_fallback_query_arg: Option<String>,
-    /// The capture for `hash_on: uri_capture` (not supported: regex routes are not).
+    /// The capture for `hash_on: uri_capture`: a regex group's name or number of the route's
+    /// path.
     #[serde(default)]
     pub hash_on_uri_capture: Option<String>,
-    /// The capture for `hash_fallback: uri_capture` (not supported).
+    /// The capture for `hash_fallback: uri_capture`.
     #[serde(default)]
     pub hash_fallback_uri_capture: Option<String>,
     /// Kong's ring size (10–65 536, default 10 000). Accepted; this gateway sizes its ring by
@@ -141,7 +142,7 @@ pub enum HashInput {
     Path,
     /// A query argument (`hash_on_query_arg`).
     QueryArg,
-    /// A regex capture of the route path (not supported).
+    /// A regex capture of the route path (`hash_on_uri_capture`).
     UriCapture,
 }
 
@@ -447,8 +448,7 @@ impl Upstream {
         &self,
         field: &str,
         input: Option<HashInput>,
-        header: &Option<String>,
-        query_arg: &Option<String>,
+        (header, query_arg, capture): (&Option<String>, &Option<String>, &Option<String>),
         trusted: &TrustedProxies,
     ) -> Result<HashOn, Invalid> {
         let needs = |name: &str, value: &Option<String>| {
@@ -483,10 +483,7 @@ impl Upstream {
             },
             HashInput::Consumer => HashOn::Consumer,
             HashInput::UriCapture => {
-                return Err((
-                    field.to_owned(),
-                    "hashing on a URI capture is not supported: regex route paths are not".into(),
-                ));
+                HashOn::UriCapture(needs(&format!("{field}_uri_capture"), capture)?)
             }
         })
     }
@@ -496,15 +493,21 @@ impl Upstream {
         let on = self.hash_input(
             "hash_on",
             self.hash_on,
-            &self.hash_on_header,
-            &self.hash_on_query_arg,
+            (
+                &self.hash_on_header,
+                &self.hash_on_query_arg,
+                &self.hash_on_uri_capture,
+            ),
             trusted,
         )?;
         let fallback = self.hash_input(
             "hash_fallback",
             self.hash_fallback,
-            &self.hash_fallback_header,
-            &self.hash_fallback_query_arg,
+            (
+                &self.hash_fallback_header,
+                &self.hash_fallback_query_arg,
+                &self.hash_fallback_uri_capture,
+            ),
             trusted,
         )?;
         let fallback_set = !matches!(fallback, HashOn::None);
@@ -524,6 +527,7 @@ impl Upstream {
             && fallback_set
             && self.hash_on_header == self.hash_fallback_header
             && self.hash_on_query_arg == self.hash_fallback_query_arg
+            && self.hash_on_uri_capture == self.hash_fallback_uri_capture
         {
             return Err((
                 "hash_fallback".into(),
