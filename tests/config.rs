@@ -248,8 +248,15 @@ routes:
             .unwrap(),
     )
     .await;
-    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(res.headers()["allow"], "GET");
+    // Kong's router: a method mismatch is no match at all (the library Router answers 405).
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        text(res).await,
+        r#"{"message":"no Route matched with those values"}"#
+    );
+    // … and a plain path is a raw string prefix: `/top` takes `/topics`, as in Kong.
+    send(gw, get("/topics")).await;
+    assert_eq!(seen.recv().await.unwrap().uri, "/v1/ics");
 }
 
 /// Issue 19's first item: a Kong 2.x file's regex paths loaded and never matched.

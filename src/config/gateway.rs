@@ -115,7 +115,7 @@ impl Gateway {
             kept: Kept::default(),
         };
         let reuse = &mut reuse;
-        let mut builder = Router::builder();
+        let mut builder = Router::builder().kong_matching(true);
         let mut routes = Vec::new();
         let mut upstreams = Vec::new();
         let mut breakers = Breakers::default();

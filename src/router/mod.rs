@@ -32,6 +32,10 @@
 //! No route: `404 {"message":"no Route matched with those values"}` (Kong's answer). Routes
 //! matched everything but the method: `405` with an `Allow` header listing their methods.
 //!
+//! [`RouterBuilder::kong_matching`] switches to Kong's own matching, as the gateway does for
+//! Kong files: plain paths are raw string prefixes (`/pre` matches `/prefix`) and a method
+//! mismatch is a `404` like any miss.
+//!
 //! # Example
 //!
 //! ```

@@ -144,6 +144,14 @@ impl PathPattern {
     }
 }
 
+impl PathPattern {
+    /// Literal segments only, matched as a prefix (no captures, not exact, no trailing-slash
+    /// rule): what Kong's router matches as a raw string prefix.
+    pub(crate) fn is_plain_prefix(&self) -> bool {
+        !self.exact && !self.catch_all && self.params.is_empty()
+    }
+}
+
 /// A `paths` entry: a pattern of the path tree, or a regular expression.
 #[derive(Debug, Clone)]
 pub(crate) enum ParsedPath {

@@ -90,6 +90,7 @@ struct Shared<S> {
 pub struct RouterBuilder<S> {
     routes: Vec<Route>,
     services: Vec<S>,
+    kong_matching: bool,
 }
 
 pin_project! {
@@ -122,6 +123,7 @@ impl<S> Router<S> {
         RouterBuilder {
             routes: Vec::new(),
             services: Vec::new(),
+            kong_matching: false,
         }
     }
 }
@@ -134,9 +136,17 @@ impl<S> RouterBuilder<S> {
         self
     }
 
+    /// Kong's matching instead of this router's (the gateway does this for Kong files): a
+    /// plain path is a raw string prefix (`/pre` matches `/prefix`, as Kong's router), and a
+    /// request that only a route's method condition turned away gets `404`, not `405`.
+    pub fn kong_matching(mut self, kong: bool) -> Self {
+        self.kong_matching = kong;
+        self
+    }
+
     /// Compiles the routes; fails on the first malformed one.
     pub fn build(self) -> Result<Router<S>, RouteError> {
-        let table = Table::new(&self.routes)?;
+        let table = Table::build(&self.routes, self.kong_matching)?;
         Ok(Router {
             shared: Arc::new(Shared {
                 table,
@@ -207,10 +217,12 @@ where
 /// Removes the first `len` bytes of the path, keeping the query.
 fn strip_prefix(uri: &mut Uri, len: usize) {
     let rest = &uri.path()[len..];
-    let path = if rest.is_empty() { "/" } else { rest };
+    // What a regex or a raw string prefix leaves may start mid-segment (`/pre` of `/prefix`):
+    // the upstream path still starts with `/`.
+    let slash = if rest.starts_with('/') { "" } else { "/" };
     let path_and_query = match uri.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_owned(),
+        Some(q) => format!("{slash}{rest}?{q}"),
+        None => format!("{slash}{rest}"),
     };
     let mut parts = std::mem::take(uri).into_parts();
     // A suffix of a valid path plus the same query is valid; should it fail, keep the request

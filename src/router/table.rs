@@ -38,7 +38,14 @@ pub(crate) struct Table {
     any_host: Node,
     /// Regex paths, every route's, tried in turn (only when a configuration has them).
     regexes: Vec<(usize, RegexPath)>,
+    /// Kong's matching: plain paths as raw string prefixes, by length (one hash lookup per
+    /// distinct length), and no `405`.
+    kong: bool,
+    raw_prefixes: Vec<(usize, RawPrefixes)>,
 }
+
+/// Raw string prefixes of one length, each with the routes that have it.
+type RawPrefixes = std::collections::HashMap<Box<str>, Vec<usize>>;
 
 /// The outcome of a lookup.
 #[derive(Debug)]
@@ -88,8 +95,16 @@ struct Best<'t> {
 // === impl Table ===
 
 impl Table {
+    #[cfg(test)]
     pub(crate) fn new(routes: &[Route]) -> Result<Self, RouteError> {
-        let mut table = Table::default();
+        Self::build(routes, false)
+    }
+
+    pub(crate) fn build(routes: &[Route], kong: bool) -> Result<Self, RouteError> {
+        let mut table = Table {
+            kong,
+            ..Table::default()
+        };
         for (index, route) in routes.iter().enumerate() {
             if route.paths.is_empty()
                 && route.hosts.is_empty()
@@ -101,6 +116,9 @@ impl Table {
             let mut paths = Vec::new();
             for raw in &route.paths {
                 match ParsedPath::parse(raw)? {
+                    ParsedPath::Tree(pattern) if kong && pattern.is_plain_prefix() => {
+                        table.raw_prefix(raw, index);
+                    }
                     ParsedPath::Tree(pattern) => paths.push(pattern),
                     ParsedPath::Regex(regex) => table.regexes.push((index, regex)),
                 }
@@ -155,6 +173,22 @@ impl Table {
             .wildcard_hosts
             .sort_by_key(|(pattern, _)| Reverse(pattern.rank()));
         Ok(table)
+    }
+
+    fn raw_prefix(&mut self, prefix: &str, route: usize) {
+        let at = match self
+            .raw_prefixes
+            .binary_search_by_key(&prefix.len(), |(len, _)| *len)
+        {
+            Ok(at) => at,
+            Err(at) => {
+                self.raw_prefixes
+                    .insert(at, (prefix.len(), Default::default()));
+                at
+            }
+        };
+        let routes = self.raw_prefixes[at].1.entry(prefix.into()).or_default();
+        routes.push(route);
     }
 
     fn host_node(&mut self, host: &HostPattern) -> &mut Node {
@@ -220,6 +254,14 @@ impl Table {
         for (route, regex) in &self.regexes {
             search.consider_regex(*route, regex, path);
         }
+        for (len, prefixes) in &self.raw_prefixes {
+            let Some(routes) = path.get(..*len).and_then(|p| prefixes.get(p)) else {
+                continue;
+            };
+            for &route in routes {
+                search.consider_raw_prefix(route, *len, path);
+            }
+        }
 
         match search.best {
             Some(best) => {
@@ -243,7 +285,7 @@ impl Table {
                     },
                 )
             }
-            None if !search.allowed.is_empty() => {
+            None if !search.allowed.is_empty() && !self.kong => {
                 let mut allowed = search.allowed;
                 allowed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
                 allowed.dedup();
@@ -317,6 +359,22 @@ impl<'a> Search<'a> {
                 names: &regex.params,
                 captures,
                 strip_at,
+            },
+            path,
+        );
+    }
+
+    /// A plain path under Kong's matching: a raw string prefix of the path.
+    fn consider_raw_prefix(&mut self, route: usize, len: usize, path: &str) {
+        self.offer(
+            Candidate {
+                route,
+                regex: false,
+                literal_len: len,
+                exact: false,
+                names: &[],
+                captures: Default::default(),
+                strip_at: len,
             },
             path,
         );

@@ -305,3 +305,36 @@ fn regex_captures_are_params_and_strip_path_removes_the_whole_match() {
     assert_eq!(m.stripped_prefix(), Some("/users/42/orders"));
     assert!(Table::new(&[Route::new().path(r"~/users/(\d+")]).is_err());
 }
+
+#[test]
+fn kong_matching_takes_raw_string_prefixes_and_never_answers_405() {
+    let routes = vec![
+        Route::new().name("pre").path("/pre"),
+        Route::new().name("prefix").path("/prefix"),
+        Route::new()
+            .name("get-only")
+            .path("/items")
+            .method(Method::GET),
+        Route::new().name("user").path("/users/{id}"),
+    ];
+    let kong = Table::build(&routes, true).unwrap();
+    assert_eq!(get(&kong, "/pre"), "pre");
+    assert_eq!(get(&kong, "/prelude"), "pre");
+    assert_eq!(get(&kong, "/prefixes"), "prefix", "the longer prefix wins");
+    assert_eq!(get(&kong, "/users/7"), "user");
+    assert_eq!(
+        pick(&kong, &req(Method::POST, "example.com", "/items")),
+        "404"
+    );
+    let Lookup::Found(_, m) = kong.lookup(&req(Method::GET, "example.com", "/prelude?x=1")) else {
+        panic!("no match");
+    };
+    assert_eq!(m.stripped_prefix(), Some("/pre"));
+
+    let ours = Table::new(&routes).unwrap();
+    assert_eq!(get(&ours, "/prelude"), "404");
+    assert_eq!(
+        pick(&ours, &req(Method::POST, "example.com", "/items")),
+        "405"
+    );
+}
