@@ -374,7 +374,12 @@ impl<'a> Search<'a> {
                 exact: false,
                 names: &[],
                 captures: Default::default(),
-                strip_at: len,
+                // A prefix ending in `/` leaves that slash to the rest (`/` strips nothing).
+                strip_at: if path[..len].ends_with('/') {
+                    len - 1
+                } else {
+                    len
+                },
             },
             path,
         );

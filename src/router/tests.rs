@@ -330,6 +330,12 @@ fn kong_matching_takes_raw_string_prefixes_and_never_answers_405() {
         panic!("no match");
     };
     assert_eq!(m.stripped_prefix(), Some("/pre"));
+    // A prefix ending in `/` (or `/` itself) leaves the slash to the rest.
+    let root = Table::build(&[Route::new().name("root").path("/")], true).unwrap();
+    let Lookup::Found(_, m) = root.lookup(&req(Method::GET, "example.com", "/x")) else {
+        panic!("no match");
+    };
+    assert_eq!(m.stripped_prefix(), None);
 
     let ours = Table::new(&routes).unwrap();
     assert_eq!(get(&ours, "/prelude"), "404");
