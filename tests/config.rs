@@ -550,6 +550,9 @@ async fn the_seed_s_key_auth_and_jwt_behave_as_kong() {
     assert_eq!(send(gw, req).await.status(), 200);
     let seen = seen_users.recv().await.unwrap();
     assert_eq!(seen.headers["x-consumer-username"], "test-user");
+    // key-auth names the credential by its id (derived, UUID-shaped: the file gives none).
+    let id = seen.headers["x-credential-identifier"].to_str().unwrap();
+    assert_eq!((id.len(), id.contains("test-api-key")), (36, false), "{id}");
 
     let res = send(gw, get("/api/orders")).await;
     assert_eq!(res.status(), 401);
@@ -571,10 +574,10 @@ async fn the_seed_s_key_auth_and_jwt_behave_as_kong() {
         .body(Default::default())
         .unwrap();
     assert_eq!(send(gw, req).await.status(), 200);
-    assert_eq!(
-        seen_orders.recv().await.unwrap().headers["x-consumer-username"],
-        "test-user"
-    );
+    let seen = seen_orders.recv().await.unwrap();
+    assert_eq!(seen.headers["x-consumer-username"], "test-user");
+    // Kong's jwt plugin names the credential by its key (key-auth by its id).
+    assert_eq!(seen.headers["x-credential-identifier"], "myapikey");
     // The key of one service does not open the other.
     let req = http::Request::get("/api/orders")
         .header("host", "gateway.test")

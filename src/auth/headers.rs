@@ -46,8 +46,12 @@ pub(crate) fn set_identity(headers: &mut HeaderMap, consumer: &Consumer) {
     if let Some(custom_id) = &consumer.custom_id {
         set(X_CONSUMER_CUSTOM_ID, custom_id);
     }
-    if let Some(credential) = &consumer.credential {
-        set(X_CREDENTIAL_IDENTIFIER, credential);
+    if let Some(identifier) = consumer
+        .credential_identifier
+        .as_ref()
+        .or(consumer.credential.as_ref())
+    {
+        set(X_CREDENTIAL_IDENTIFIER, identifier);
     }
     if consumer.anonymous {
         headers.insert(X_ANONYMOUS_CONSUMER, HeaderValue::from_static("true"));

@@ -35,6 +35,9 @@ pub struct Consumer {
     /// The id of the credential that authenticated this request (none for the anonymous
     /// consumer).
     pub credential: Option<Arc<str>>,
+    /// What `X-Credential-Identifier` tells the upstream, when it is not the credential's id:
+    /// a JWT credential's `key` (Kong's jwt plugin sends the key, key-auth the id).
+    pub credential_identifier: Option<Arc<str>>,
     /// Whether authentication failed and the request goes on as the anonymous consumer.
     pub anonymous: bool,
 }
@@ -47,6 +50,7 @@ impl Consumer {
             username: None,
             custom_id: None,
             credential: None,
+            credential_identifier: None,
             anonymous: false,
         }
     }
@@ -66,6 +70,7 @@ impl Consumer {
     pub(crate) fn with_credential(&self, credential: &Arc<str>) -> Self {
         let mut consumer = self.clone();
         consumer.credential = Some(credential.clone());
+        consumer.credential_identifier = None;
         consumer
     }
 }

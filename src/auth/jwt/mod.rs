@@ -444,7 +444,11 @@ impl Jwt {
                 (
                     key,
                     credential.algorithm,
-                    Some(consumer.with_credential(&credential.id)),
+                    Some({
+                        let mut consumer = consumer.with_credential(&credential.id);
+                        consumer.credential_identifier = Some(credential.key.clone());
+                        consumer
+                    }),
                     registry.version,
                 )
             }
