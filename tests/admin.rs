@@ -106,6 +106,12 @@ async fn kong_s_answers_for_conflicts_bad_input_and_unknown_entities() {
 #[tokio::test]
 async fn lists_page_put_upserts_and_json_bodies_are_read() {
     let (api, _proxy, _admin) = gateway(EMPTY).await;
+    // decK reads Kong's version from `/` to pick its file format: a Kong 3 version, not the
+    // crate's 0.1.0 (which it would take for Kong 0.1).
+    let (_, root) = call(api, "GET", "/", "").await;
+    assert_eq!(root["version"], tower_gateway::admin::KONG_VERSION);
+    assert!(root["version"].as_str().unwrap().starts_with("3."));
+    assert_eq!(root["tower_gateway_version"], env!("CARGO_PKG_VERSION"));
     for i in 0..5 {
         let (status, _) = call(api, "PUT", &format!("/consumers/user-{i}"), "").await;
         assert_eq!(status, 200);

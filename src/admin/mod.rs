@@ -87,6 +87,9 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 const PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
+/// The Kong release `GET /` reports as `version` (see the README's Admin API section).
+pub const KONG_VERSION: &str = "3.4.0";
+
 /// Kong's Admin API over a [`LiveGateway`]; see the [module docs](self).
 ///
 /// ```
@@ -712,7 +715,11 @@ impl AdminApi {
             .collect();
         let mut node = json!({
             "tagline": "Welcome to tower-gateway",
-            "version": env!("CARGO_PKG_VERSION"),
+            // The Kong version whose Admin API and declarative format this one speaks: decK
+            // and other Kong tools read `version` to choose a file format and the features
+            // they may use (this crate's own version would read as Kong 0.1).
+            "version": KONG_VERSION,
+            "tower_gateway_version": env!("CARGO_PKG_VERSION"),
             "hostname": std::env::var("HOSTNAME").unwrap_or_default(),
             "node_id": format!("{:x}", std::process::id()),
             "configuration": { "database": "off", "routes": self.shared.live.current().routes().len() },
