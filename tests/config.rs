@@ -16,6 +16,13 @@ fn error(yaml: &str) -> ConfigError {
 
 const HEAD: &str = "_format_version: \"3.0\"\n";
 
+/// A gateway built from `yaml` with default settings, serving on a loopback port.
+async fn serve_yaml(yaml: &str) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let config = Config::from_yaml(yaml).unwrap();
+    let gateway = Gateway::from_config(&config, &Settings::default()).unwrap();
+    serve(gateway.router()).await
+}
+
 #[test]
 fn every_supported_format_version_loads() {
     for v in ["1.1", "2.1", "3.0"] {
@@ -309,8 +316,7 @@ services:
     let v3 = yaml
         .replace(r#""2.1""#, r#""3.0""#)
         .replace(", '/people/(?<name>[a-z]+)'", "");
-    let gateway = Gateway::from_config(&Config::from_yaml(&v3).unwrap(), &Settings::default());
-    let (gw, _stop) = serve(gateway.unwrap().router()).await;
+    let (gw, _stop) = serve_yaml(&v3).await;
     assert_eq!(text(send(gw, get("/users/42")).await).await, "rest");
 }
 
@@ -334,9 +340,7 @@ services:
         regex_priority: 5
 "#
     );
-    let config = Config::from_yaml(&yaml).unwrap();
-    let gateway = Gateway::from_config(&config, &Settings::default()).unwrap();
-    let (gw, _stop) = serve(gateway.router()).await;
+    let (gw, _stop) = serve_yaml(&yaml).await;
     // Both match `/items/7`: the higher regex_priority wins; only the first matches `/items/7/x`.
     assert_eq!(text(send(gw, get("/items/7")).await).await, "high");
     assert_eq!(text(send(gw, get("/items/7/x")).await).await, "low");
@@ -345,9 +349,7 @@ services:
         StatusCode::NOT_FOUND
     );
     let low_first = yaml.replace("regex_priority: 5", "regex_priority: -1");
-    let config = Config::from_yaml(&low_first).unwrap();
-    let gateway = Gateway::from_config(&config, &Settings::default()).unwrap();
-    let (gw, _stop) = serve(gateway.router()).await;
+    let (gw, _stop) = serve_yaml(&low_first).await;
     assert_eq!(text(send(gw, get("/items/7")).await).await, "low");
 
     let err = error(&yaml.replace(r"~/items/\d+", r"~/items/(\d+"));
@@ -505,9 +507,7 @@ services:
       - paths: ['~/users/(?<id>\d+)']
 "#
     );
-    let config = Config::from_yaml(&yaml).unwrap();
-    let gateway = Gateway::from_config(&config, &Settings::default()).unwrap();
-    let (gw, _stop) = serve(gateway.router()).await;
+    let (gw, _stop) = serve_yaml(&yaml).await;
     let mut by_id = std::collections::HashMap::new();
     for id in 0..40 {
         // Whatever follows the capture, one id always reaches one target.

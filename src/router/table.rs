@@ -70,17 +70,18 @@ type Key = (
     Reverse<usize>,
 );
 
-/// One path that matched, from the tree or a regex.
+/// One path that matched, from the tree or a regex: what ranks it.
 struct Candidate<'a> {
     route: usize,
     regex: bool,
     literal_len: usize,
     exact: bool,
     names: &'a [Arc<str>],
-    captures: [Range<usize>; MAX_PARAMS + 1],
-    /// Where `strip_path` cuts the path.
-    strip_at: usize,
 }
+
+/// A candidate's captures (up to [`MAX_PARAMS`], then a catch-all) and where `strip_path`
+/// cuts the path: worked out only for a candidate that ranks best so far.
+type Captured = ([Range<usize>; MAX_PARAMS + 1], usize);
 
 #[derive(Debug)]
 struct Best<'t> {
@@ -316,26 +317,24 @@ struct Search<'a> {
 
 impl<'a> Search<'a> {
     fn consider(&mut self, entry: &'a Entry, hit: Hit<'_>, path: &str) {
-        let mut captures: [Range<usize>; MAX_PARAMS + 1] = Default::default();
-        captures[..hit.captures.len()].clone_from_slice(hit.captures);
-        if let Some(rest) = hit.rest {
-            captures[hit.captures.len()] = rest;
-        }
-        // `strip_path` removes the literal part of the pattern: everything before the first
-        // capture, or the whole matched prefix.
-        let strip_at = hit.captures.first().map_or(hit.consumed, |c| c.start - 1);
-        self.offer(
-            Candidate {
-                route: entry.route,
-                regex: false,
-                literal_len: entry.literal_len,
-                exact: entry.exact,
-                names: &entry.params,
-                captures,
-                strip_at,
-            },
-            path,
-        );
+        let candidate = Candidate {
+            route: entry.route,
+            regex: false,
+            literal_len: entry.literal_len,
+            exact: entry.exact,
+            names: &entry.params,
+        };
+        self.offer(candidate, path, || {
+            let mut captures: [Range<usize>; MAX_PARAMS + 1] = Default::default();
+            captures[..hit.captures.len()].clone_from_slice(hit.captures);
+            if let Some(rest) = hit.rest.clone() {
+                captures[hit.captures.len()] = rest;
+            }
+            // `strip_path` removes the literal part of the pattern: everything before the
+            // first capture, or the whole matched prefix.
+            let strip_at = hit.captures.first().map_or(hit.consumed, |c| c.start - 1);
+            (captures, strip_at)
+        });
     }
 
     /// A regex path: its match, if any, competes with the tree's; `strip_path` removes the
@@ -344,48 +343,42 @@ impl<'a> Search<'a> {
         let Some(found) = regex.regex.captures(path) else {
             return;
         };
-        let mut captures: [Range<usize>; MAX_PARAMS + 1] = Default::default();
-        for (slot, group) in captures.iter_mut().zip(found.iter().skip(1)) {
-            // A group that took no part in the match captures nothing.
-            *slot = group.map_or(0..0, |g| g.range());
-        }
-        let strip_at = found.get(0).map_or(0, |m| m.end());
-        self.offer(
-            Candidate {
-                route,
-                regex: true,
-                literal_len: 0,
-                exact: false,
-                names: &regex.params,
-                captures,
-                strip_at,
-            },
-            path,
-        );
+        let candidate = Candidate {
+            route,
+            regex: true,
+            literal_len: 0,
+            exact: false,
+            names: &regex.params,
+        };
+        self.offer(candidate, path, || {
+            let mut captures: [Range<usize>; MAX_PARAMS + 1] = Default::default();
+            for (slot, group) in captures.iter_mut().zip(found.iter().skip(1)) {
+                // A group that took no part in the match captures nothing.
+                *slot = group.map_or(0..0, |g| g.range());
+            }
+            (captures, found.get(0).map_or(0, |m| m.end()))
+        });
     }
 
     /// A plain path under Kong's matching: a raw string prefix of the path.
     fn consider_raw_prefix(&mut self, route: usize, len: usize, path: &str) {
-        self.offer(
-            Candidate {
-                route,
-                regex: false,
-                literal_len: len,
-                exact: false,
-                names: &[],
-                captures: Default::default(),
-                // A prefix ending in `/` leaves that slash to the rest (`/` strips nothing).
-                strip_at: if path[..len].ends_with('/') {
-                    len - 1
-                } else {
-                    len
-                },
-            },
-            path,
-        );
+        let candidate = Candidate {
+            route,
+            regex: false,
+            literal_len: len,
+            exact: false,
+            names: &[],
+        };
+        // A prefix ending in `/` leaves that slash to the rest (`/` strips nothing).
+        let strip_at = if path[..len].ends_with('/') {
+            len - 1
+        } else {
+            len
+        };
+        self.offer(candidate, path, || (Default::default(), strip_at));
     }
 
-    fn offer(&mut self, candidate: Candidate<'a>, path: &str) {
+    fn offer(&mut self, candidate: Candidate<'a>, path: &str, captured: impl FnOnce() -> Captured) {
         let route = &self.table.routes[candidate.route];
         let host_rank = if route.hosts.is_empty() {
             (0, 0)
@@ -432,12 +425,13 @@ impl<'a> Search<'a> {
         if self.best.as_ref().is_some_and(|b| b.key >= key) {
             return;
         }
+        let (captures, strip_at) = captured();
         self.best = Some(Best {
             key,
             route: candidate.route,
-            strip_at: candidate.strip_at,
-            remainder_empty: candidate.strip_at == path.len(),
-            captures: candidate.captures,
+            strip_at,
+            remainder_empty: strip_at == path.len(),
+            captures,
             names: candidate.names,
         });
     }
